@@ -1,0 +1,35 @@
+# The two commands of the quickstart: `make demo` and `make test`. Everything a fresh clone
+# needs is installed here, into .venv; torch 2.13.0 (CPU) first, so that nothing pulls a CUDA build.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+UT := $(VENV)/bin/unitrack
+STAMP := $(VENV)/.installed
+TORCH_VERSION := 2.13.0
+DEMO_STORE := .unitrack-demo
+
+.PHONY: install demo test bench docs clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "torch==$(TORCH_VERSION)"
+	$(PY) -m pip install --quiet -e ".[all,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	rm -rf $(DEMO_STORE)
+	UNITRACK_DIR=$(DEMO_STORE) $(PY) examples/train_digits.py --config configs/local.yaml --epochs 3
+	UNITRACK_DIR=$(DEMO_STORE) $(UT) ls
+	UNITRACK_DIR=$(DEMO_STORE) $(UT) show latest
+
+test: install
+	$(PY) -m pytest -q --durations=15
+
+bench: install
+	$(PY) bench/log_overhead.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_STORE) .pytest_cache

@@ -1,0 +1,69 @@
+"""The system monitor: a daemon thread sampling CPU, memory, disk and GPUs every few seconds."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from unitrack.capture.gpu import gpu_sample
+from unitrack.config import MonitoringConfig
+
+Sample = dict[str, float]
+
+
+class SystemMonitor:
+    """Calls ``emit(values)`` with one sample every ``interval`` seconds until stopped."""
+
+    def __init__(self, settings: MonitoringConfig, disk_path: Path, emit: Callable[[Sample], None]) -> None:
+        self.settings = settings
+        self._disk_path = disk_path
+        self._emit = emit
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="unitrack-monitor", daemon=True)
+        self._process = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def sample(self) -> Sample:
+        """One sample of everything the settings ask for."""
+        import psutil
+
+        if self._process is None:
+            self._process = psutil.Process(os.getpid())
+            self._process.cpu_percent(None)  # the first call only sets the baseline
+        values: Sample = {}
+        s = self.settings
+        if s.log_cpu_usage:
+            values["cpu/process_percent"] = self._process.cpu_percent(None)
+            values["cpu/system_percent"] = psutil.cpu_percent(None)
+        if s.log_memory_usage:
+            memory = psutil.virtual_memory()
+            values["memory/process_rss_mb"] = self._process.memory_info().rss / 2**20
+            values["memory/system_used_percent"] = memory.percent
+            values["memory/system_available_mb"] = memory.available / 2**20
+        if s.log_disk_usage:
+            try:
+                values["disk/used_percent"] = psutil.disk_usage(str(self._disk_path)).percent
+            except OSError:
+                pass
+        if s.log_gpu_usage:
+            values.update(gpu_sample())
+        return values
+
+    def _run(self) -> None:
+        try:
+            self.sample()  # baseline for the CPU percentages
+        except Exception:
+            return
+        while not self._stop.wait(self.settings.interval):
+            try:
+                self._emit(self.sample())
+            except Exception:
+                continue  # one bad sample never ends monitoring

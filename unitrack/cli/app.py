@@ -1,0 +1,86 @@
+"""The ``unitrack`` command. Commands import their implementation when they run, so that
+``unitrack --help`` stays fast and loads neither torch nor any tracking backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from unitrack.cli.common import JsonOption, StoreOption, cli_errors, open_store
+
+app = typer.Typer(
+    name="unitrack",
+    help="Experiment tracking for PyTorch: list, inspect and export runs of the local store.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+@app.command("ls")
+def ls_command(
+    store: StoreOption = None,
+    tag: Annotated[Optional[list[str]], typer.Option("--tag", help="Only runs with this tag: KEY or KEY=VALUE (repeatable).")] = None,
+    git: Annotated[Optional[str], typer.Option("--git", help="Only runs of this git commit (a prefix is enough).")] = None,
+    status: Annotated[Optional[list[str]], typer.Option("--status", help="Only runs with this status (repeatable).")] = None,
+    filter_text: Annotated[
+        Optional[str],
+        typer.Option("--filter", help="An expression such as \"params.lr > 0.1 and metrics.acc >= 0.9\"."),
+    ] = None,
+    experiment: Annotated[Optional[str], typer.Option("--experiment", help="Only runs of this experiment.")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", "-n", min=1, help="Show at most N runs (newest first).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List runs, newest first."""
+    with cli_errors():
+        from unitrack.cli.common import print_json
+        from unitrack.cli.runs import find_runs, print_runs
+
+        runs_store = open_store(store, must_exist=False)
+        runs = find_runs(runs_store, tag, git, status, filter_text, experiment)[:limit]
+        print_json(runs) if as_json else print_runs(runs, runs_store)
+
+
+@app.command("show")
+def show_command(
+    run: Annotated[str, typer.Argument(help="A run id or an unambiguous prefix of one.")],
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Everything recorded about one run."""
+    with cli_errors():
+        from unitrack.cli.runs import show_run
+
+        show_run(open_store(store), run, as_json)
+
+
+@app.command("export")
+def export_command(
+    run: Annotated[str, typer.Argument(help="A run id or an unambiguous prefix of one.")],
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Every metric point as CSV (metric, step, time, value).")] = False,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """The whole run as JSON (default), with every metric point and its step; or the points as CSV."""
+    with cli_errors():
+        from unitrack.cli.runs import export_run
+
+        if as_json and as_csv:
+            raise ValueError("choose one of --json and --csv")
+        export_run(open_store(store), run, as_csv, out)
+
+
+@app.command("reindex")
+def reindex_command(store: StoreOption = None) -> None:
+    """Rebuild the store's SQLite index from the run folders."""
+    with cli_errors():
+        count = open_store(store).reindex()
+        typer.echo(f"indexed {count} run(s)")
+
+
+def main() -> None:
+    app()

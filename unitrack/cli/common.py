@@ -1,0 +1,119 @@
+"""What every command shares: the store option, error handling, JSON output, formatting."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from unitrack.config import DEFAULT_STORE_DIR, STORE_ENV
+
+StoreOption = Annotated[
+    Optional[Path],
+    typer.Option("--store", envvar=STORE_ENV, help=f"The local store (default: ${STORE_ENV} or ./{DEFAULT_STORE_DIR})."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of tables.")]
+
+STATUS_STYLES = {
+    "running": "cyan",
+    "completed": "green",
+    "failed": "red",
+    "interrupted": "yellow",
+    "crashed": "bold red",
+}
+
+
+def store_path(store: Path | None) -> Path:
+    return store if store is not None else Path(os.environ.get(STORE_ENV) or DEFAULT_STORE_DIR)
+
+
+def open_store(store: Path | None, must_exist: bool = True) -> Any:
+    from unitrack.errors import StoreError
+    from unitrack.store.runs import RunStore
+
+    path = store_path(store)
+    if must_exist and not path.exists():
+        raise StoreError(f"no unitrack store at {path} (use --store or ${STORE_ENV})")
+    return RunStore(path)
+
+
+@contextmanager
+def cli_errors() -> Iterator[None]:
+    """Turn expected errors into one clear line on stderr and exit status 1 (no traceback)."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        if os.environ.get("UNITRACK_DEBUG"):
+            raise
+        from unitrack.errors import UnitrackError
+
+        expected = isinstance(exc, (UnitrackError, OSError, ValueError, LookupError))
+        message = str(exc) if expected else f"internal error: {type(exc).__name__}: {exc} (UNITRACK_DEBUG=1 shows more)"
+        typer.echo(f"error: {message.splitlines()[0] if message else type(exc).__name__}", err=True)
+        for extra in message.splitlines()[1:]:
+            typer.echo(f"  {extra.strip()}", err=True)
+        raise typer.Exit(1) from None
+
+
+def json_safe(value: Any) -> Any:
+    """Data with non-finite floats as the strings "nan" / "inf" / "-inf" (strict JSON)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if value != value else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(json_safe(data), indent=2, sort_keys=False, allow_nan=False, default=str) + "\n")
+
+
+def console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False)
+
+
+def fmt_time(timestamp: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp)) if timestamp else "-"
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else (f"{minutes}m{secs:02d}s" if minutes else f"{secs}s")
+
+
+def fmt_value(value: Any) -> str:
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:.6g}"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return "-" if value is None else str(value)
+
+
+def fmt_status(status: str) -> str:
+    style = STATUS_STYLES.get(status, "")
+    return f"[{style}]{status}[/{style}]" if style else status

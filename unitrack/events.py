@@ -1,0 +1,199 @@
+"""The one vocabulary every part of unitrack speaks: what the journal stores and backends receive.
+
+A training call becomes an event with a sequence number (its place in the run's journal) and a
+wall-clock time. Backends translate events; they never see user objects. Each event is one JSON
+line in the journal, so non-finite numbers are written as the strings "nan", "inf" and "-inf".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+Number = float | int
+
+_NONFINITE_TOKENS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+_encode_finite = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+def encode_number(value: Number) -> Number | str:
+    """A JSON-safe form of a metric value: finite numbers as they are, NaN/inf as strings."""
+    if value - value == 0:  # false only for NaN and +-inf
+        return value
+    if value != value:
+        return "nan"
+    return "inf" if value > 0 else "-inf"
+
+
+def decode_number(value: Number | str) -> Number:
+    """The inverse of :func:`encode_number`."""
+    if isinstance(value, str):
+        return _NONFINITE_TOKENS.get(value, math.nan)
+    return value
+
+
+@dataclass(slots=True)
+class Event:
+    """Common fields: ``seq`` orders events within a run, ``time`` is seconds since the epoch."""
+
+    seq: int
+    time: float
+    kind: ClassVar[str] = "event"
+
+    def payload(self) -> dict[str, Any]:
+        """The kind-specific fields, JSON-ready."""
+        return {}
+
+    def to_record(self) -> dict[str, Any]:
+        return {"seq": self.seq, "kind": self.kind, "time": self.time, **self.payload()}
+
+    def to_json(self) -> str:
+        """The event's journal line (without the newline)."""
+        return _encode(self.to_record())
+
+
+@dataclass(slots=True)
+class MetricEvent(Event):
+    """Values of one or more metrics at one step."""
+
+    step: int = 0
+    values: dict[str, Number] = field(default_factory=dict)
+    kind: ClassVar[str] = "metric"
+
+    def payload(self) -> dict[str, Any]:
+        return {"step": self.step, "values": {k: encode_number(v) for k, v in self.values.items()}}
+
+    def to_json(self) -> str:
+        # the journal's most frequent line: encoded directly, falling back only for NaN / inf
+        try:
+            values = _encode_finite(self.values)
+        except ValueError:
+            values = _encode({k: encode_number(v) for k, v in self.values.items()})
+        return '{"seq":%d,"kind":"metric","time":%r,"step":%d,"values":%s}' % (self.seq, self.time, self.step, values)
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any]) -> MetricEvent:
+        values = {k: decode_number(v) for k, v in rec["values"].items()}
+        return cls(rec["seq"], rec["time"], rec["step"], values)
+
+
+@dataclass(slots=True)
+class ParamsEvent(Event):
+    """Hyperparameters, flattened with '/' and already redacted."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    kind: ClassVar[str] = "params"
+
+    def payload(self) -> dict[str, Any]:
+        return {"values": self.values}
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any]) -> ParamsEvent:
+        return cls(rec["seq"], rec["time"], dict(rec["values"]))
+
+
+@dataclass(slots=True)
+class TagsEvent(Event):
+    """Run tags (string keys and values)."""
+
+    values: dict[str, str] = field(default_factory=dict)
+    kind: ClassVar[str] = "tags"
+
+    def payload(self) -> dict[str, Any]:
+        return {"values": self.values}
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any]) -> TagsEvent:
+        return cls(rec["seq"], rec["time"], dict(rec["values"]))
+
+
+@dataclass(slots=True)
+class ArtifactEvent(Event):
+    """A file or folder stored in the run folder at ``path`` (relative to the run folder)."""
+
+    name: str = ""
+    path: str = ""
+    size: int = 0
+    sha256: str | None = None
+    kind: ClassVar[str] = "artifact"
+
+    def payload(self) -> dict[str, Any]:
+        return {"name": self.name, "path": self.path, "size": self.size, "sha256": self.sha256}
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any]) -> ArtifactEvent:
+        return cls(rec["seq"], rec["time"], rec["name"], rec["path"], rec.get("size", 0), rec.get("sha256"))
+
+
+@dataclass(slots=True)
+class SystemEvent(Event):
+    """One sample of the system monitor; ``rank`` labels samples of other distributed ranks."""
+
+    values: dict[str, Number] = field(default_factory=dict)
+    rank: int | None = None
+    kind: ClassVar[str] = "system"
+
+    def payload(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"values": {k: encode_number(v) for k, v in self.values.items()}}
+        if self.rank is not None:
+            data["rank"] = self.rank
+        return data
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any]) -> SystemEvent:
+        values = {k: decode_number(v) for k, v in rec["values"].items()}
+        return cls(rec["seq"], rec["time"], values, rec.get("rank"))
+
+
+@dataclass(slots=True)
+class StatusEvent(Event):
+    """A change of the run's status (running, completed, failed, interrupted)."""
+
+    status: str = "running"
+    kind: ClassVar[str] = "status"
+
+    def payload(self) -> dict[str, Any]:
+        return {"status": self.status}
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any]) -> StatusEvent:
+        return cls(rec["seq"], rec["time"], rec["status"])
+
+
+@dataclass(slots=True)
+class RecordEvent(Event):
+    """An event of a kind defined by a later part of unitrack (checkpoints, snapshots...).
+
+    Its fields travel as a plain mapping, so the journal, the dispatcher and backends that do
+    not know the kind still carry it intact.
+    """
+
+    kind_name: str = "record"
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:  # type: ignore[override]
+        return self.kind_name
+
+    def payload(self) -> dict[str, Any]:
+        return dict(self.data)
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any]) -> RecordEvent:
+        data = {k: v for k, v in rec.items() if k not in ("seq", "kind", "time")}
+        return cls(rec["seq"], rec["time"], rec["kind"], data)
+
+
+EVENT_TYPES: dict[str, Any] = {
+    cls.kind: cls for cls in (MetricEvent, ParamsEvent, TagsEvent, ArtifactEvent, SystemEvent, StatusEvent)
+}
+
+
+def event_from_record(rec: Mapping[str, Any]) -> Event:
+    """Rebuild an event from its journal record; unknown kinds become a :class:`RecordEvent`."""
+    cls = EVENT_TYPES.get(rec.get("kind", ""), RecordEvent)
+    return cls.from_record(rec)

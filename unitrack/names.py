@@ -1,0 +1,59 @@
+"""Validation of user-chosen names and run ids, so that no name can escape the store."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+
+MAX_NAME_LENGTH = 250
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+_RUN_ID_PATTERN = re.compile(r"^[0-9a-z]{1,64}$")
+_TIME_DIGITS = 9  # milliseconds in base 32: enough until the year 3000
+_RANDOM_DIGITS = 4
+
+
+def validate_name(value: object, what: str = "name") -> str:
+    """Return ``value`` if it is safe to use as a run or experiment name, else raise ValueError.
+
+    Names end up in folder names of some backends (TensorBoard, W&B), so anything that
+    could point outside a folder is refused: separators, ``.``/``..``, NUL and control characters.
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a string, got {type(value).__name__}")
+    problem = None
+    if not value.strip():
+        problem = "it is empty"
+    elif value != value.strip():
+        problem = "it starts or ends with white space"
+    elif len(value) > MAX_NAME_LENGTH:
+        problem = f"it is longer than {MAX_NAME_LENGTH} characters"
+    elif "\x00" in value or any(ord(c) < 32 for c in value):
+        problem = "it contains a NUL or control character"
+    elif "/" in value or "\\" in value or (os.sep in value) or os.path.isabs(value):
+        problem = "it contains a path separator"
+    elif value in (".", ".."):
+        problem = "it is a relative path"
+    if problem:
+        raise ValueError(f"{what} {value!r} is not allowed: {problem}")
+    return value
+
+
+def is_run_id(value: str) -> bool:
+    """True when ``value`` has the shape of a run id (or a prefix of one)."""
+    return bool(_RUN_ID_PATTERN.match(value))
+
+
+def _base32(number: int, width: int) -> str:
+    digits = []
+    for _ in range(width):
+        number, rest = divmod(number, 32)
+        digits.append(_CROCKFORD[rest])
+    return "".join(reversed(digits))
+
+
+def new_run_id(now: float | None = None) -> str:
+    """A short id that sorts by creation time: 9 base-32 digits of milliseconds + 4 random ones."""
+    millis = int((time.time() if now is None else now) * 1000)
+    return _base32(millis, _TIME_DIGITS) + _base32(secrets.randbits(5 * _RANDOM_DIGITS), _RANDOM_DIGITS)

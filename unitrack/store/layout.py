@@ -1,0 +1,74 @@
+"""Where things live in the store, named once so that no module spells a path twice."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The files of one run folder: ``<store>/runs/<run_id>/``."""
+
+    root: Path
+
+    @property
+    def run_id(self) -> str:
+        return self.root.name
+
+    @property
+    def run_json(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def params_json(self) -> Path:
+        return self.root / "params.json"
+
+    @property
+    def summary_json(self) -> Path:
+        return self.root / "summary.json"
+
+    @property
+    def events(self) -> Path:
+        return self.root / "events.jsonl"
+
+    @property
+    def heartbeat(self) -> Path:
+        return self.root / "heartbeat"
+
+    @property
+    def environment_json(self) -> Path:
+        return self.root / "environment.json"
+
+    @property
+    def cursors(self) -> Path:
+        return self.root / "cursors"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.root / "artifacts"
+
+    def cursor(self, backend: str) -> Path:
+        return self.cursors / f"{backend}.json"
+
+
+@dataclass(frozen=True)
+class StoreLayout:
+    """The store's top level: ``runs/``, ``objects/`` and the SQLite index."""
+
+    root: Path
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def objects(self) -> Path:
+        return self.root / "objects"
+
+    @property
+    def index(self) -> Path:
+        return self.root / "index.sqlite"
+
+    def run(self, run_id: str) -> RunPaths:
+        return RunPaths(self.runs / run_id)

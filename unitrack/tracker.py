@@ -1,0 +1,617 @@
+"""``ExperimentTracker``: the one object a training loop talks to.
+
+Its ``log_*`` calls validate, stamp and enqueue; they never touch the disk, the network or the
+GPU. The dispatcher writes the journal and feeds the backends on its own threads. Leaving the
+``with`` block (or ``finish()``) records the run's end: ``completed``, or ``failed`` /
+``interrupted`` when an exception or Ctrl-C left it; SIGTERM flushes and marks ``interrupted``;
+a process that dies without finishing reads as ``crashed``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+from unitrack.backends import create_backends
+from unitrack.backends.base import Backend, RunInfo
+from unitrack.backends.local import LocalBackend
+from unitrack.capture.environment import capture_environment
+from unitrack.capture.git import capture_git
+from unitrack.capture.model import (
+    describe_dataloader,
+    describe_loss,
+    describe_model,
+    describe_optimizer,
+    describe_scheduler,
+    setup_params,
+)
+from unitrack.capture.source import model_sources
+from unitrack.capture.system import SystemMonitor
+from unitrack.config import Config, config_hash, load_config
+from unitrack.dispatch import Dispatcher, WorkerSettings
+from unitrack.names import validate_name
+from unitrack.params import flatten_params
+from unitrack.redact import redact_argv, redact_text
+from unitrack.store.fsio import atomic_write_json
+from unitrack.store.runfile import RunFile
+from unitrack.store.runs import RunStore
+
+log = logging.getLogger("unitrack")
+
+# What `unitrack commit` hands to the script it runs.
+MESSAGE_ENV = "UNITRACK_MESSAGE"
+TAGS_ENV = "UNITRACK_TAGS"
+COMMAND_ENV = "UNITRACK_COMMAND"
+
+FINAL_STATUSES = ("completed", "failed", "interrupted")
+_RUNNING, _FINISHING, _FINISHED = "running", "finishing", "finished"
+_CAPTURE_WAIT_S = 15.0
+
+
+class _UncaughtExceptions:
+    """Remembers an exception that reached the top of the program, for runs finished at exit."""
+
+    last: type[BaseException] | None = None
+    _installed = False
+
+    @classmethod
+    def install(cls) -> None:
+        if cls._installed:
+            return
+        previous = sys.excepthook
+
+        def hook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+            cls.last = kind
+            previous(kind, value, tb)
+
+        sys.excepthook = hook
+        cls._installed = True
+
+
+def _status_for(kind: type[BaseException] | None, value: BaseException | None = None) -> str:
+    if kind is None:
+        return "completed"
+    if issubclass(kind, KeyboardInterrupt):
+        return "interrupted"
+    if issubclass(kind, SystemExit):
+        code = getattr(value, "code", 1)
+        return "completed" if code in (0, None) else "failed"
+    return "failed"
+
+
+class ExperimentTracker:
+    """Tracks one run: metrics, hyperparameters, artifacts, system usage and the model set-up.
+
+    ``config`` is anything :func:`unitrack.load_config` takes: a YAML path, a dict, a
+    :class:`Config` or None. ``backends`` adds backend instances of your own to the configured ones.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        config: Config | Mapping[str, Any] | str | os.PathLike[str] | None = None,
+        *,
+        run_name: str | None = None,
+        tags: Mapping[str, str] | Sequence[str] | None = None,
+        backends: Sequence[Backend] = (),
+    ) -> None:
+        self.experiment = validate_name(name, "experiment name")
+        self.config = load_config(config)
+        self.name = validate_name(run_name or self.config.run_name or self.experiment, "run name")
+        tracking = self.config.tracking
+
+        # hot-path state, read by log_metrics on every call
+        self._state = _RUNNING
+        self._step = 0
+        self._metric_keys: set[str] = set()
+        self._params: dict[str, Any] = {}
+
+        remotes = [*create_backends(self.config), *backends]  # before the run exists: a missing extra fails fast
+        self.store = RunStore(self.config.store_dir)
+        self._paths = self.store.new_run()
+        self.run_id = self._paths.run_id
+        self.run_dir = self._paths.root
+        self._start = time.time()
+
+        run_tags = {**self.config.tags, **_tags_from(tags), **_tags_from_env()}
+        self._run_file = RunFile(self._paths.run_json, self._initial_run_json(run_tags))
+        self._info_ready = threading.Event()
+        self._git: dict[str, Any] = {}
+        self._local = LocalBackend(self.store, self._paths, self._run_file)
+        self._dispatcher = Dispatcher(
+            self._paths,
+            self._local,
+            remotes,
+            self._run_info,
+            flush_interval=tracking.flush_interval,
+            queue_size=tracking.queue_size,
+            queue_full=tracking.queue_full,
+            queue_block_timeout=tracking.queue_block_timeout,
+            worker_settings=WorkerSettings(
+                batch_size=tracking.batch_size,
+                retry_attempts=tracking.retry_attempts,
+                retry_max_wait=tracking.retry_max_wait,
+                breaker_cooldown=tracking.breaker_cooldown,
+            ),
+        )
+        self._queue = self._dispatcher.queue
+        self._queue_limit = tracking.queue_size
+        self._jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unitrack-capture")
+        self._futures: list[Future[Any]] = []
+        self._submit(self._capture_start)
+        self._dispatcher.start(self._run_info(wait=False))
+        if run_tags:
+            self._queue.append(("tags", self._start, dict(run_tags)))
+        self._monitor: SystemMonitor | None = None
+        if self.config.monitoring.enabled:
+            self._monitor = SystemMonitor(self.config.monitoring, self.store.root, self._emit_system)
+            self._monitor.start()
+        self._previous_sigterm: Any = None
+        self._install_signal_handler()
+        _UncaughtExceptions.install()
+        atexit.register(self._at_exit)
+
+    # --- the public API -----------------------------------------------------------------------
+
+    @property
+    def step(self) -> int:
+        """The step the next ``log_metrics`` call without ``step`` will use."""
+        return self._step
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The hyperparameters logged so far (flattened and redacted), as stored."""
+        return dict(self._params)
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Record metric values at ``step`` (default: one past the last step).
+
+        Values may be Python numbers, NumPy scalars or one-element tensors (read off the
+        training thread, so a CUDA tensor never forces a sync here). NaN and inf are recorded.
+        """
+        if self._state is not _RUNNING:
+            self._raise_not_running()
+        if step is None:
+            step = self._step
+        elif type(step) is not int or step < 0:
+            step = _checked_step(step)
+        values: dict[str, Any] = {}
+        known = self._metric_keys
+        for key, value in metrics.items():
+            if key not in known:
+                _check_metric_key(key, known)
+            cls = type(value)
+            if cls is float or cls is int:
+                values[key] = value
+            else:
+                _add_metric_value(key, value, values, known)
+        queue = self._queue
+        if len(queue) >= self._queue_limit and not self._dispatcher.make_room():
+            return
+        queue.append(("metric", step, time.time(), values))
+        self._step = step + 1
+
+    def log_hyperparameters(self, params: Any) -> None:
+        """Record hyperparameters (a mapping, dataclass, Namespace, pydantic model or DictConfig)."""
+        if self._state is not _RUNNING:
+            self._raise_not_running()
+        flat = flatten_params(params)
+        if flat:
+            self._params.update(flat)
+            self._queue.append(("params", time.time(), flat))
+
+    log_params = log_hyperparameters
+
+    def set_tags(self, tags: Mapping[str, Any] | Sequence[str]) -> None:
+        """Add or change run tags (``{"k": "v"}``, or labels ``["nlp"]``)."""
+        if self._state is not _RUNNING:
+            self._raise_not_running()
+        values = _tags_from(tags)
+        if values:
+            self._queue.append(("tags", time.time(), values))
+
+    def log_artifact(self, path: str | os.PathLike[str], name: str | None = None) -> Path:
+        """Copy a file or folder into the run now, and mirror it to the backends; return its stored path.
+
+        The copy is made before returning, so the original may be changed or deleted at once.
+        """
+        if self._state is not _RUNNING:
+            self._raise_not_running()
+        source = Path(path)
+        if not source.exists():
+            raise FileNotFoundError(f"artifact {str(source)!r} does not exist")
+        name = _artifact_name(name or source.name)
+        target = self._paths.artifacts / name
+        if target.exists():
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target)
+        else:
+            shutil.copy2(source, target)
+        self._submit(self._announce_artifact, name, target)
+        return target
+
+    def watch(
+        self,
+        model: Any,
+        optimizer: Any = None,
+        scheduler: Any = None,
+        loss_fn: Any = None,
+        dataloader: Any = None,
+        *,
+        log_params: bool = True,
+    ) -> None:
+        """Record what the model and its training set-up are.
+
+        Stored as artifacts under ``model/``: the architecture (``repr`` and a per-module table of
+        parameter counts, dtypes and devices), the optimizer's param groups, the scheduler, the
+        loss and the data loader, and the source of the model's classes and the functions they
+        call. With ``log_params`` the key facts (``optimizer/lr``, ``model/parameters``...) are also
+        logged as hyperparameters, without overriding ones you logged yourself.
+        """
+        if self._state is not _RUNNING:
+            self._raise_not_running()
+        # optimizer and scheduler settings change during training: read them now
+        setup: dict[str, Any] = {}
+        if optimizer is not None:
+            setup["optimizer"] = describe_optimizer(optimizer)
+        if scheduler is not None:
+            setup["scheduler"] = describe_scheduler(scheduler)
+        self._submit(self._record_setup, model, loss_fn, dataloader, setup, log_params)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Return once everything logged so far is durable in the local store (False on timeout)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._wait_jobs(timeout):
+            return False
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        return self._dispatcher.flush(remaining)
+
+    def finish(self, status: str = "completed", timeout: float | None = None) -> None:
+        """End the run: flush, give the backends up to ``timeout`` (config: tracking.finish_timeout), record status.
+
+        Calling it again does nothing; logging after it raises.
+        """
+        if status not in FINAL_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(FINAL_STATUSES)}, not {status!r}")
+        if self._state is not _RUNNING:
+            return
+        self._state = _FINISHING
+        budget = self.config.tracking.finish_timeout if timeout is None else timeout
+        deadline = time.monotonic() + budget
+        try:
+            if self._monitor is not None:
+                self._monitor.stop()
+            self._wait_jobs(min(_CAPTURE_WAIT_S, budget))
+            self._queue.append(("status", time.time(), status))
+            states = self._dispatcher.close(max(0.0, deadline - time.monotonic()))
+            self._local.close(status, backends=states, peak_rss_mb=_peak_rss_mb())
+            self._warn_owed(states)
+        finally:
+            self._state = _FINISHED
+            self._jobs.shutdown(wait=False)
+            self._restore_signal_handler()
+            atexit.unregister(self._at_exit)
+
+    @property
+    def finished(self) -> bool:
+        return self._state is _FINISHED
+
+    def __enter__(self) -> ExperimentTracker:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.finish(_status_for(kind, value))
+
+    def __repr__(self) -> str:
+        return f"ExperimentTracker(run_id={self.run_id!r}, experiment={self.experiment!r}, state={self._state!r})"
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _raise_not_running(self) -> None:
+        raise RuntimeError(f"run {self.run_id} is {self._state}: start a new tracker to log more")
+
+    def _initial_run_json(self, tags: dict[str, str]) -> dict[str, Any]:
+        import psutil
+
+        command = _command_from_env() or redact_argv(list(sys.argv))
+        return {
+            "format": 1,
+            "run_id": self.run_id,
+            "name": self.name,
+            "experiment": self.experiment,
+            "status": "running",
+            "message": os.environ.get(MESSAGE_ENV) or self.config.description,
+            "description": self.config.description,
+            "tags": tags,
+            "start_time": self._start,
+            "end_time": None,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "pid_start_time": psutil.Process(os.getpid()).create_time(),
+            "command": command,
+            "cwd": os.getcwd(),
+            "config_hash": config_hash(self.config),
+            "config": self.config.redacted(),
+            "git": {},
+            "backends": {},
+        }
+
+    def _run_info(self, wait: bool = True) -> RunInfo:
+        """What backends are told when they open the run (by default after the git capture, briefly)."""
+        if wait:
+            self._info_ready.wait(_CAPTURE_WAIT_S)
+        run = self._run_file.snapshot()
+        return RunInfo(
+            run_id=self.run_id,
+            name=self.name,
+            experiment=self.experiment,
+            run_dir=self.run_dir,
+            start_time=self._start,
+            tags=dict(run.get("tags") or {}),
+            description=self.config.description,
+            message=run.get("message"),
+            config=run["config"],
+            config_hash=run["config_hash"],
+            git=dict(self._git),
+            command=list(run.get("command") or []),
+        )
+
+    def _submit(self, job: Any, *args: Any) -> None:
+        self._futures = [f for f in self._futures if not f.done()]
+        self._futures.append(self._jobs.submit(self._guarded, job, *args))
+
+    @staticmethod
+    def _guarded(job: Any, *args: Any) -> None:
+        try:
+            job(*args)
+        except Exception as exc:  # a capture problem is worth a warning, never a failed run
+            log.warning("unitrack: %s failed: %s: %s", getattr(job, "__name__", job), type(exc).__name__, exc)
+
+    def _wait_jobs(self, timeout: float | None) -> bool:
+        pending = [f for f in self._futures if not f.done()]
+        if not pending:
+            return True
+        _, not_done = wait_futures(pending, timeout)
+        return not not_done
+
+    def _capture_start(self) -> None:
+        capture = self.config.capture
+        try:
+            if capture.git:
+                self._git, patch = capture_git()
+                self._run_file.update(git=self._git)
+                if patch:
+                    self._store_artifact_text("git.patch", patch)
+        finally:
+            self._info_ready.set()
+        if capture.environment:
+            environment = capture_environment(include_packages=capture.packages)
+            atomic_write_json(self._paths.environment_json, environment)
+
+    def _record_setup(
+        self, model: Any, loss_fn: Any, dataloader: Any, setup: dict[str, Any], log_params: bool
+    ) -> None:
+        setup["model"] = describe_model(model)
+        if loss_fn is not None:
+            setup["loss"] = describe_loss(loss_fn)
+        if dataloader is not None:
+            setup["data"] = describe_dataloader(dataloader)
+        self._store_artifact_text("model/architecture.txt", setup["model"]["repr"] + "\n")
+        self._store_artifact_text("model/summary.json", json.dumps(setup, indent=2, sort_keys=True) + "\n")
+        sources = model_sources(model)
+        self._store_artifact_text("model/sources.json", json.dumps(sources, indent=2, sort_keys=True) + "\n")
+        if log_params and self._state is _RUNNING:
+            extracted = {k: v for k, v in flatten_params(setup_params(setup)).items() if k not in self._params}
+            if extracted:
+                self._params.update(extracted)
+                self._queue.append(("params", time.time(), extracted))
+
+    def _store_artifact_text(self, name: str, text: str) -> None:
+        target = self._paths.artifacts / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        self._announce_artifact(name, target)
+
+    def _announce_artifact(self, name: str, target: Path) -> None:
+        size, digest = _digest(target)
+        relative = target.relative_to(self.run_dir).as_posix()
+        self._queue.append(("artifact", time.time(), name, relative, size, digest))
+
+    def _emit_system(self, values: dict[str, float]) -> None:
+        if self._state is _RUNNING:
+            self._queue.append(("system", time.time(), values, None))
+
+    def _warn_owed(self, states: dict[str, dict[str, Any]]) -> None:
+        for backend, state in states.items():
+            if state.get("owed"):
+                log.warning(
+                    "unitrack: backend %r still owes %d event(s) of run %s; `unitrack sync %s` delivers them",
+                    backend,
+                    state["owed"],
+                    self.run_id,
+                    self.run_id,
+                )
+
+    def _at_exit(self) -> None:
+        kind = _UncaughtExceptions.last
+        self.finish(_status_for(kind) if kind is not None else "completed")
+
+    def _install_signal_handler(self) -> None:
+        if not self.config.capture.handle_signals or threading.current_thread() is not threading.main_thread():
+            return
+        try:
+            self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
+        except (ValueError, OSError):  # not allowed here (embedded interpreters)
+            self._previous_sigterm = None
+
+    def _restore_signal_handler(self) -> None:
+        if self._previous_sigterm is None:
+            return
+        try:
+            if signal.getsignal(signal.SIGTERM) == self._on_sigterm:
+                signal.signal(signal.SIGTERM, self._previous_sigterm)
+        except (ValueError, OSError):
+            pass
+
+    def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
+        previous = self._previous_sigterm
+        self.finish("interrupted")
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def experiment_tracking(
+    name: str,
+    config: Config | Mapping[str, Any] | str | os.PathLike[str] | None = None,
+    **options: Any,
+) -> ExperimentTracker:
+    """``with experiment_tracking("exp", cfg) as tracker:`` — the run ends with the block."""
+    return ExperimentTracker(name, config, **options)
+
+
+# --- validation helpers of the hot path (only reached on the first use of a key, or a slow value) ---
+
+
+def _check_metric_key(key: Any, known: set[str]) -> None:
+    if not isinstance(key, str):
+        raise TypeError(f"metric names must be strings, got {key!r} ({type(key).__name__})")
+    if not key or not key.strip():
+        raise ValueError("metric names must not be empty")
+    known.add(key)
+
+
+def _checked_step(step: Any) -> int:
+    if isinstance(step, bool) or not hasattr(step, "__index__"):
+        raise TypeError(f"step must be an integer, got {step!r} ({type(step).__name__})")
+    value = step.__index__()
+    if value < 0:
+        raise ValueError(f"step must not be negative, got {value}")
+    return value
+
+
+def _add_metric_value(key: str, value: Any, values: dict[str, Any], known: set[str]) -> None:
+    """The slow path of ``log_metrics``: nested dicts, bools, NumPy and torch values, errors."""
+    if isinstance(value, Mapping):
+        for sub_key, sub_value in value.items():
+            if not isinstance(sub_key, str):
+                raise TypeError(f"metric names must be strings, got {sub_key!r} under {key!r}")
+            name = f"{key}/{sub_key}"
+            if name not in known:
+                _check_metric_key(name, known)
+            if type(sub_value) is float or type(sub_value) is int:
+                values[name] = sub_value
+            else:
+                _add_metric_value(name, sub_value, values, known)
+        return
+    if isinstance(value, bool):
+        values[key] = int(value)
+        return
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"metric {key!r} is text ({value!r}); metrics must be numbers — log text with set_tags")
+    if value is None:
+        raise TypeError(f"metric {key!r} is None; metrics must be numbers")
+    module = type(value).__module__.split(".")[0]
+    if module in ("torch", "numpy", "jax", "jaxlib"):
+        size = value.numel() if callable(getattr(value, "numel", None)) else getattr(value, "size", 1)
+        if size != 1:
+            shape = tuple(getattr(value, "shape", ()))
+            raise ValueError(f"metric {key!r} has {size} elements (shape {shape}); log one number per metric")
+        dtype = str(getattr(value, "dtype", ""))
+        if "complex" in dtype or not any(t in dtype for t in ("float", "int", "bool", "half")):
+            raise TypeError(f"metric {key!r} has dtype {dtype}; metrics must be real numbers")
+        values[key] = value  # converted to a float by the writer thread
+        return
+    try:
+        values[key] = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"metric {key!r} is a {type(value).__name__}; metrics must be numbers") from None
+
+
+# --- small helpers -------------------------------------------------------------------------------
+
+
+def _tags_from(tags: Mapping[str, Any] | Sequence[str] | None) -> dict[str, str]:
+    if not tags:
+        return {}
+    if isinstance(tags, Mapping):
+        return {str(k): "" if v is None else redact_text(str(v)) for k, v in tags.items()}
+    if isinstance(tags, str):
+        return {tags: ""}
+    return {str(label): "" for label in tags}
+
+
+def _tags_from_env() -> dict[str, str]:
+    raw = os.environ.get(TAGS_ENV)
+    if not raw:
+        return {}
+    try:
+        return _tags_from(json.loads(raw))
+    except (ValueError, TypeError):
+        log.warning("unitrack: ignoring %s: not a JSON object", TAGS_ENV)
+        return {}
+
+
+def _command_from_env() -> list[str] | None:
+    raw = os.environ.get(COMMAND_ENV)
+    if not raw:
+        return None
+    try:
+        return redact_argv([str(part) for part in json.loads(raw)])
+    except (ValueError, TypeError):
+        return None
+
+
+def _artifact_name(name: str) -> str:
+    parts = Path(name).parts
+    if not parts or Path(name).is_absolute() or ".." in parts or "\x00" in name:
+        raise ValueError(f"artifact name {name!r} must be a relative path inside the run")
+    return Path(*parts).as_posix()
+
+
+def _digest(path: Path) -> tuple[int, str]:
+    """Size and SHA-256 of a file, or of a folder (its files' paths and contents, in order)."""
+    if path.is_file():
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return path.stat().st_size, digest.hexdigest()
+    digest = hashlib.sha256()
+    total = 0
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        size, file_digest = _digest(file)
+        total += size
+        digest.update(f"{file.relative_to(path).as_posix()}\0{file_digest}\n".encode())
+    return total, digest.hexdigest()
+
+
+def _peak_rss_mb() -> float | None:
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 1024 if sys.platform != "darwin" else peak / 2**20
+    except (ImportError, OSError):
+        return None
