@@ -1,6 +1,6 @@
 """Train a small CNN on scikit-learn's digits (no download) and track it with unitrack.
 
-    python examples/train_digits.py --config configs/local.yaml --lr 0.01 --epochs 5
+    python examples/train_digits.py --config configs/local.yaml --lr 0.05 --epochs 5
 
 Switch backends with another config (configs/all-backends.yaml) without touching this code.
 """
@@ -72,7 +72,7 @@ def evaluate(model: nn.Module, loader: DataLoader, loss_fn: nn.Module) -> tuple[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=None, help="a unitrack YAML config (default: local store only)")
-    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--hidden", type=int, default=64)

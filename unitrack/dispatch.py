@@ -427,12 +427,13 @@ class BackendWorker:
         events = [event_from_record(r) for r in chunk.records if int(r.get("seq", 0)) > self.state.seq]
         try:
             for group in self._groups(events):
-                self._retrying(lambda group=group: self._deliver(group))
+                try:
+                    self._retrying(lambda group=group: self._deliver(group))
+                except PermanentBackendError:
+                    self._deliver_one_by_one(group)
                 self.state.seq = group[-1].seq
         except (_Aborted, KeyboardInterrupt):
             raise
-        except PermanentBackendError as exc:
-            self._skip(events, exc)
         except Exception as exc:
             self._record_error(exc)
             self._open_breaker()
@@ -476,13 +477,21 @@ class BackendWorker:
         else:
             self.backend.write(group)
 
-    def _skip(self, events: list[Event], exc: Exception) -> None:
-        skipped = [e for e in events if e.seq > self.state.seq]
-        self.state.skipped_events += len(skipped)
-        self._record_error(exc)
-        log.warning("unitrack: backend %r rejected %d event(s) for good: %s", self.backend.name, len(skipped), exc)
-        if skipped:
-            self.state.seq = skipped[-1].seq
+    def _deliver_one_by_one(self, group: list[Event]) -> None:
+        """A batch was refused for good: deliver its events alone, skipping only those refused again."""
+        for event in group:
+            try:
+                self._retrying(lambda event=event: self._deliver([event]))
+            except PermanentBackendError as exc:
+                self.state.skipped_events += 1
+                self._record_error(exc)
+                log.warning(
+                    "unitrack: backend %r refused event %d (%s) for good: %s; it stays in the journal",
+                    self.backend.name,
+                    event.seq,
+                    event.kind,
+                    exc,
+                )
 
     def _close_backend(self) -> None:
         try:
@@ -506,7 +515,9 @@ class BackendWorker:
             attempts = min(attempts, 2)  # at finish, fail fast: what is left stays owed
         for attempt in Retrying(
             stop=stop_after_attempt(attempts),
-            wait=wait_exponential_jitter(initial=0.25, max=self._settings.retry_max_wait),
+            wait=wait_exponential_jitter(
+                multiplier=0.25, max=self._settings.retry_max_wait, jitter=min(0.5, self._settings.retry_max_wait)
+            ),
             retry=retry_if_not_exception_type((PermanentBackendError, _Aborted)),
             sleep=self._sleep,
             reraise=True,

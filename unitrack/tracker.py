@@ -46,7 +46,7 @@ from unitrack.config import Config, config_hash, load_config
 from unitrack.dispatch import Dispatcher, WorkerSettings
 from unitrack.names import validate_name
 from unitrack.params import flatten_params
-from unitrack.redact import redact_argv, redact_text
+from unitrack.redact import redact_argv, redact_value
 from unitrack.store.fsio import atomic_write_json
 from unitrack.store.runfile import RunFile
 from unitrack.store.runs import RunStore
@@ -128,7 +128,7 @@ class ExperimentTracker:
         self.run_dir = self._paths.root
         self._start = time.time()
 
-        run_tags = {**self.config.tags, **_tags_from(tags), **_tags_from_env()}
+        run_tags = {**_tags_from(self.config.tags), **_tags_from(tags), **_tags_from_env()}
         self._run_file = RunFile(self._paths.run_json, self._initial_run_json(run_tags))
         self._info_ready = threading.Event()
         self._git: dict[str, Any] = {}
@@ -419,7 +419,7 @@ class ExperimentTracker:
         self._store_artifact_text("model/summary.json", json.dumps(setup, indent=2, sort_keys=True) + "\n")
         sources = model_sources(model)
         self._store_artifact_text("model/sources.json", json.dumps(sources, indent=2, sort_keys=True) + "\n")
-        if log_params and self._state is _RUNNING:
+        if log_params and self._state is not _FINISHED:
             extracted = {k: v for k, v in flatten_params(setup_params(setup)).items() if k not in self._params}
             if extracted:
                 self._params.update(extracted)
@@ -556,7 +556,7 @@ def _tags_from(tags: Mapping[str, Any] | Sequence[str] | None) -> dict[str, str]
     if not tags:
         return {}
     if isinstance(tags, Mapping):
-        return {str(k): "" if v is None else redact_text(str(v)) for k, v in tags.items()}
+        return {str(k): "" if v is None else str(redact_value(str(k), str(v))) for k, v in tags.items()}
     if isinstance(tags, str):
         return {tags: ""}
     return {str(label): "" for label in tags}

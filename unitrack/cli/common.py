@@ -86,9 +86,13 @@ def print_json(data: Any) -> None:
 
 
 def console() -> Any:
+    """A rich console; when output is piped, wide enough that tables do not fold into columns of letters."""
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=False)
+    out = Console(highlight=False, soft_wrap=False)
+    if not out.is_terminal:
+        out = Console(highlight=False, soft_wrap=False, width=max(out.width, 160))
+    return out
 
 
 def fmt_time(timestamp: float | None) -> str:

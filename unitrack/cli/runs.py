@@ -38,6 +38,17 @@ def run_summary(row: IndexRow) -> dict[str, Any]:
     }
 
 
+def headline_metrics(metrics: dict[str, Any], count: int = _TABLE_METRICS) -> list[str]:
+    """The metrics a person looks at first: validation accuracy and loss, then other acc / loss."""
+
+    def rank(key: str) -> tuple[int, str]:
+        lowered = key.lower()
+        score = ("acc" in lowered or "loss" in lowered) + ("val" in lowered or "test" in lowered)
+        return (-score, key)
+
+    return sorted(metrics, key=rank)[:count]
+
+
 def _matches_tags(tags: dict[str, str], wanted: list[str]) -> bool:
     for item in wanted:
         key, sep, value = item.partition("=")
@@ -84,9 +95,9 @@ def print_runs(runs: list[dict[str, Any]], store: RunStore) -> None:
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("run", "name", "status", "started", "took", "git", "metrics", "message"):
         wraps = column in ("metrics", "message")
-        table.add_column(column, overflow="fold" if wraps else "ellipsis", no_wrap=not wraps, min_width=24 if column == "metrics" else None)
+        table.add_column(column, overflow="fold" if wraps else "ellipsis", no_wrap=not wraps)
     for run in runs:
-        metrics = "  ".join(f"{k}={fmt_value(v)}" for k, v in sorted(run["metrics"].items())[:_TABLE_METRICS])
+        metrics = "  ".join(f"{k}={fmt_value(run['metrics'][k])}" for k in headline_metrics(run["metrics"]))
         if len(run["metrics"]) > _TABLE_METRICS:
             metrics += f"  (+{len(run['metrics']) - _TABLE_METRICS})"
         table.add_row(

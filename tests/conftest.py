@@ -1,0 +1,69 @@
+"""Shared fixtures: every test runs in its own folder with its own store and a clean environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Settings that keep trackers quick in tests; each test adds what it exercises.
+QUIET = {"monitoring": {"enabled": False}, "capture": {"packages": False}}
+
+
+def quiet_config(**sections: Any) -> dict[str, Any]:
+    """QUIET merged with ``sections`` (one level deep)."""
+    config: dict[str, Any] = {k: dict(v) for k, v in QUIET.items()}
+    for key, value in sections.items():
+        if isinstance(value, dict):
+            config.setdefault(key, {}).update(value)
+        else:
+            config[key] = value
+    return config
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for key in list(os.environ):
+        if key.startswith(("UNITRACK", "MLFLOW_", "WANDB_", "ANTHROPIC_")):
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("UNITRACK_DIR", str(tmp_path / "store"))
+    return tmp_path
+
+
+@pytest.fixture
+def store_dir(tmp_path: Path) -> Path:
+    return tmp_path / "store"
+
+
+def journal(run_dir: Path) -> list[dict[str, Any]]:
+    """The parsed journal of a run."""
+    lines = (run_dir / "events.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def metric_points(run_dir: Path, key: str) -> list[tuple[int, Any]]:
+    return [(e["step"], e["values"][key]) for e in journal(run_dir) if e["kind"] == "metric" and key in e["values"]]
+
+
+def run_script(code: str, tmp_path: Path, *args: str, timeout: float = 120, **popen: Any) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` as a script in a fresh interpreter (same environment, same store)."""
+    script = tmp_path / f"script_{abs(hash(code))}.py"
+    script.write_text(textwrap.dedent(code))
+    return subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=timeout, cwd=tmp_path, **popen
+    )
+
+
+def start_script(code: str, tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    script = tmp_path / f"script_{abs(hash(code))}.py"
+    script.write_text(textwrap.dedent(code))
+    return subprocess.Popen(
+        [sys.executable, str(script), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path
+    )
