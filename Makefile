@@ -29,7 +29,10 @@ test: install
 	$(PY) -m pytest -q --durations=15
 
 bench: install
-	$(PY) bench/log_overhead.py
+	$(PY) -m bench.log_overhead --write-doc
+
+docs: install
+	$(PY) -m unitrack.config_reference --write docs/configuration.md
 
 clean:
 	rm -rf $(VENV) $(DEMO_STORE) .pytest_cache
