@@ -108,6 +108,10 @@ class CheckpointingConfig(_Section):
         None, ge=1, description="Save only when step is a multiple of this (calls in between are skipped)."
     )
     compression: Literal["none", "gzip", "zstd"] = Field("none", description="Compression of checkpoint files.")
+    upload: dict[Literal["mlflow", "wandb", "tensorboard"], Literal["best", "last", "all", "none"]] = Field(
+        default_factory=dict,
+        description="Which checkpoints each remote backend receives: best, last, all or none (default: best).",
+    )
 
 
 class MonitoringConfig(_Section):
