@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "ExperimentTracker": "unitrack.tracker",
     "experiment_tracking": "unitrack.tracker",
+    "log_all": "unitrack.oneshot",
     "Config": "unitrack.config",
     "load_config": "unitrack.config",
     "config_hash": "unitrack.config",
@@ -32,6 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from unitrack.backends.base import Backend, Capabilities, RunInfo
     from unitrack.config import Config, config_hash, load_config
     from unitrack.errors import ConfigError, RunNotFoundError, UnitrackError
+    from unitrack.oneshot import log_all
     from unitrack.tracker import ExperimentTracker, experiment_tracking
 
 

@@ -46,6 +46,7 @@ from unitrack.config import Config, config_hash, load_config
 from unitrack.dispatch import Dispatcher, WorkerSettings
 from unitrack.names import validate_name
 from unitrack.params import flatten_params
+from unitrack.progress import ProgressReporter, ProgressSample
 from unitrack.redact import redact_argv, redact_value
 from unitrack.store.fsio import atomic_write_json
 from unitrack.store.runfile import RunFile
@@ -161,6 +162,7 @@ class ExperimentTracker:
         if self.config.monitoring.enabled:
             self._monitor = SystemMonitor(self.config.monitoring, self.store.root, self._emit_system)
             self._monitor.start()
+        self._progress: ProgressReporter | None = None
         self._previous_sigterm: Any = None
         self._install_signal_handler()
         _UncaughtExceptions.install()
@@ -275,6 +277,25 @@ class ExperimentTracker:
             setup["scheduler"] = describe_scheduler(scheduler)
         self._submit(self._record_setup, model, loss_fn, dataloader, setup, log_params)
 
+    def progress(self, total_steps: int, description: str | None = None, interval: float = 1.0) -> ProgressReporter:
+        """Show a progress bar with ETA (in a terminal) and log throughput and ETA as metrics.
+
+        The bar follows the step counter of ``log_metrics``, so the loop needs no extra call;
+        it closes at ``finish()``. Calling it again replaces the previous bar.
+        """
+        if self._state is not _RUNNING:
+            self._raise_not_running()
+        if self._progress is not None:
+            self._progress.stop()
+        self._progress = ProgressReporter(
+            total_steps,
+            lambda: self._step,
+            self._log_progress,
+            description=description or self.name,
+            interval=interval,
+        ).start()
+        return self._progress
+
     def flush(self, timeout: float | None = None) -> bool:
         """Return once everything logged so far is durable in the local store (False on timeout)."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -298,6 +319,8 @@ class ExperimentTracker:
         try:
             if self._monitor is not None:
                 self._monitor.stop()
+            if self._progress is not None:
+                self._progress.stop()
             self._wait_jobs(min(_CAPTURE_WAIT_S, budget))
             self._queue.append(("status", time.time(), status))
             states = self._dispatcher.close(max(0.0, deadline - time.monotonic()))
@@ -435,6 +458,10 @@ class ExperimentTracker:
         size, digest = _digest(target)
         relative = target.relative_to(self.run_dir).as_posix()
         self._queue.append(("artifact", time.time(), name, relative, size, digest))
+
+    def _log_progress(self, sample: ProgressSample, step: int) -> None:
+        # straight onto the queue: log_metrics would move the user's step counter
+        self._queue.append(("metric", step, time.time(), sample.as_metrics()))
 
     def _emit_system(self, values: dict[str, float]) -> None:
         if self._state is _RUNNING:
