@@ -79,3 +79,19 @@ def test_log_all_records_model_tags_and_result_as_a_finished_run(store_dir: Path
     from unitrack.store.runs import RunStore
 
     assert RunStore(store_dir).load(run_id).last_metrics["result"] == 0.93
+
+
+def test_watch_with_example_input_stores_the_model_graph_and_epochs_start_progress() -> None:
+    from tensorboard.compat.proto.graph_pb2 import GraphDef
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.zeros(12, 4)), batch_size=4)
+    with ut.experiment_tracking("graph", quiet_config()) as tracker:
+        tracker.watch(model, dataloader=loader, example_input=torch.zeros(1, 4), epochs=2)
+        assert tracker._progress is not None and tracker._progress.total == 6
+        assert model.training  # tracing left the model as it was
+        run_dir = tracker.run_dir
+    graph = GraphDef()
+    graph.ParseFromString((run_dir / "artifacts" / "model" / "graph.pb").read_bytes())
+    ops = {node.op for node in graph.node}
+    assert "aten::linear" in ops and "aten::relu" in ops

@@ -32,6 +32,7 @@ from unitrack.backends.base import Backend, RunInfo
 from unitrack.backends.local import LocalBackend
 from unitrack.capture.environment import capture_environment
 from unitrack.capture.git import capture_git
+from unitrack.capture.graph import GRAPH_ARTIFACT, model_graph
 from unitrack.capture.model import (
     describe_dataloader,
     describe_loss,
@@ -258,6 +259,8 @@ class ExperimentTracker:
         dataloader: Any = None,
         *,
         log_params: bool = True,
+        example_input: Any = None,
+        epochs: int | None = None,
     ) -> None:
         """Record what the model and its training set-up are.
 
@@ -266,6 +269,10 @@ class ExperimentTracker:
         loss and the data loader, and the source of the model's classes and the functions they
         call. With ``log_params`` the key facts (``optimizer/lr``, ``model/parameters``...) are also
         logged as hyperparameters, without overriding ones you logged yourself.
+
+        ``example_input`` traces the model once (here, on this thread) into a graph for
+        TensorBoard (``model/graph.pb``). ``epochs`` with a ``dataloader`` that has a length starts
+        :meth:`progress` for ``epochs * len(dataloader)`` steps.
         """
         if self._state is not _RUNNING:
             self._raise_not_running()
@@ -276,6 +283,12 @@ class ExperimentTracker:
         if scheduler is not None:
             setup["scheduler"] = describe_scheduler(scheduler)
         self._submit(self._record_setup, model, loss_fn, dataloader, setup, log_params)
+        if example_input is not None:
+            graph = model_graph(model, example_input)
+            if graph is not None:
+                self._submit(self._store_artifact_bytes, GRAPH_ARTIFACT, graph)
+        if epochs is not None and dataloader is not None and hasattr(dataloader, "__len__"):
+            self.progress(epochs * len(dataloader))
 
     def progress(self, total_steps: int, description: str | None = None, interval: float = 1.0) -> ProgressReporter:
         """Show a progress bar with ETA (in a terminal) and log throughput and ETA as metrics.
@@ -449,9 +462,12 @@ class ExperimentTracker:
                 self._queue.append(("params", time.time(), extracted))
 
     def _store_artifact_text(self, name: str, text: str) -> None:
+        self._store_artifact_bytes(name, text.encode("utf-8"))
+
+    def _store_artifact_bytes(self, name: str, data: bytes) -> None:
         target = self._paths.artifacts / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
+        target.write_bytes(data)
         self._announce_artifact(name, target)
 
     def _announce_artifact(self, name: str, target: Path) -> None:
