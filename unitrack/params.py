@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,9 +54,30 @@ def param_value(value: Any) -> Any:
     return str(value)
 
 
+def hydra_overrides() -> list[str] | None:
+    """The command-line overrides of the running Hydra app (``lr=0.1``...), or None outside one."""
+    if "hydra" not in sys.modules:  # never import Hydra just to ask
+        return None
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else None
+
+
+def _redacted_override(override: str) -> str:
+    key, _, value = override.partition("=")
+    return f"{key}={redact_value(key.lstrip('+~'), value)}"
+
+
 def flatten_params(obj: Any, prefix: str = "") -> dict[str, Any]:
-    """Flatten nested sections with '/', convert values, and redact secrets."""
+    """Flatten nested sections with '/', convert values, and redact secrets.
+
+    A Hydra config at the top level also records the app's overrides as ``hydra/overrides``.
+    """
     flat: dict[str, Any] = {}
+    if not prefix and type(obj).__module__.split(".")[0] == "omegaconf":
+        overrides = hydra_overrides()
+        if overrides is not None:
+            flat[f"hydra{SEPARATOR}overrides"] = [_redacted_override(o) for o in overrides]
     for key, value in as_mapping(obj).items():
         if not isinstance(key, str):
             key = str(key)
