@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from unitrack.cli import verify
 from unitrack.cli.common import JsonOption, StoreOption, cli_errors, open_store
 
 app = typer.Typer(
@@ -80,6 +81,9 @@ def reindex_command(store: StoreOption = None) -> None:
     with cli_errors():
         count = open_store(store).reindex()
         typer.echo(f"indexed {count} run(s)")
+
+
+verify.register(app)
 
 
 def main() -> None:
