@@ -227,11 +227,11 @@ def _failing_write(monkeypatch: pytest.MonkeyPatch) -> None:
     real = tensorfile._write_all
     written = {"bytes": 0}
 
-    def write(stream, data, hasher):  # type: ignore[no-untyped-def]
+    def write(stream, data):  # type: ignore[no-untyped-def]
         written["bytes"] += len(data)
         if written["bytes"] > 1000:
             raise OSError(errno.ENOSPC, "No space left on device")
-        real(stream, data, hasher)
+        real(stream, data)
 
     monkeypatch.setattr(tensorfile, "_write_all", write)
 
