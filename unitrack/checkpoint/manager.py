@@ -56,7 +56,7 @@ class CheckpointManager:
         self._config_hash = config_hash
         self._executor: ThreadPoolExecutor | None = None
         self._pending: Future[None] | None = None
-        self._buffers: dict[str, Any] = {}
+        self._buffers: dict[str, dict[str, Any]] = {"model": {}, "state": {}}
         for leftover in remove_temporaries(self.directory):
             log.warning("unitrack: removed %s, left by a save that never finished", leftover)
 
@@ -97,9 +97,9 @@ class CheckpointManager:
                   "is_best": info.marked_best, "config_hash": self._config_hash, "time": info.time}
         try:
             captured = training_state.capture(model, optimizer, scheduler, scaler, header, extra)
-            buffers = self._buffers if self.settings.async_save else None
-            captured.model = training_state.to_cpu(captured.model, buffers)
-            captured.tensors = training_state.to_cpu(captured.tensors, buffers)
+            reuse = self.settings.async_save
+            captured.model = training_state.to_cpu(captured.model, self._buffers["model"] if reuse else None)
+            captured.tensors = training_state.to_cpu(captured.tensors, self._buffers["state"] if reuse else None)
         except Exception as exc:
             return self._failed(CheckpointSaveError(f"could not capture checkpoint {info.name}: {exc}"), exc)
         if not self.settings.async_save:
@@ -177,7 +177,7 @@ class CheckpointManager:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
-        self._buffers.clear()
+        self._buffers = {"model": {}, "state": {}}
 
     # --- reading ------------------------------------------------------------------------------
 
