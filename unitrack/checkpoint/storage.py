@@ -8,6 +8,7 @@ and the folder renamed into place. A folder without a valid manifest is not a ch
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -56,8 +57,6 @@ def write_checkpoint(target: Path, state: Any, compression: str) -> tuple[dict[s
     """Write ``state`` (a TrainingState of CPU tensors) as folder ``target``; return (manifest, its SHA-256)."""
     from unitrack.checkpoint.tensorfile import hash_file, write_tensor_file
 
-    import hashlib
-
     parent = target.parent
     parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
@@ -104,8 +103,6 @@ def write_checkpoint(target: Path, state: Any, compression: str) -> tuple[dict[s
 
 def read_manifest(folder: Path, expected_sha: str | None = None) -> dict[str, Any]:
     """The manifest of ``folder``; a missing, unreadable or (against ``expected_sha``) changed one raises."""
-    import hashlib
-
     path = folder / MANIFEST
     try:
         data = path.read_bytes()
