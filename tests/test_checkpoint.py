@@ -302,3 +302,14 @@ def test_extra_scheduler_and_rng_round_trip() -> None:
         assert random.random() == expected[0]
         assert torch.equal(torch.rand(3), expected[1])
     assert new_scheduler.last_epoch == 3 and new_optimizer.param_groups[0]["lr"] == pytest.approx(0.0125)
+
+
+def test_analysis_tools_read_verified_weights_from_a_folder() -> None:
+    from unitrack.checkpoint.storage import read_weights
+
+    model = make_model()
+    with ut.experiment_tracking("weights", config()) as tracker:
+        info = tracker.save_checkpoint(model, 0, 0)
+    weights = read_weights(info.path, info.sha256)
+    assert weights.keys() == model.state_dict().keys()
+    assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())

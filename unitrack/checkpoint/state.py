@@ -26,6 +26,13 @@ class TrainingState:
     tensors: dict[str, torch.Tensor]
     info: dict[str, Any] = field(default_factory=dict)
 
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The model's state dict as saved, tied names included (they share one tensor)."""
+        weights = dict(self.model)
+        for alias, target in (self.info.get("aliases") or {}).items():
+            weights[alias] = weights[target]
+        return weights
+
     @property
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for m in (self.model, self.tensors) for t in m.values())
@@ -110,11 +117,8 @@ def restore(
 ) -> tuple[int, int]:
     """Give ``state`` back to the training objects; return ``(epoch, step)``."""
     info = state.info
-    weights = dict(state.model)
-    for alias, target in (info.get("aliases") or {}).items():
-        weights[alias] = weights[target]
     if hasattr(model, "load_state_dict"):
-        model.load_state_dict(weights)
+        model.load_state_dict(state.weights())
     for key, obj in (("optimizer", optimizer), ("scheduler", scheduler), ("scaler", scaler)):
         if obj is None:
             continue

@@ -146,6 +146,11 @@ def read_checkpoint(folder: Path, expected_sha: str | None = None) -> Any:
     return TrainingState(maps.get("model", {}), maps.get("state", {}), info)
 
 
+def read_weights(folder: Path, expected_sha: str | None = None) -> dict[str, Any]:
+    """The verified model weights of a checkpoint folder (for analysis tools: deltas, compare)."""
+    return read_checkpoint(folder, expected_sha).weights()
+
+
 def verify_checkpoint(folder: Path, expected_sha: str | None = None) -> list[str]:
     """Every problem of a checkpoint folder (empty when it is intact)."""
     try:
