@@ -313,3 +313,37 @@ def test_analysis_tools_read_verified_weights_from_a_folder() -> None:
     weights = read_weights(info.path, info.sha256)
     assert weights.keys() == model.state_dict().keys()
     assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.fixture
+def tiny_filesystem(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A real 1 MB file system (tmpfs) where mounting is allowed; skipped elsewhere."""
+    import subprocess
+
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip("cannot mount a size-limited tmpfs here; the failing-write test covers this case")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=False)
+
+
+def test_a_really_full_disk_keeps_earlier_checkpoints(tiny_filesystem: Path) -> None:
+    import shutil
+
+    model = torch.nn.Linear(2, 2)
+    cfg = config(checkpoint_dir=str(tiny_filesystem), async_save=False)
+    with ut.experiment_tracking("tmpfs", cfg) as tracker:
+        good = tracker.save_checkpoint(model, 0, 0)
+        filler = tiny_filesystem / "filler"
+        filler.write_bytes(b"\0" * (shutil.disk_usage(tiny_filesystem).free - 8192))  # room for two pages
+        with pytest.raises(ut.CheckpointSaveError, match="No space left on device"):
+            tracker.save_checkpoint(model, 0, 1)
+        assert [c.name for c in tracker.list_checkpoints()] == [good.name]
+        assert [p.name for p in good.path.parent.iterdir()] == [good.name]
+        assert tracker.load_checkpoint("last", torch.nn.Linear(2, 2)) == (0, 0)
+        filler.unlink()
+        assert tracker.save_checkpoint(model, 0, 2) is not None
