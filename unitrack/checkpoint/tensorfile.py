@@ -18,6 +18,7 @@ import json
 import os
 import queue
 import struct
+import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ import torch
 from unitrack.checkpoint.errors import CheckpointCorruptError, CheckpointError
 
 CHUNK = 8 << 20
+HASH_THREADS = max(1, min(4, (os.cpu_count() or 1)))
 COMPRESSION_SUFFIX = {"none": "", "gzip": ".gz", "zstd": ".zst"}
 
 _DTYPES: dict[torch.dtype, str] = {
@@ -63,34 +65,50 @@ class FileDigest:
         return {"sha256": self.sha256, "size": self.size, "compression": self.compression, "tensors": self.tensors}
 
 
-class _Hasher(threading.Thread):
-    """Hashes chunks handed to it, in order, off the caller's thread."""
+class _HashWorker(threading.Thread):
+    """Hashes the chunks handed to it, in order, off the caller's thread."""
 
     def __init__(self) -> None:
         super().__init__(name="unitrack-hash", daemon=True)
-        self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.work: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.digests: dict[str, str] = {}
         self.start()
 
-    def feed(self, key: str, chunk: Any) -> None:
-        self._work.put((key, chunk))
-
-    def done(self, key: str) -> None:
-        self._work.put((key, None))
-
-    def result(self) -> dict[str, str]:
-        self._work.put(None)
-        self.join()
-        return self.digests
-
     def run(self) -> None:
         current: dict[str, Any] = {}
-        while (item := self._work.get()) is not None:
+        while (item := self.work.get()) is not None:
             key, chunk = item
             if chunk is None:
                 self.digests[key] = current.pop(key, hashlib.sha256()).hexdigest()
             else:
                 current.setdefault(key, hashlib.sha256()).update(chunk)
+
+
+class _Hasher:
+    """SHA-256 of each tensor, on a few threads: tensors are dealt out in turn, so several are
+    hashed at once while the caller reads or writes the next chunk."""
+
+    def __init__(self) -> None:
+        self._workers = [_HashWorker() for _ in range(HASH_THREADS)]
+        self._assigned: dict[str, _HashWorker] = {}
+
+    def feed(self, key: str, chunk: Any) -> None:
+        worker = self._assigned.get(key)
+        if worker is None:
+            worker = self._assigned[key] = self._workers[len(self._assigned) % len(self._workers)]
+        worker.work.put((key, chunk))
+
+    def done(self, key: str) -> None:
+        self.feed(key, None)
+
+    def result(self) -> dict[str, str]:
+        digests: dict[str, str] = {}
+        for worker in self._workers:
+            worker.work.put(None)
+        for worker in self._workers:
+            worker.join()
+            digests.update(worker.digests)
+        return digests
 
 
 def _raw_bytes(tensor: torch.Tensor) -> memoryview:
@@ -132,24 +150,53 @@ def write_tensor_file(
     """Write CPU, contiguous ``tensors`` to ``path`` (which must not exist) and fsync it."""
     header = _header(tensors, metadata)
     hasher = _Hasher()
-    with open(path, "xb", buffering=0) as raw:
-        stream = _compressor(raw, compression)
-        try:
+    try:
+        with open(path, "xb", buffering=0) as raw:
+            stream = _compressor(raw, compression)
             _write_all(stream, header)
+            handed = 0
             for name, tensor in tensors.items():
                 data = _raw_bytes(tensor)
                 for start in range(0, len(data), CHUNK):
                     chunk = data[start : start + CHUNK]
                     hasher.feed(name, chunk)
                     _write_all(stream, chunk)
+                    handed = _start_writeback(raw, handed)
                 hasher.done(name)
             if stream is not raw:
                 stream.close()
-        finally:
-            digests = hasher.result()
-        os.fsync(raw.fileno())
-        size = raw.tell()
+            os.fsync(raw.fileno())  # while the hasher finishes
+            size = raw.tell()
+    finally:
+        digests = hasher.result()
     return FileDigest(file_digest(header, digests, list(tensors)), size, compression, digests)
+
+
+def _libc_sync_file_range() -> Any:
+    """Linux's sync_file_range(2) through ctypes, or None where there is none."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    return function
+
+
+_SYNC_FILE_RANGE = _libc_sync_file_range()
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def _start_writeback(raw: io.FileIO, since: int) -> int:
+    """Start writing the bytes after ``since`` to the disk now, without waiting and keeping them
+    cached, so the disk works while we hash and the final fsync has little left. Returns the new offset."""
+    end = raw.tell()
+    if _SYNC_FILE_RANGE is not None and end > since:
+        _SYNC_FILE_RANGE(raw.fileno(), since, end - since, _SYNC_FILE_RANGE_WRITE)
+    return end
 
 
 def _write_all(stream: Any, data: Any) -> None:
