@@ -284,24 +284,29 @@ def test_state_that_cannot_be_stored_without_pickle_is_a_clear_error() -> None:
             tracker.save_checkpoint(make_model(), 0, 0, extra={"fn": lambda: 1})
 
 
-def test_extra_scheduler_and_rng_round_trip() -> None:
+def test_extra_scheduler_scaler_and_rng_round_trip() -> None:
     import random
 
     model = make_model()
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
     for _ in range(3):
         train_step(model, optimizer)
         scheduler.step()
     with ut.experiment_tracking("extra", config()) as tracker:
-        tracker.save_checkpoint(model, 2, 3, optimizer, scheduler, extra={"seen": [1, 2], "ratio": math.inf})
+        tracker.save_checkpoint(model, 2, 3, optimizer, scheduler, scaler, extra={"seen": [1, 2], "ratio": math.inf})
         expected = (random.random(), torch.rand(3))
         new_optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
         new_scheduler = torch.optim.lr_scheduler.StepLR(new_optimizer, step_size=1, gamma=0.5)
-        tracker.load_checkpoint("last", model, new_optimizer, new_scheduler)
+        new_scaler = torch.amp.GradScaler("cpu")
+        tracker.load_checkpoint("last", model, new_optimizer, new_scheduler, new_scaler)
         assert random.random() == expected[0]
         assert torch.equal(torch.rand(3), expected[1])
     assert new_scheduler.last_epoch == 3 and new_optimizer.param_groups[0]["lr"] == pytest.approx(0.0125)
+    assert new_scaler.get_scale() == 1024.0
+    saved = json.loads((tracker.list_checkpoints()[0].path / "state.json").read_text())
+    assert saved["extra"]["ratio"] == {"__float__": "inf"} and saved["extra"]["seen"] == [1, 2]
 
 
 def test_analysis_tools_read_verified_weights_from_a_folder() -> None:

@@ -347,7 +347,7 @@ class ExperimentTracker:
             if self._progress is not None:
                 self._progress.stop()
             self._wait_jobs(min(_CAPTURE_WAIT_S, budget))
-            self._checkpoints.close()
+            self._checkpoints.close(max(0.0, deadline - time.monotonic()))
             self._queue.append(("status", time.time(), status))
             states = self._dispatcher.close(max(0.0, deadline - time.monotonic()))
             self._local.close(status, backends=states, peak_rss_mb=_peak_rss_mb())

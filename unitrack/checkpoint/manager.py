@@ -15,6 +15,7 @@ import time
 import warnings
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
@@ -166,16 +167,18 @@ class CheckpointManager:
         except Exception as exc:
             self._failed(exc, exc)
 
-    def close(self) -> None:
-        """Wait for a pending save at the end of the run; a failure is logged, never raised."""
+    def close(self, timeout: float | None = None) -> None:
+        """Wait (up to ``timeout``) for a pending save at the end of the run; a failure is logged, never raised."""
         pending, self._pending = self._pending, None
         if pending is not None:
             try:
-                pending.result()
+                pending.result(timeout)
+            except FutureTimeout:
+                log.warning("unitrack: checkpoint save still running after %.0f s; it commits only if it finishes", timeout)
             except Exception as exc:
                 log.error("unitrack: the last checkpoint save failed: %s", exc)
         if self._executor is not None:
-            self._executor.shutdown(wait=True)
+            self._executor.shutdown(wait=False)
             self._executor = None
         self._buffers = {"model": {}, "state": {}}
 
