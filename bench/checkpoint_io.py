@@ -143,7 +143,9 @@ def report(results: dict[str, float], total_mb: int, repeat: int) -> str:
     head = (
         f"Command: `python -m bench.checkpoint_io --mb {total_mb} --repeat {repeat} --write-doc` "
         f"({date.today().isoformat()}, {machine()}). State dict: {results['bytes'] / 1e6:.0f} MB of float32 "
-        f"in {TENSOR_MB} MB tensors; medians of {repeat} tries."
+        f"in {TENSOR_MB} MB tensors; medians of {repeat} tries. Load average when it finished: "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other jobs were running: the ratios within one "
+        "run are what to compare)."
     )
     targets = (
         "Targets: synchronous save ≥ 80 % of the dd rate; load with verification at least as fast as "

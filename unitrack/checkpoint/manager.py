@@ -83,9 +83,10 @@ class CheckpointManager:
         from unitrack.checkpoint import state as training_state
 
         values = {key: _as_float(key, value) for key, value in (metrics or {}).items()}
+        name = self._new_name(epoch, step)
         info = CheckpointInfo(
-            name=self._new_name(epoch, step),
-            path=self.directory,
+            name=name,
+            path=self.directory / name,
             epoch=int(epoch),
             step=int(step),
             metrics=values,
@@ -93,7 +94,6 @@ class CheckpointManager:
             score=self.registry.policy.score(values),
             time=time.time(),
         )
-        info.path = self.directory / info.name
         header = {"epoch": info.epoch, "step": info.step, "metrics": {k: _json_safe(v) for k, v in values.items()},
                   "is_best": info.marked_best, "config_hash": self._config_hash, "time": info.time}
         try:
