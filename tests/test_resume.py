@@ -115,3 +115,22 @@ def test_a_process_killed_mid_save_leaves_nothing_that_loads(tmp_path: Path) -> 
         assert [c.step for c in resumed.list_checkpoints()] == [0]
         assert resumed.resumed_from.step == 0
     assert [p.name for p in folder.iterdir()] == [resumed.resumed_from.name]  # the temporary is removed
+
+
+def test_a_checkpoint_committed_but_never_registered_is_adopted_on_resume() -> None:
+    """A process may die between renaming a finished checkpoint into place and updating the registry."""
+    import json
+
+    model = make_model()
+    with ut.experiment_tracking("orphan", config()) as tracker:
+        tracker.save_checkpoint(model, 0, 0, loss=2.0)
+        tracker.save_checkpoint(model, 1, 5, loss=1.0)
+    registry_file = tracker.run_dir / "checkpoints.json"
+    registry = json.loads(registry_file.read_text())
+    registry["checkpoints"] = registry["checkpoints"][:1]
+    registry_file.write_text(json.dumps(registry))
+
+    with ut.experiment_tracking("orphan", config(), resume=tracker.run_id) as resumed:
+        assert [(c.step, c.metrics) for c in resumed.list_checkpoints()] == [(0, {"loss": 2.0}), (5, {"loss": 1.0})]
+        assert resumed.resumed_from.step == 5
+        assert resumed.load_checkpoint("last", make_model(1)) == (1, 5)

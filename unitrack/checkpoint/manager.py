@@ -8,6 +8,8 @@ error surfaces on the next call. Loading, listing and ``flush`` wait for a pendi
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import os
@@ -21,7 +23,7 @@ from typing import Any
 
 from unitrack.checkpoint.errors import CheckpointCorruptError, CheckpointNotFoundError, CheckpointSaveError
 from unitrack.checkpoint.registry import REGISTRY_FILE, CheckpointInfo, Registry, RetentionPolicy
-from unitrack.checkpoint.storage import MANIFEST, read_manifest, remove_temporaries
+from unitrack.checkpoint.storage import MANIFEST, STATE_JSON, read_manifest, remove_temporaries
 
 log = logging.getLogger("unitrack")
 
@@ -60,6 +62,31 @@ class CheckpointManager:
         self._buffers: dict[str, dict[str, Any]] = {"model": {}, "state": {}}
         for leftover in remove_temporaries(self.directory):
             log.warning("unitrack: removed %s, left by a save that never finished", leftover)
+        self._adopt_committed_orphans()
+
+    def _adopt_committed_orphans(self) -> None:
+        """List checkpoints that were committed (renamed into place) but whose process died
+        before the registry was updated; they are complete, so they count and can be evicted."""
+        if not self.directory.is_dir():
+            return
+        known = {e.path for e in self.registry.entries}
+        for folder in sorted(self.directory.iterdir()):
+            if folder in known or not (folder / MANIFEST).is_file():
+                continue
+            try:
+                info = json.loads((folder / STATE_JSON).read_text(encoding="utf-8"))
+                sha = hashlib.sha256((folder / MANIFEST).read_bytes()).hexdigest()
+                metrics = {k: float(v) for k, v in (info.get("metrics") or {}).items()}
+                orphan = CheckpointInfo(
+                    name=folder.name, path=folder, epoch=int(info["epoch"]), step=int(info["step"]),
+                    metrics=metrics, marked_best=info.get("is_best"), score=self.registry.policy.score(metrics),
+                    sha256=sha, time=float(info.get("time") or 0.0),
+                )
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.warning("unitrack: ignoring %s: not a readable checkpoint (%s)", folder, exc)
+                continue
+            log.warning("unitrack: adding %s to the registry: it was saved but never registered", folder.name)
+            self.registry.add(orphan)
 
     # --- saving -------------------------------------------------------------------------------
 

@@ -180,6 +180,7 @@ class Registry:
     def add(self, info: CheckpointInfo) -> None:
         with self.lock:
             self.entries.append(info)
+            self.entries.sort(key=lambda e: e.time)
             self._mark_best()
             self.save()
 
