@@ -352,3 +352,40 @@ def test_a_really_full_disk_keeps_earlier_checkpoints(tiny_filesystem: Path) -> 
         assert tracker.load_checkpoint("last", torch.nn.Linear(2, 2)) == (0, 0)
         filler.unlink()
         assert tracker.save_checkpoint(model, 0, 2) is not None
+
+
+KEY = "11" * 32
+
+
+@pytest.mark.parametrize("compression", ["none", "zstd"])
+def test_encrypted_checkpoints_round_trip_and_hold_no_plaintext(
+    compression: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UNITRACK_CHECKPOINT_KEY", KEY)
+    model = make_model()
+    with ut.experiment_tracking("secret", config(encrypt=True, compression=compression)) as tracker:
+        info = tracker.save_checkpoint(model, 0, 3)
+        fresh = make_model(5)
+        assert tracker.load_checkpoint("last", fresh) == (0, 3)
+    assert all(torch.equal(fresh.state_dict()[k], v) for k, v in model.state_dict().items())
+    encrypted = next(info.path.glob("model.safetensors*.enc")).read_bytes()
+    assert model[0].weight.detach().numpy().tobytes()[:64] not in encrypted
+    assert b"0.weight" not in encrypted  # not even the header is readable
+
+
+def test_encryption_key_errors_are_clear(monkeypatch: pytest.MonkeyPatch) -> None:
+    with ut.experiment_tracking("nokey", config(encrypt=True, async_save=False)) as tracker:
+        with pytest.raises(ut.CheckpointSaveError, match="needs a key in \\$UNITRACK_CHECKPOINT_KEY"):
+            tracker.save_checkpoint(make_model(), 0, 0)
+        monkeypatch.setenv("UNITRACK_CHECKPOINT_KEY", KEY)
+        info = tracker.save_checkpoint(make_model(), 0, 1)
+        monkeypatch.setenv("UNITRACK_CHECKPOINT_KEY", "22" * 32)
+        with pytest.raises(ut.CheckpointError, match="wrong key"):
+            tracker.load_checkpoint(info, make_model())
+        monkeypatch.setenv("UNITRACK_CHECKPOINT_KEY", KEY)
+        sealed = info.path / "model.safetensors.enc"
+        data = bytearray(sealed.read_bytes())
+        data[200] ^= 1
+        sealed.write_bytes(bytes(data))
+        with pytest.raises(ut.CheckpointCorruptError, match="model.safetensors.enc: encrypted frame 0 fails authentication"):
+            tracker.load_checkpoint(info, make_model())

@@ -125,6 +125,11 @@ class CheckpointingConfig(_Section):
     on_error: Literal["raise", "warn"] = Field(
         "raise", description="A failed save (full disk, permissions): raise, or warn and let training go on."
     )
+    encrypt: bool = Field(False, description="Encrypt the tensor files at rest (AES-256-GCM; needs unitrack[crypto]).")
+    encryption_key_env: str = Field(
+        "UNITRACK_CHECKPOINT_KEY",
+        description="Environment variable holding the 32-byte key (64 hex digits or base64); never stored.",
+    )
     upload: dict[Literal["mlflow", "wandb", "tensorboard"], Literal["best", "last", "all", "none"]] = Field(
         default_factory=dict,
         description="Which checkpoints each remote backend receives: best, last, all or none (default: best).",

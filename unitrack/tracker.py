@@ -591,7 +591,7 @@ class ExperimentTracker:
         from unitrack.checkpoint.storage import verify_checkpoint
 
         for candidate in self._checkpoints.candidates("last"):
-            problems = verify_checkpoint(candidate.path, candidate.sha256)
+            problems = verify_checkpoint(candidate.path, candidate.sha256, self.config.checkpointing.encryption_key_env)
             if not problems:
                 self._checkpoints.registry.resumed_from.append(candidate.name)
                 self._checkpoints.registry.save()

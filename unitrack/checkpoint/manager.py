@@ -21,6 +21,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
+from unitrack.checkpoint.crypto import load_key
 from unitrack.checkpoint.errors import CheckpointCorruptError, CheckpointNotFoundError, CheckpointSaveError
 from unitrack.checkpoint.registry import REGISTRY_FILE, CheckpointInfo, Registry, RetentionPolicy
 from unitrack.checkpoint.storage import MANIFEST, STATE_JSON, read_manifest, remove_temporaries
@@ -152,7 +153,8 @@ class CheckpointManager:
     def _write(self, info: CheckpointInfo, captured: Any) -> None:
         from unitrack.checkpoint.storage import write_checkpoint
 
-        _, info.sha256 = write_checkpoint(info.path, captured, self.settings.compression)
+        key = load_key(self.settings.encryption_key_env) if self.settings.encrypt else None
+        _, info.sha256 = write_checkpoint(info.path, captured, self.settings.compression, key)
         self.registry.add(info)  # committed before anything is evicted
         self._emit("checkpoint", self._event(info))
         self._apply_retention()
@@ -241,13 +243,14 @@ class CheckpointManager:
         if isinstance(ref, str) and ref in ("best", "last"):
             for candidate in self.candidates(ref):
                 try:
-                    return read_checkpoint(candidate.path, candidate.sha256), candidate
+                    return read_checkpoint(candidate.path, candidate.sha256, self.settings.encryption_key_env), candidate
                 except (CheckpointCorruptError, OSError) as exc:
                     warnings.warn(f"unitrack: skipping checkpoint {candidate.name}: {exc}", RuntimeWarning, stacklevel=4)
             raise CheckpointNotFoundError(f"no intact checkpoint to load as {ref!r} in {self.registry.path}")
         info = ref if isinstance(ref, CheckpointInfo) else self._by_name_or_path(ref)
         folder = info.path if info is not None else _folder_of(Path(os.fspath(ref)))
-        return read_checkpoint(folder, info.sha256 if info is not None else None), info
+        expected = info.sha256 if info is not None else None
+        return read_checkpoint(folder, expected, self.settings.encryption_key_env), info
 
     def candidates(self, which: str) -> list[CheckpointInfo]:
         """Checkpoints to try for "best" (the best, then newest first) or "last" (newest first)."""

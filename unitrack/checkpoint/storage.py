@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from unitrack.checkpoint.crypto import DEFAULT_KEY_ENV, load_key
 from unitrack.checkpoint.errors import CheckpointCorruptError, CheckpointSaveError
 from unitrack.store.fsio import fsync_dir
 
@@ -27,10 +28,10 @@ TEMP_PREFIX = ".tmp-"
 _SPACE_MARGIN = 1.05
 
 
-def tensor_file_name(stem: str, compression: str) -> str:
+def tensor_file_name(stem: str, compression: str, encrypted: bool = False) -> str:
     from unitrack.checkpoint.tensorfile import COMPRESSION_SUFFIX
 
-    return f"{stem}.safetensors{COMPRESSION_SUFFIX[compression]}"
+    return f"{stem}.safetensors{COMPRESSION_SUFFIX[compression]}{'.enc' if encrypted else ''}"
 
 
 def remove_temporaries(directory: Path) -> list[Path]:
@@ -53,8 +54,12 @@ def check_free_space(directory: Path, needed: int) -> None:
         )
 
 
-def write_checkpoint(target: Path, state: Any, compression: str) -> tuple[dict[str, Any], str]:
-    """Write ``state`` (a TrainingState of CPU tensors) as folder ``target``; return (manifest, its SHA-256)."""
+def write_checkpoint(
+    target: Path, state: Any, compression: str, key: bytes | None = None
+) -> tuple[dict[str, Any], str]:
+    """Write ``state`` (a TrainingState of CPU tensors) as folder ``target``; return (manifest, its SHA-256).
+
+    With ``key`` the tensor files are encrypted (AES-256-GCM); ``state.json`` holds no tensors."""
     from unitrack.checkpoint.tensorfile import hash_file, write_tensor_file
 
     parent = target.parent
@@ -68,8 +73,8 @@ def write_checkpoint(target: Path, state: Any, compression: str) -> tuple[dict[s
         files: dict[str, Any] = {}
         metadata = {"format": MANIFEST_FORMAT}
         for stem, tensors in (("model", state.model), ("state", state.tensors)):
-            name = tensor_file_name(stem, compression)
-            files[name] = write_tensor_file(temp / name, tensors, metadata, compression).to_dict()
+            name = tensor_file_name(stem, compression, encrypted=key is not None)
+            files[name] = write_tensor_file(temp / name, tensors, metadata, compression, key).to_dict()
         state_json = temp / STATE_JSON
         with open(state_json, "x", encoding="utf-8") as handle:
             json.dump(state.info, handle, indent=1, sort_keys=True, allow_nan=False)
@@ -119,8 +124,10 @@ def read_manifest(folder: Path, expected_sha: str | None = None) -> dict[str, An
     return manifest
 
 
-def read_checkpoint(folder: Path, expected_sha: str | None = None) -> Any:
-    """Read and verify a checkpoint folder into a TrainingState; raise CheckpointCorruptError naming what failed."""
+def read_checkpoint(folder: Path, expected_sha: str | None = None, key_env: str = DEFAULT_KEY_ENV) -> Any:
+    """Read and verify a checkpoint folder into a TrainingState; raise CheckpointCorruptError naming what failed.
+
+    Encrypted files are decrypted with the key in ``$key_env``."""
     from unitrack.checkpoint.state import TrainingState
     from unitrack.checkpoint.tensorfile import hash_file, read_tensor_file
 
@@ -137,7 +144,7 @@ def read_checkpoint(folder: Path, expected_sha: str | None = None) -> Any:
             if sha != entry["sha256"]:
                 problems.append(f"{name}: file fails its SHA-256")
             continue
-        tensors, _, found = read_tensor_file(path, entry, str(folder))
+        tensors, _, found = read_tensor_file(path, entry, str(folder), lambda: load_key(key_env))
         problems.extend(found)
         maps[name.split(".", 1)[0]] = tensors
     if problems:
@@ -146,15 +153,15 @@ def read_checkpoint(folder: Path, expected_sha: str | None = None) -> Any:
     return TrainingState(maps.get("model", {}), maps.get("state", {}), info)
 
 
-def read_weights(folder: Path, expected_sha: str | None = None) -> dict[str, Any]:
+def read_weights(folder: Path, expected_sha: str | None = None, key_env: str = DEFAULT_KEY_ENV) -> dict[str, Any]:
     """The verified model weights of a checkpoint folder (for analysis tools: deltas, compare)."""
-    return read_checkpoint(folder, expected_sha).weights()
+    return read_checkpoint(folder, expected_sha, key_env).weights()
 
 
-def verify_checkpoint(folder: Path, expected_sha: str | None = None) -> list[str]:
+def verify_checkpoint(folder: Path, expected_sha: str | None = None, key_env: str = DEFAULT_KEY_ENV) -> list[str]:
     """Every problem of a checkpoint folder (empty when it is intact)."""
     try:
-        read_checkpoint(folder, expected_sha)
+        read_checkpoint(folder, expected_sha, key_env)
     except CheckpointCorruptError as exc:
         return exc.problems
     return []

@@ -20,13 +20,14 @@ import queue
 import struct
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from unitrack.checkpoint.crypto import ALGORITHM, DecryptingReader, EncryptingWriter
 from unitrack.checkpoint.errors import CheckpointCorruptError, CheckpointError
 
 CHUNK = 8 << 20
@@ -60,9 +61,13 @@ class FileDigest:
     size: int
     compression: str
     tensors: dict[str, str] = field(default_factory=dict)
+    encryption: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"sha256": self.sha256, "size": self.size, "compression": self.compression, "tensors": self.tensors}
+        data = {"sha256": self.sha256, "size": self.size, "compression": self.compression, "tensors": self.tensors}
+        if self.encryption:
+            data["encryption"] = self.encryption
+        return data
 
 
 class _HashWorker(threading.Thread):
@@ -145,14 +150,21 @@ def file_digest(header: bytes, tensor_digests: Mapping[str, str], order: list[st
 
 
 def write_tensor_file(
-    path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str], compression: str = "none"
+    path: Path,
+    tensors: Mapping[str, torch.Tensor],
+    metadata: Mapping[str, str],
+    compression: str = "none",
+    key: bytes | None = None,
 ) -> FileDigest:
-    """Write CPU, contiguous ``tensors`` to ``path`` (which must not exist) and fsync it."""
+    """Write CPU, contiguous ``tensors`` to ``path`` (which must not exist) and fsync it.
+
+    With ``key`` the (compressed) stream is encrypted with AES-256-GCM (see ``crypto``)."""
     header = _header(tensors, metadata)
     hasher = _Hasher()
     try:
         with open(path, "xb", buffering=0) as raw:
-            stream = _compressor(raw, compression)
+            sealed = EncryptingWriter(raw, key) if key is not None else None
+            stream = _compressor(sealed or raw, compression)
             _write_all(stream, header)
             handed = 0
             for name, tensor in tensors.items():
@@ -163,13 +175,16 @@ def write_tensor_file(
                     _write_all(stream, chunk)
                     handed = _start_writeback(raw, handed)
                 hasher.done(name)
-            if stream is not raw:
+            if stream is not raw and stream is not sealed:
                 stream.close()
+            if sealed is not None:
+                sealed.close()
             os.fsync(raw.fileno())  # while the hasher finishes
             size = raw.tell()
     finally:
         digests = hasher.result()
-    return FileDigest(file_digest(header, digests, list(tensors)), size, compression, digests)
+    encryption = ALGORITHM if key is not None else None
+    return FileDigest(file_digest(header, digests, list(tensors)), size, compression, digests, encryption)
 
 
 def _libc_sync_file_range() -> Any:
@@ -247,22 +262,28 @@ def _read_exact(stream: Any, buffer: memoryview) -> int:
 
 
 def read_tensor_file(
-    path: Path, expected: Mapping[str, Any] | None, label: str
+    path: Path, expected: Mapping[str, Any] | None, label: str, key: Callable[[], bytes] | None = None
 ) -> tuple[dict[str, torch.Tensor], dict[str, str], list[str]]:
     """Read every tensor of ``path``, checking the bytes against ``expected`` (a manifest entry).
 
     Returns the tensors, the file's metadata and a list of problems (empty when the file is
     intact). The tensors are built from the very bytes that were hashed: one read of the file.
+    ``key`` gives the decryption key when the manifest says the file is encrypted.
     """
     compression = (expected or {}).get("compression", "none")
     problems: list[str] = []
-    hasher = _Hasher()
     tensors: dict[str, torch.Tensor] = {}
     order: list[str] = []
     header_bytes = b""
     metadata: dict[str, str] = {}
     with open(path, "rb", buffering=0) as raw:
-        stream = _decompressor(raw, compression)
+        source: Any = raw
+        if (expected or {}).get("encryption"):
+            if key is None:
+                raise CheckpointError(f"{path} is encrypted: give the key")
+            source = DecryptingReader(raw, key(), label, path.name)
+        stream = _decompressor(source, compression)
+        hasher = _Hasher()
         try:
             head = stream.read(8)
             if len(head) != 8:
@@ -299,6 +320,9 @@ def read_tensor_file(
                 position = end
             if stream is not raw:
                 while stream.read(CHUNK):
+                    pass
+            if source is not raw:
+                while source.read(CHUNK):
                     pass
             size = raw.seek(0, os.SEEK_END)
         except (OSError, EOFError, KeyError, TypeError, ValueError, AttributeError) as exc:
