@@ -134,3 +134,5 @@ def test_a_checkpoint_committed_but_never_registered_is_adopted_on_resume() -> N
         assert [(c.step, c.metrics) for c in resumed.list_checkpoints()] == [(0, {"loss": 2.0}), (5, {"loss": 1.0})]
         assert resumed.resumed_from.step == 5
         assert resumed.load_checkpoint("last", make_model(1)) == (1, 5)
+    announced = [e["name"] for e in journal(resumed.run_dir) if e["kind"] == "checkpoint"]
+    assert announced[-1] == resumed.resumed_from.name and len(announced) == 3

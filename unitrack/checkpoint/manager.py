@@ -88,6 +88,7 @@ class CheckpointManager:
                 continue
             log.warning("unitrack: adding %s to the registry: it was saved but never registered", folder.name)
             self.registry.add(orphan)
+            self._emit("checkpoint", self._event(orphan))
 
     # --- saving -------------------------------------------------------------------------------
 
