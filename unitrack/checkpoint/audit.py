@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from unitrack.checkpoint.crypto import DEFAULT_KEY_ENV
 from unitrack.checkpoint.registry import REGISTRY_FILE
 from unitrack.store.fsio import read_json
 
@@ -23,8 +24,10 @@ class CheckpointReport:
         return not self.problems
 
 
-def audit_run(run_dir: Path) -> list[CheckpointReport]:
-    """Verify every checkpoint listed in ``<run_dir>/checkpoints.json`` (none listed: an empty list)."""
+def audit_run(run_dir: Path, key_env: str = DEFAULT_KEY_ENV) -> list[CheckpointReport]:
+    """Verify every checkpoint listed in ``<run_dir>/checkpoints.json`` (none listed: an empty list).
+
+    Encrypted checkpoints are decrypted with the key in ``$key_env``."""
     from unitrack.checkpoint.storage import verify_checkpoint
 
     registry = read_json(run_dir / REGISTRY_FILE, {}) or {}
@@ -34,6 +37,6 @@ def audit_run(run_dir: Path) -> list[CheckpointReport]:
         if not folder.exists():
             problems = [f"folder {folder} is missing"]
         else:
-            problems = verify_checkpoint(folder, entry.get("sha256"))
+            problems = verify_checkpoint(folder, entry.get("sha256"), key_env)
         reports.append(CheckpointReport(run_dir.name, entry["name"], str(folder), problems))
     return reports

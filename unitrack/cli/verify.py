@@ -14,6 +14,9 @@ def verify_command(
     run: Annotated[Optional[str], typer.Argument(help="A run id, prefix or latest; default: every run.")] = None,
     store: StoreOption = None,
     as_json: JsonOption = False,
+    key_env: Annotated[
+        str, typer.Option("--key-env", help="Environment variable with the key of encrypted checkpoints.")
+    ] = "UNITRACK_CHECKPOINT_KEY",
 ) -> None:
     """Verify every checkpoint (each file's and tensor's SHA-256); exit 1 when any is damaged."""
     with cli_errors():
@@ -26,7 +29,7 @@ def verify_command(
         folders: list[Path] = (
             [runs_store.resolve(run).root] if run else [runs_store.layout.run(i).root for i in runs_store.run_ids()]
         )
-        reports = [report for folder in folders for report in audit_run(folder)]
+        reports = [report for folder in folders for report in audit_run(folder, key_env)]
         if as_json:
             print_json([{**asdict(r), "ok": r.ok} for r in reports])
         else:
