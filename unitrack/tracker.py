@@ -104,6 +104,8 @@ class ExperimentTracker:
 
     ``config`` is anything :func:`unitrack.load_config` takes: a YAML path, a dict, a
     :class:`Config` or None. ``backends`` adds backend instances of your own to the configured ones.
+    ``resume`` (a run id, a prefix, or "last") continues that run from its last checkpoint that
+    verifies: see ``resumed_from`` and docs/checkpoints.md.
     """
 
     def __init__(
