@@ -389,3 +389,17 @@ def test_encryption_key_errors_are_clear(monkeypatch: pytest.MonkeyPatch) -> Non
         sealed.write_bytes(bytes(data))
         with pytest.raises(ut.CheckpointCorruptError, match="model.safetensors.enc: encrypted frame 0 fails authentication"):
             tracker.load_checkpoint(info, make_model())
+
+
+def test_after_flush_an_async_save_is_committed_and_its_buffers_are_the_training_threads_copy() -> None:
+    model = make_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    with ut.experiment_tracking("async", config()) as tracker:
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        info = tracker.save_checkpoint(model, 0, 0)
+        train_step(model, optimizer)  # the model changes while the save may still be writing
+        assert tracker.flush()
+        assert info.sha256 is not None and (info.path / "manifest.json").exists()
+        restored = make_model(4)
+        tracker.load_checkpoint(info, restored)
+    assert all(torch.equal(restored.state_dict()[k], v) for k, v in before.items())
