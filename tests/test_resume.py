@@ -136,3 +136,16 @@ def test_a_checkpoint_committed_but_never_registered_is_adopted_on_resume() -> N
         assert resumed.load_checkpoint("last", make_model(1)) == (1, 5)
     announced = [e["name"] for e in journal(resumed.run_dir) if e["kind"] == "checkpoint"]
     assert announced[-1] == resumed.resumed_from.name and len(announced) == 3
+
+
+def test_resume_from_best_rewinds_to_the_best_checkpoint() -> None:
+    model = make_model()
+    settings = config(monitor="val_loss", resume_from="best")
+    with ut.experiment_tracking("best-resume", settings) as tracker:
+        for step, val_loss in enumerate([0.5, 0.1, 0.4]):
+            tracker.log_metrics({"val_loss": val_loss}, step=step)
+            tracker.save_checkpoint(model, 0, step, val_loss=val_loss)
+    with ut.experiment_tracking("best-resume", settings, resume="last") as resumed:
+        assert resumed.resumed_from.step == 1 and resumed.step == 2
+    view = read_run(resumed.run_id, RunStore(resumed.store.root))
+    assert [p["step"] for p in view.metric_history["val_loss"]] == [0, 1]

@@ -125,6 +125,9 @@ class CheckpointingConfig(_Section):
     on_error: Literal["raise", "warn"] = Field(
         "raise", description="A failed save (full disk, permissions): raise, or warn and let training go on."
     )
+    resume_from: Literal["last", "best"] = Field(
+        "last", description="Which checkpoint a resumed run continues from: the last or the best that verifies."
+    )
     encrypt: bool = Field(False, description="Encrypt the tensor files at rest (AES-256-GCM; needs unitrack[crypto]).")
     encryption_key_env: str = Field(
         "UNITRACK_CHECKPOINT_KEY",

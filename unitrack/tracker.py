@@ -104,8 +104,8 @@ class ExperimentTracker:
 
     ``config`` is anything :func:`unitrack.load_config` takes: a YAML path, a dict, a
     :class:`Config` or None. ``backends`` adds backend instances of your own to the configured ones.
-    ``resume`` (a run id, a prefix, or "last") continues that run from its last checkpoint that
-    verifies: see ``resumed_from`` and docs/checkpoints.md.
+    ``resume`` (a run id, a prefix, or "last") continues that run from its last (or, with
+    ``checkpointing.resume_from: best``, best) checkpoint that verifies: see ``resumed_from``.
     """
 
     def __init__(
@@ -589,10 +589,10 @@ class ExperimentTracker:
         self._queue.append(("record", time.time(), kind, data))
 
     def _rewind(self) -> CheckpointInfo | None:
-        """Pick the resumed run's last checkpoint that verifies and mark later metric steps superseded."""
+        """Pick the resumed run's last (or best) checkpoint that verifies; mark later metric steps superseded."""
         from unitrack.checkpoint.storage import verify_checkpoint
 
-        for candidate in self._checkpoints.candidates("last"):
+        for candidate in self._checkpoints.candidates(self.config.checkpointing.resume_from):
             problems = verify_checkpoint(candidate.path, candidate.sha256, self.config.checkpointing.encryption_key_env)
             if not problems:
                 self._checkpoints.registry.resumed_from.append(candidate.name)
