@@ -1,7 +1,7 @@
 """Tensor files in the safetensors format, written and read with SHA-256 computed on the way.
 
-Tensor bytes go straight between the tensors' memory and the file in chunks, while a helper
-thread hashes each tensor (hashlib releases the GIL). So a save costs about one sequential
+Tensor bytes go straight between the tensors' memory and the file in chunks, while helper
+threads hash the tensors (hashlib releases the GIL). So a save costs about one sequential
 write and a load about one sequential read, with the checksums for free, and a damaged tensor
 can be named. Every byte is hashed once: the file's checksum is the SHA-256 of its header
 followed by its tensors' SHA-256 digests in file order (a hash tree), plus its exact size. A
@@ -135,10 +135,6 @@ def _header(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) ->
     text = json.dumps(entries, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)
     return struct.pack("<Q", len(text)) + text
-
-
-def payload_size(tensors: Mapping[str, torch.Tensor]) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors.values())
 
 
 def file_digest(header: bytes, tensor_digests: Mapping[str, str], order: list[str]) -> str:
