@@ -149,13 +149,14 @@ class Registry:
 
     def save(self) -> None:
         with self.lock:
+            best = self.best()
             atomic_write_json(
                 self.path,
                 {
                     "format": REGISTRY_FORMAT,
                     "monitor": self.policy.monitor,
                     "mode": self.policy.mode,
-                    "best": (self.best() or _NONE).name,
+                    "best": best.name if best is not None else None,
                     "resumed_from": self.resumed_from,
                     "checkpoints": [e.to_dict() for e in self.entries],
                 },
@@ -204,10 +205,3 @@ class Registry:
         best = self.policy.best(self.entries)
         for entry in self.entries:
             entry.is_best = entry is best
-
-
-class _NoCheckpoint:
-    name = None
-
-
-_NONE = _NoCheckpoint()
