@@ -32,6 +32,7 @@ def ls_command(
     ] = None,
     experiment: Annotated[Optional[str], typer.Option("--experiment", help="Only runs of this experiment.")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", "-n", min=1, help="Show at most N runs (newest first).")] = None,
+    group_by: Annotated[Optional[str], typer.Option("--group-by", help="List runs per git commit: --group-by git.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """List runs, newest first."""
@@ -41,6 +42,12 @@ def ls_command(
 
         runs_store = open_store(store, must_exist=False)
         runs = find_runs(runs_store, tag, git, status, filter_text, experiment)[:limit]
+        if group_by is not None:
+            from unitrack.cli.groups import group_runs, print_groups
+
+            groups = group_runs(runs, group_by)
+            print_json(groups) if as_json else print_groups(groups, runs_store)
+            return
         print_json(runs) if as_json else print_runs(runs, runs_store)
 
 
@@ -82,5 +89,16 @@ def reindex_command(store: StoreOption = None) -> None:
         typer.echo(f"indexed {count} run(s)")
 
 
+from unitrack.cli import compare as _compare_commands  # noqa: E402  (issue 6)
+from unitrack.cli import workflow as _workflow_commands  # noqa: E402  (issue 6)
+
+_compare_commands.register(app)
+_workflow_commands.register(app)
+
+
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+"""``unitrack commit -m MSG -- CMD``: run a command as one tracked, versioned run.
+
+The run id is chosen here and handed to the command in ``UNITRACK_RUN_ID`` (with the message,
+tags, command line and store), so a script that uses unitrack writes into that very run. A
+script that does not still gets a run: made here after it exits, with its git state and
+environment. Either way this process adds what only it knows once the command has ended: the
+exit code, the wall-clock duration, the command's output (``output.log``) and the CPU and
+memory of the command's whole process tree, sampled while it ran.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from unitrack.events import ArtifactEvent, RecordEvent, StatusEvent, SystemEvent
+from unitrack.names import new_run_id
+from unitrack.store.fsio import read_json
+from unitrack.store.runs import FINISHED_STATUSES, RunStore
+from unitrack.tracker import COMMAND_ENV, MESSAGE_ENV, RUN_ID_ENV, TAGS_ENV, _digest
+from unitrack.workflow.journal_append import append_to_run
+
+OUTPUT_LOG = "output.log"
+_SAMPLE_INTERVAL_S = 1.0
+
+
+@dataclass
+class CommitResult:
+    run_id: str
+    exit_code: int
+    joined: bool  # True when the command's own tracker wrote the run
+    status: str
+
+
+@dataclass
+class _Usage:
+    """CPU and memory of the command's process tree, sampled while it runs."""
+
+    samples: list[tuple[float, dict[str, float]]] = field(default_factory=list)
+    peak_rss_mb: float = 0.0
+
+
+def _sample_tree(pid: int, usage: _Usage, done: threading.Event) -> None:
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+    except psutil.Error:
+        return
+    known: dict[int, Any] = {}
+    while not done.wait(_SAMPLE_INTERVAL_S):
+        try:
+            processes = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return
+        rss = cpu = 0.0
+        for process in processes:
+            process = known.setdefault(process.pid, process)
+            try:
+                rss += process.memory_info().rss / 2**20
+                cpu += process.cpu_percent(None)
+            except psutil.Error:
+                continue
+        usage.peak_rss_mb = max(usage.peak_rss_mb, rss)
+        usage.samples.append((time.time(), {"command/rss_mb": rss, "command/cpu_percent": cpu}))
+
+
+def _tee(source: IO[bytes], sinks: list[IO[bytes]], lock: threading.Lock) -> None:
+    for chunk in iter(lambda: source.read1(1 << 16), b""):  # type: ignore[attr-defined]
+        with lock:
+            for sink in sinks:
+                try:
+                    sink.write(chunk)
+                    sink.flush()
+                except (OSError, ValueError):
+                    continue  # a closed terminal never stops the command or its log
+
+
+def _experiment_name(command: list[str]) -> str:
+    script = next((part for part in command if part.endswith(".py")), command[0])
+    name = Path(script).stem or "run"
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name)
+
+
+def child_environment(run_id: str, store: RunStore, message: str | None, tags: dict[str, str], command: list[str]) -> dict[str, str]:
+    from unitrack.config import STORE_ENV
+
+    env = dict(os.environ)
+    env[RUN_ID_ENV] = run_id
+    env[STORE_ENV] = str(store.root)
+    env[COMMAND_ENV] = json.dumps(command)
+    env[TAGS_ENV] = json.dumps(tags)
+    if message:
+        env[MESSAGE_ENV] = message
+    else:
+        env.pop(MESSAGE_ENV, None)
+    return env
+
+
+def _final_status(recorded: str | None, exit_code: int) -> str:
+    if exit_code < 0 and -exit_code in (signal.SIGINT, signal.SIGTERM):
+        return "interrupted"
+    if exit_code != 0:
+        return recorded if recorded in ("failed", "interrupted") else "failed"
+    return recorded if recorded in FINISHED_STATUSES and recorded != "crashed" else "completed"
+
+
+def _create_run_for(
+    run_id: str, store: RunStore, env: dict[str, str], experiment: str, cwd: Path | None
+) -> None:
+    """The run of a command that did not use unitrack: git state and environment, captured now."""
+    from unitrack.tracker import ExperimentTracker
+
+    saved = dict(os.environ)
+    previous_cwd = Path.cwd()
+    os.environ.update(env)
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        tracker = ExperimentTracker(
+            experiment,
+            {"store_dir": str(store.root), "monitoring": {"enabled": False}, "capture": {"handle_signals": False}},
+        )
+        tracker.finish()
+    finally:
+        os.chdir(previous_cwd)
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def run_committed(
+    command: list[str],
+    store: RunStore,
+    message: str | None = None,
+    tags: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    experiment: str | None = None,
+    extra_run_fields: dict[str, Any] | None = None,
+) -> CommitResult:
+    """Run ``command`` as the tracked run; return its id and the command's exit code."""
+    if not command:
+        raise ValueError("no command to run: write it after `--`, e.g. unitrack commit -m 'try' -- python train.py")
+    run_id = new_run_id()
+    tags = dict(tags or {})
+    env = child_environment(run_id, store, message, tags, command)
+    log_file = tempfile.NamedTemporaryFile(prefix="unitrack-output-", suffix=".log", delete=False)
+    usage, done, lock = _Usage(), threading.Event(), threading.Lock()
+    start = time.time()
+    try:
+        child = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except OSError as exc:
+        log_file.close()
+        os.unlink(log_file.name)
+        raise ValueError(f"cannot run {command[0]!r}: {exc.strerror or exc}") from None
+    threads = [
+        threading.Thread(target=_tee, args=(child.stdout, [sys.stdout.buffer, log_file], lock), daemon=True),
+        threading.Thread(target=_tee, args=(child.stderr, [sys.stderr.buffer, log_file], lock), daemon=True),
+        threading.Thread(target=_sample_tree, args=(child.pid, usage, done), daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+    while True:
+        try:
+            exit_code = child.wait()
+            break
+        except KeyboardInterrupt:
+            continue  # the command got the Ctrl-C too; its ending is what we record
+    end = time.time()
+    done.set()
+    for thread in threads[:2]:
+        thread.join(10)
+    log_file.close()
+    try:
+        paths = store.layout.run(run_id)
+        joined = paths.run_json.exists()
+        if not joined:
+            _create_run_for(run_id, store, env, experiment or _experiment_name(command), cwd)
+        recorded = (read_json(paths.run_json, {}) or {}).get("status")
+        status = _final_status(recorded, exit_code)
+        target = paths.artifacts / OUTPUT_LOG
+        shutil.copyfile(log_file.name, target)
+        size, digest = _digest(target)
+        outcome = {"exit_code": exit_code, "duration": end - start, "peak_rss_mb": usage.peak_rss_mb or None, "command": command}
+        events = [
+            *[lambda seq, t=t, v=v: SystemEvent(seq, t, v, None) for t, v in usage.samples],
+            lambda seq: ArtifactEvent(seq, end, OUTPUT_LOG, f"artifacts/{OUTPUT_LOG}", size, digest),
+            lambda seq: RecordEvent(seq, end, "process", outcome),
+            lambda seq: StatusEvent(seq, end, status),
+        ]
+        fields: dict[str, Any] = {"exit_code": exit_code, "command_duration": end - start, **(extra_run_fields or {})}
+        if not joined:
+            fields["start_time"] = start
+            fields["peak_rss_mb"] = usage.peak_rss_mb or None
+        append_to_run(store, paths, events, status=status, **fields)
+    finally:
+        os.unlink(log_file.name)
+    return CommitResult(run_id, exit_code, joined, status)
+
+
+def shell_exit_code(exit_code: int) -> int:
+    """A child's return code as a shell reports it: killed by signal N is 128+N."""
+    return 128 - exit_code if exit_code < 0 else exit_code
