@@ -149,7 +149,7 @@ class AnalysisConfig(_Section):
     provider: Literal["auto", "rules", "anthropic"] = Field(
         "auto", description="Who explains: 'rules' (offline), 'anthropic', or 'auto' (anthropic when a key is set)."
     )
-    model: str = Field("claude-sonnet-4-5", description="The Anthropic model that explains.")
+    model: str = Field("claude-sonnet-4-6", description="The Anthropic model that explains.")
     api_key: str | None = Field(None, description="Anthropic API key; default: $ANTHROPIC_API_KEY.")
     base_url: str | None = Field(None, description="Anthropic API base URL; default: the SDK's (or $ANTHROPIC_BASE_URL).")
     timeout: float = Field(60.0, gt=0, description="Seconds one request to the LLM may take.")

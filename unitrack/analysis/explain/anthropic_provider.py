@@ -16,7 +16,7 @@ from typing import Any
 from unitrack.analysis.explain import Cause, Explanation
 from unitrack.analysis.explain.rules import explain_with_rules
 from unitrack.config import AnalysisConfig
-from unitrack.redact import REDACTED, is_secret_key, redact_mapping, redact_text
+from unitrack.redact import REDACTED, is_secret_key, redact_text
 
 log = logging.getLogger("unitrack")
 
@@ -32,12 +32,19 @@ Ground every statement in that evidence and quote its numbers. Answer with JSON 
  "next_steps": [str, ...]} with the causes ranked, most likely first."""
 
 
+_STRUCTURAL = ("key",)  # the evidence's own field names that only look secret
+
+
 def _redact_entries(value: Any) -> Any:
     """Redaction that also sees diff entries shaped ``{"key": "api_token", "a": ..., "b": ...}``."""
     if isinstance(value, dict):
-        if isinstance(value.get("key"), str) and is_secret_key(value["key"]):
-            return {k: (REDACTED if k in ("a", "b", "value") and isinstance(v, str) else v) for k, v in value.items()}
-        return redact_mapping({k: _redact_entries(v) for k, v in value.items()})
+        named = value.get("key") if isinstance(value.get("key"), str) else None
+        secret_entry = named is not None and is_secret_key(named)
+        out = {}
+        for k, v in value.items():
+            hide = (secret_entry and k in ("a", "b", "value")) or (k not in _STRUCTURAL and is_secret_key(str(k)))
+            out[k] = REDACTED if hide and isinstance(v, str) and v else _redact_entries(v)
+        return out
     if isinstance(value, list):
         return [_redact_entries(v) for v in value]
     if isinstance(value, str):
