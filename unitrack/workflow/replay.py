@@ -128,6 +128,11 @@ def checked_out(code: RunCode, store: RunStore) -> Iterator[Path]:
         shutil.rmtree(holder, ignore_errors=True)
 
 
+def _worktree_description(code: RunCode) -> str:
+    patch = " with its uncommitted patch" if code.patch.strip() else ""
+    return f"a temporary git worktree at {str(code.commit)[:12]}{patch}, in {code.relative_cwd}"
+
+
 def describe_rerun(code: RunCode, store: RunStore) -> dict[str, Any]:
     """What ``rerun`` would do (``--dry-run``)."""
     in_place = tree_matches(code, store)
@@ -136,7 +141,7 @@ def describe_rerun(code: RunCode, store: RunStore) -> dict[str, Any]:
         "command": runnable_command(code.command),
         "commit": code.commit,
         "patch_lines": len(code.patch.splitlines()),
-        "where": str(code.cwd) if in_place else f"a temporary git worktree at {str(code.commit)[:12]} (+patch), in {code.relative_cwd}",
+        "where": str(code.cwd) if in_place else _worktree_description(code),
         "params": code.params,
     }
 

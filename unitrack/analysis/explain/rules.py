@@ -8,6 +8,7 @@ from typing import Any
 from unitrack.analysis.explain import Cause, Explanation
 
 _NOISE_REL = 0.02  # a relative change below this, with only the seed changed, reads as noise
+_GAP_GROWTH = 0.02  # a validation-minus-training loss gap that grew less than this is not overfitting news
 
 
 def fmt(value: Any) -> str:
@@ -56,16 +57,27 @@ def _loss_divergence(evidence: dict[str, Any], side: str) -> str | None:
     return None
 
 
+def _lr_changes(evidence: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    """Learning-rate changes, the same change logged under several keys (``lr``, ``optimizer/lr``) as one."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for change in evidence["config"]["changed"]:
+        if _is_key(change["key"], "lr", "learning_rate", "base_lr", "max_lr"):
+            groups.setdefault((repr(change["a"]), repr(change["b"])), []).append(change)
+    return list(groups.values())
+
+
 def _lr_causes(evidence: dict[str, Any], headline: dict[str, Any] | None) -> list[Cause]:
     causes = []
-    for change in evidence["config"]["changed"]:
-        if not _is_key(change["key"], "lr", "learning_rate", "base_lr", "max_lr"):
-            continue
+    for same in _lr_changes(evidence):
+        change = same[0]
         r = change["ratio"]
-        facts = [f"{change['key']} {fmt(change['a'])} → {fmt(change['b'])}" + (f" ({_times(r)})" if r else "")]
+        also = f" (also {', '.join(c['key'] for c in same[1:])})" if len(same) > 1 else ""
+        facts = [f"{change['key']} {fmt(change['a'])} → {fmt(change['b'])}" + (f" ({_times(r)})" if r else "") + also]
         diverged = _loss_divergence(evidence, "b")
         if diverged and not _loss_divergence(evidence, "a"):
             facts.append(diverged)
+        else:
+            diverged = None
         if headline:
             facts.append(describe_metric(headline))
         big = r is not None and (r >= 3 or r <= 1 / 3)
@@ -109,13 +121,13 @@ def _model_causes(evidence: dict[str, Any]) -> list[Cause]:
             facts.append(f"parameters {fmt(params['a'])} → {fmt(params['b'])}" + (f" ({_times(r)})" if r else ""))
         removed, added = arch.get("removed_lines", []), arch.get("added_lines", [])
         if removed or added:
-            facts.append(f"layers: {'; '.join(s.strip() for s in removed[:2])} → {'; '.join(s.strip() for s in added[:2])}")
+            facts.append(f"layers: {' '.join(s.strip() for s in removed[:2])} → {' '.join(s.strip() for s in added[:2])}")
     for entry in [*classes, *functions]:
         kind = "class" if entry in classes else "function"
         lines = [f"-{line.strip()}" for line in entry["removed_lines"][:2]] + [f"+{line.strip()}" for line in entry["added_lines"][:2]]
         facts.append(f"{kind} {entry['name']} {entry['status']}: " + "  ".join(lines))
     gap_a, gap_b = (evidence["overfitting"] or {}).get("a"), (evidence["overfitting"] or {}).get("b")
-    if gap_a and gap_b and gap_b["gap"] > gap_a["gap"] + 1e-9:
+    if gap_a and gap_b and gap_b["gap"] - gap_a["gap"] > max(_GAP_GROWTH, abs(gap_a["gap"]) / 2):
         facts.append(f"overfitting gap ({gap_b['validation']} − {gap_b['train']}) grew {fmt(gap_a['gap'])} → {fmt(gap_b['gap'])}")
     if not arch.get("changed"):
         title = "model code changed (same layers)"
@@ -193,8 +205,9 @@ def _seed_only(evidence: dict[str, Any], headline: dict[str, Any] | None) -> Cau
 def _next_steps(causes: list[Cause], evidence: dict[str, Any]) -> list[str]:
     steps = []
     titles = " | ".join(c.title for c in causes)
-    for change in evidence["config"]["changed"]:
-        if _is_key(change["key"], "lr", "learning_rate") and change["ratio"]:
+    for same in _lr_changes(evidence):
+        change = same[0]
+        if change["ratio"]:
             low, high = sorted((change["a"], change["b"]))
             middle = math.sqrt(low * high) if low > 0 else high / 2
             steps.append(
@@ -202,11 +215,11 @@ def _next_steps(causes: list[Cause], evidence: dict[str, Any]) -> list[str]:
                 + ("; add warm-up or gradient clipping" if "diverging" in titles else "")
             )
     if "bigger model" in titles or "overfitting gap" in " ".join(f for c in causes for f in c.evidence):
-        steps.append("regularise the larger model (dropout, weight decay) or train it on more data")
+        steps.append("check the bigger model's gain on held-out data; regularise it (dropout, weight decay) if the train/val gap grows")
     if "seed" in titles:
         steps.append("repeat each configuration with 3+ seeds to measure the noise floor before concluding")
     if len([c for c in causes if c.score >= 0.5]) > 1:
-        steps.append("change one thing at a time: `unitrack rerun` run A with only the top cause applied to isolate it")
+        steps.append("change one thing at a time: start from A's code (`unitrack rollback A --to DIR`) and apply only the top cause")
     if not steps:
         steps.append("nothing recorded differs enough to explain the change: repeat both runs to check it is real")
     return steps
