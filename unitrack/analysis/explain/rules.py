@@ -120,8 +120,9 @@ def _model_causes(evidence: dict[str, Any]) -> list[Cause]:
         if params.get("a") is not None:
             facts.append(f"parameters {fmt(params['a'])} → {fmt(params['b'])}" + (f" ({_times(r)})" if r else ""))
         removed, added = arch.get("removed_lines", []), arch.get("added_lines", [])
-        if removed or added:
-            facts.append(f"layers: {' '.join(s.strip() for s in removed[:2])} → {' '.join(s.strip() for s in added[:2])}")
+        if removed and added:
+            more = max(len(removed), len(added)) - 1
+            facts.append(f"layers: {removed[0].strip()} → {added[0].strip()}" + (f" (+{more} more)" if more else ""))
     for entry in [*classes, *functions]:
         kind = "class" if entry in classes else "function"
         lines = [f"-{line.strip()}" for line in entry["removed_lines"][:2]] + [f"+{line.strip()}" for line in entry["added_lines"][:2]]
