@@ -170,3 +170,23 @@ def test_compare_has_a_weights_section_when_weights_exist(store_dir: Path) -> No
     result = cli("compare", ids[0], ids[1], "--json")
     weights = json.loads(result.stdout)["weights"]
     assert {layer["name"] for layer in weights["layers"]} >= {"weight"}
+
+
+def test_a_tracker_joins_the_run_commit_reserved_once(monkeypatch: pytest.MonkeyPatch, store_dir: Path) -> None:
+    from unitrack.names import new_run_id
+
+    reserved = new_run_id()
+    monkeypatch.setenv("UNITRACK_RUN_ID", reserved)
+    with ut.experiment_tracking("joined", quiet_config()) as first:
+        pass
+    with ut.experiment_tracking("second", quiet_config()) as second:
+        pass
+    assert first.run_id == reserved and second.run_id != reserved
+    assert "UNITRACK_RUN_ID" not in os.environ  # the script's own child processes do not claim it again
+
+
+def test_a_reserved_run_id_that_exists_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    taken = make_run()
+    monkeypatch.setenv("UNITRACK_RUN_ID", taken)
+    with pytest.raises(ut.UnitrackError, match="already exists"):
+        ut.ExperimentTracker("again", quiet_config())
