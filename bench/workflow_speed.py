@@ -68,10 +68,12 @@ def main() -> None:
     body = (
         f"Command: `python -m bench.workflow_speed --write-doc` ({time.strftime('%Y-%m-%d')}, {machine()}). "
         f"Two runs of {args.metrics} metrics × {args.steps:,} steps ({points:,} points each) and {args.params} params; "
-        f"median of {args.repeat} wall-clock runs, interpreter start included.\n\n"
+        f"median of {args.repeat} wall-clock runs, interpreter start included; "
+        f"load average {os.getloadavg()[0]:.1f} on the machine while it ran.\n\n"
         + markdown_table(["command", "seconds"], rows)
         + "\n\n`commit` of a command that does not use unitrack includes creating its run afterwards "
-        "(git state, environment) and appending the outcome to the journal."
+        "(git state, environment) and appending the outcome to the journal. Most of `compare`'s time "
+        "is reading both journals back (`read_run`); the comparison itself is a fraction of it."
     )
     print(body)
     if args.write_doc:

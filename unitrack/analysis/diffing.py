@@ -5,11 +5,8 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import math
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
-
-_DEEPDIFF_KEY = re.compile(r"\['((?:[^'\\]|\\.)*)'\]|\[(\d+)\]")
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -27,12 +24,6 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def is_ignored(key: str, patterns: Sequence[str]) -> bool:
     lowered = key.lower()
     return any(fnmatch.fnmatchcase(lowered, pattern.lower()) for pattern in patterns)
-
-
-def _key_of(path: str) -> str:
-    """The flat key a deepdiff path starts with: ``root['betas'][0]`` is ``betas``."""
-    match = _DEEPDIFF_KEY.search(path)
-    return (match.group(1) or match.group(2)) if match else path
 
 
 def _numbers_close(a: Any, b: Any, rel: float, abs_: float) -> bool:
@@ -53,35 +44,43 @@ def ratio(a: Any, b: Any) -> float | None:
     return b / a
 
 
+def _nested_diff(a: Any, b: Any, abs_tolerance: float) -> list[str] | None:
+    """What changed inside two lists or mappings, in deepdiff's words; None when nothing did."""
+    from deepdiff import DeepDiff  # imported only when a nested value differs: it takes a second to load
+
+    diff = DeepDiff(a, b, ignore_numeric_type_changes=True, math_epsilon=abs_tolerance or None)
+    return diff.pretty().splitlines() if diff else None
+
+
 def settings_diff(
     a: Mapping[str, Any], b: Mapping[str, Any], rel_tolerance: float, abs_tolerance: float, ignore: Sequence[str] = ()
 ) -> dict[str, Any]:
-    """What changed, was added or removed between two settings mappings (deepdiff on the flattened keys).
+    """What changed, was added or removed between two settings mappings (compared on flattened keys).
 
-    Numbers within the tolerance are equal; keys matching an ``ignore`` pattern (output paths,
-    host names) are listed under ``ignored`` instead of changing anything.
+    Numbers within the tolerance are equal; a list or mapping that differs carries deepdiff's
+    description of what changed inside it (``detail``); keys matching an ``ignore`` pattern
+    (output paths, host names) are listed under ``ignored`` instead of changing anything.
     """
-    from deepdiff import DeepDiff
-
     flat_a, flat_b = flatten(a), flatten(b)
     ignored = sorted(k for k in set(flat_a) | set(flat_b) if is_ignored(k, ignore))
     left = {k: v for k, v in flat_a.items() if k not in ignored}
     right = {k: v for k, v in flat_b.items() if k not in ignored}
-    diff = DeepDiff(left, right, ignore_numeric_type_changes=True, math_epsilon=abs_tolerance or None, view="tree")
-    changed: dict[str, dict[str, Any]] = {}
-    for kind in ("values_changed", "type_changes", "iterable_item_added", "iterable_item_removed"):
-        for item in diff.get(kind, []):
-            key = _key_of(item.path())
-            old, new = left.get(key), right.get(key)
-            if _numbers_close(old, new, rel_tolerance, abs_tolerance):
+    changed = []
+    for key in sorted(set(left) & set(right)):
+        old, new = left[key], right[key]
+        if old == new or _numbers_close(old, new, rel_tolerance, abs_tolerance):
+            continue
+        entry: dict[str, Any] = {"key": key, "a": old, "b": new, "ratio": ratio(old, new)}
+        if isinstance(old, (list, tuple, Mapping)) and isinstance(new, (list, tuple, Mapping)):
+            detail = _nested_diff(old, new, abs_tolerance)
+            if detail is None:
                 continue
-            changed[key] = {"key": key, "a": old, "b": new, "ratio": ratio(old, new)}
-    added = [{"key": k, "value": right[k]} for k in sorted(set(right) - set(left))]
-    removed = [{"key": k, "value": left[k]} for k in sorted(set(left) - set(right))]
+            entry["detail"] = detail
+        changed.append(entry)
     return {
-        "changed": [changed[k] for k in sorted(changed)],
-        "added": added,
-        "removed": removed,
+        "changed": changed,
+        "added": [{"key": k, "value": right[k]} for k in sorted(set(right) - set(left))],
+        "removed": [{"key": k, "value": left[k]} for k in sorted(set(left) - set(right))],
         "ignored": ignored,
     }
 
