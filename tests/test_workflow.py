@@ -190,3 +190,18 @@ def test_a_reserved_run_id_that_exists_is_an_error(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("UNITRACK_RUN_ID", taken)
     with pytest.raises(ut.UnitrackError, match="already exists"):
         ut.ExperimentTracker("again", quiet_config())
+
+
+def test_clean_older_than_and_status(store_dir: Path) -> None:
+    old, recent = make_run("interrupted"), make_run("interrupted")
+    store = RunStore(store_dir)
+    run_json = store.layout.run(old).run_json
+    data = json.loads(run_json.read_text())
+    data["start_time"] -= 40 * 86400  # started 40 days ago
+    run_json.write_text(json.dumps(data))
+    store.reindex()
+    planned = json.loads(cli("clean", "--older-than", "30d", "--status", "interrupted", "--dry-run", "--json").stdout)
+    assert [r["run_id"] for r in planned["remove"]] == [old]
+    assert recent != old
+    bad = cli("clean", "--older-than", "a month")
+    assert bad.exit_code == 1 and "--older-than 'a month'" in bad.stderr
