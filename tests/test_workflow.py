@@ -202,6 +202,5 @@ def test_clean_older_than_and_status(store_dir: Path) -> None:
     store.reindex()
     planned = json.loads(cli("clean", "--older-than", "30d", "--status", "interrupted", "--dry-run", "--json").stdout)
     assert [r["run_id"] for r in planned["remove"]] == [old]
-    assert recent != old
     bad = cli("clean", "--older-than", "a month")
     assert bad.exit_code == 1 and "--older-than 'a month'" in bad.stderr
