@@ -25,6 +25,7 @@ log = logging.getLogger("unitrack")
 
 _ENV_FACTS = ("python", "python_implementation", "platform", "machine", "cpu_count", "memory_total_mb")
 _TORCH_FACTS = ("version", "cuda", "cudnn", "cuda_available", "device_count")
+_PATCH_DIFF_LINES = 400  # the diff between the two uncommitted patches, cut here (--json)
 
 
 def _artifact_text(view: RunView, name: str) -> str | None:
@@ -156,6 +157,7 @@ def _git_section(a: RunView, b: RunView) -> dict[str, Any]:
         "dirty": _pair(git_a.get("dirty"), git_b.get("dirty")),
         "patch_lines": _pair(len((patch_a or "").splitlines()), len((patch_b or "").splitlines())),
         "patch_same": (patch_a or "") == (patch_b or ""),
+        "patch_diff": text_diff(patch_a or "", patch_b or "", "git.patch")["diff"][:_PATCH_DIFF_LINES],
     }
 
 
