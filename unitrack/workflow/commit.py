@@ -118,7 +118,11 @@ def _final_status(recorded: str | None, exit_code: int) -> str:
 def _create_run_for(
     run_id: str, store: RunStore, env: dict[str, str], experiment: str, cwd: Path | None
 ) -> None:
-    """The run of a command that did not use unitrack: git state and environment, captured now."""
+    """The run of a command that did not use unitrack: git state and environment, captured now.
+
+    The tracker takes the run id, message, tags and command from the environment, as the
+    script's own tracker would have, so both kinds of run are made the same way.
+    """
     from unitrack.tracker import ExperimentTracker
 
     saved = dict(os.environ)
@@ -138,6 +142,71 @@ def _create_run_for(
         os.environ.update(saved)
 
 
+@dataclass
+class _Execution:
+    """What watching the command produced: its exit code, times, usage and output log."""
+
+    exit_code: int
+    start: float
+    end: float
+    usage: _Usage
+    log_path: Path
+
+
+def _execute(command: list[str], env: dict[str, str], cwd: Path | None) -> _Execution:
+    """Run the command with its output both on this terminal and in a log file, sampling its usage."""
+    log_file = tempfile.NamedTemporaryFile(prefix="unitrack-output-", suffix=".log", delete=False)
+    usage, done, lock = _Usage(), threading.Event(), threading.Lock()
+    start = time.time()
+    try:
+        child = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except OSError as exc:
+        log_file.close()
+        os.unlink(log_file.name)
+        raise ValueError(f"cannot run {command[0]!r}: {exc.strerror or exc}") from None
+    tees = [
+        threading.Thread(target=_tee, args=(child.stdout, [sys.stdout.buffer, log_file], lock), daemon=True),
+        threading.Thread(target=_tee, args=(child.stderr, [sys.stderr.buffer, log_file], lock), daemon=True),
+    ]
+    for thread in [*tees, threading.Thread(target=_sample_tree, args=(child.pid, usage, done), daemon=True)]:
+        thread.start()
+    while True:
+        try:
+            exit_code = child.wait()
+            break
+        except KeyboardInterrupt:
+            continue  # the command got the Ctrl-C too; its ending is what we record
+    end = time.time()
+    done.set()
+    for thread in tees:
+        thread.join(10)
+    log_file.close()
+    return _Execution(exit_code, start, end, usage, Path(log_file.name))
+
+
+def _record_outcome(store: RunStore, run_id: str, command: list[str], run: _Execution, joined: bool, extra: dict[str, Any]) -> str:
+    """Append what only the parent saw to the run's journal; return the run's final status."""
+    paths = store.layout.run(run_id)
+    status = _final_status((read_json(paths.run_json, {}) or {}).get("status"), run.exit_code)
+    target = paths.artifacts / OUTPUT_LOG
+    shutil.copyfile(run.log_path, target)
+    size, digest = _digest(target)
+    peak = run.usage.peak_rss_mb or None
+    outcome = {"exit_code": run.exit_code, "duration": run.end - run.start, "peak_rss_mb": peak, "command": command}
+    end = run.end
+    events = [
+        *[lambda seq, t=t, v=v: SystemEvent(seq, t, v, None) for t, v in run.usage.samples],
+        lambda seq: ArtifactEvent(seq, end, OUTPUT_LOG, f"artifacts/{OUTPUT_LOG}", size, digest),
+        lambda seq: RecordEvent(seq, end, "process", outcome),
+        lambda seq: StatusEvent(seq, end, status),
+    ]
+    fields: dict[str, Any] = {"exit_code": run.exit_code, "command_duration": run.end - run.start, **extra}
+    if not joined:  # the run was made after the command: its times and memory are the command's
+        fields.update(start_time=run.start, peak_rss_mb=peak)
+    append_to_run(store, paths, events, status=status, **fields)
+    return status
+
+
 def run_committed(
     command: list[str],
     store: RunStore,
@@ -151,60 +220,16 @@ def run_committed(
     if not command:
         raise ValueError("no command to run: write it after `--`, e.g. unitrack commit -m 'try' -- python train.py")
     run_id = new_run_id()
-    tags = dict(tags or {})
-    env = child_environment(run_id, store, message, tags, command)
-    log_file = tempfile.NamedTemporaryFile(prefix="unitrack-output-", suffix=".log", delete=False)
-    usage, done, lock = _Usage(), threading.Event(), threading.Lock()
-    start = time.time()
+    env = child_environment(run_id, store, message, dict(tags or {}), command)
+    run = _execute(command, env, cwd)
     try:
-        child = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    except OSError as exc:
-        log_file.close()
-        os.unlink(log_file.name)
-        raise ValueError(f"cannot run {command[0]!r}: {exc.strerror or exc}") from None
-    threads = [
-        threading.Thread(target=_tee, args=(child.stdout, [sys.stdout.buffer, log_file], lock), daemon=True),
-        threading.Thread(target=_tee, args=(child.stderr, [sys.stderr.buffer, log_file], lock), daemon=True),
-        threading.Thread(target=_sample_tree, args=(child.pid, usage, done), daemon=True),
-    ]
-    for thread in threads:
-        thread.start()
-    while True:
-        try:
-            exit_code = child.wait()
-            break
-        except KeyboardInterrupt:
-            continue  # the command got the Ctrl-C too; its ending is what we record
-    end = time.time()
-    done.set()
-    for thread in threads[:2]:
-        thread.join(10)
-    log_file.close()
-    try:
-        paths = store.layout.run(run_id)
-        joined = paths.run_json.exists()
+        joined = store.layout.run(run_id).run_json.exists()
         if not joined:
             _create_run_for(run_id, store, env, experiment or _experiment_name(command), cwd)
-        recorded = (read_json(paths.run_json, {}) or {}).get("status")
-        status = _final_status(recorded, exit_code)
-        target = paths.artifacts / OUTPUT_LOG
-        shutil.copyfile(log_file.name, target)
-        size, digest = _digest(target)
-        outcome = {"exit_code": exit_code, "duration": end - start, "peak_rss_mb": usage.peak_rss_mb or None, "command": command}
-        events = [
-            *[lambda seq, t=t, v=v: SystemEvent(seq, t, v, None) for t, v in usage.samples],
-            lambda seq: ArtifactEvent(seq, end, OUTPUT_LOG, f"artifacts/{OUTPUT_LOG}", size, digest),
-            lambda seq: RecordEvent(seq, end, "process", outcome),
-            lambda seq: StatusEvent(seq, end, status),
-        ]
-        fields: dict[str, Any] = {"exit_code": exit_code, "command_duration": end - start, **(extra_run_fields or {})}
-        if not joined:
-            fields["start_time"] = start
-            fields["peak_rss_mb"] = usage.peak_rss_mb or None
-        append_to_run(store, paths, events, status=status, **fields)
+        status = _record_outcome(store, run_id, command, run, joined, dict(extra_run_fields or {}))
     finally:
-        os.unlink(log_file.name)
-    return CommitResult(run_id, exit_code, joined, status)
+        os.unlink(run.log_path)
+    return CommitResult(run_id, run.exit_code, joined, status)
 
 
 def shell_exit_code(exit_code: int) -> int:
