@@ -204,3 +204,21 @@ def test_clean_older_than_and_status(store_dir: Path) -> None:
     assert [r["run_id"] for r in planned["remove"]] == [old]
     bad = cli("clean", "--older-than", "a month")
     assert bad.exit_code == 1 and "--older-than 'a month'" in bad.stderr
+
+
+def test_sigterm_to_commit_reaches_the_command_and_the_run_records_it(tmp_path: Path, store_dir: Path) -> None:
+    import signal
+
+    script = tmp_path / "wait.py"
+    script.write_text("import time\nprint('ready', flush=True)\ntime.sleep(60)\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "unitrack.cli.app", "commit", "-m", "stopped", "--", sys.executable, str(script)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    assert parent.stdout is not None and parent.stdout.readline().strip() == "ready"
+    parent.send_signal(signal.SIGTERM)
+    out, _ = parent.communicate(timeout=60)
+    assert parent.returncode == 128 + signal.SIGTERM
+    shown = json.loads(cli("show", out.strip().splitlines()[-1], "--json").stdout)
+    assert shown["status"] == "interrupted" and shown["info"]["exit_code"] == -signal.SIGTERM

@@ -196,6 +196,8 @@ def test_rerun_makes_a_new_run_with_the_same_params_linked_to_the_original(two_c
     assert again["params"] == original["params"]  # same lr, same model (the old, narrow one)
     assert again["info"]["git"]["commit"] == original["info"]["git"]["commit"]
     assert git(repo, "worktree", "list").count("\n") == 1  # the temporary worktree is gone
+    again_plan = json.loads(unitrack(repo, "rerun", new_id, "--dry-run").stdout)  # its worktree is gone: the original's repo
+    assert again_plan["commit"] == plan["commit"] and "temporary git worktree" in again_plan["where"]
 
 
 def test_rollback_writes_code_and_config(two_commits: dict[str, Any], tmp_path: Path) -> None:

@@ -153,6 +153,13 @@ class _Execution:
     log_path: Path
 
 
+def _forward_sigterm(child: subprocess.Popen[bytes]) -> Any:
+    """Pass a SIGTERM (a scheduler stopping the job) on to the command, so its end is still recorded."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signum))
+
+
 def _execute(command: list[str], env: dict[str, str], cwd: Path | None) -> _Execution:
     """Run the command with its output both on this terminal and in a log file, sampling its usage."""
     log_file = tempfile.NamedTemporaryFile(prefix="unitrack-output-", suffix=".log", delete=False)
@@ -170,12 +177,17 @@ def _execute(command: list[str], env: dict[str, str], cwd: Path | None) -> _Exec
     ]
     for thread in [*tees, threading.Thread(target=_sample_tree, args=(child.pid, usage, done), daemon=True)]:
         thread.start()
-    while True:
-        try:
-            exit_code = child.wait()
-            break
-        except KeyboardInterrupt:
-            continue  # the command got the Ctrl-C too; its ending is what we record
+    previous = _forward_sigterm(child)
+    try:
+        while True:
+            try:
+                exit_code = child.wait()
+                break
+            except KeyboardInterrupt:
+                continue  # the command got the Ctrl-C too; its ending is what we record
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     end = time.time()
     done.set()
     for thread in tees:

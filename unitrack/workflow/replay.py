@@ -83,11 +83,16 @@ def load_run_code(store: RunStore, ref: str) -> RunCode:
     run = read_json(paths.run_json, {}) or {}
     git = run.get("git") or {}
     patch_file = paths.artifacts / PATCH_ARTIFACT
+    repo_root, cwd = (Path(git["root"]) if git.get("root") else None), Path(run.get("cwd") or ".")
+    if repo_root is not None and not repo_root.exists() and run.get("rerun_of"):
+        # a rerun ran in a temporary worktree, gone now: its code lives in the original's repository
+        original = load_run_code(store, str(run["rerun_of"]))
+        repo_root, cwd = original.repo_root, original.cwd
     return RunCode(
         run_id=paths.run_id,
         command=list(run.get("command") or []),
-        cwd=Path(run.get("cwd") or "."),
-        repo_root=Path(git["root"]) if git.get("root") else None,
+        cwd=cwd,
+        repo_root=repo_root,
         commit=git.get("commit"),
         patch=patch_file.read_text(encoding="utf-8") if patch_file.exists() else "",
         params=read_json(paths.params_json, {}) or {},
