@@ -32,14 +32,22 @@ def make_runs(store: Path, metrics: int, steps: int, params: int) -> list[str]:
     return ids
 
 
-def timed(argv: list[str], env: dict[str, str], repeat: int) -> float:
-    """Median wall-clock seconds of a command."""
-    samples = []
+def timed(argv: list[str], env: dict[str, str], repeat: int) -> list[str]:
+    """Median wall-clock and CPU (user + system) seconds of a command, formatted.
+
+    CPU time says what the command costs even when other work slows the wall clock down.
+    """
+    import resource
+
+    walls, cpus = [], []
     for _ in range(repeat):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         subprocess.run(argv, env=env, check=True, capture_output=True)
-        samples.append(time.perf_counter() - start)
-    return median(samples)
+        walls.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return [f"{median(walls):.2f}", f"{median(cpus):.2f}"]
 
 
 def main() -> None:
@@ -56,13 +64,15 @@ def main() -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "UNITRACK_DIR": str(store)}
         env = {k: v for k, v in env.items() if not k.startswith("ANTHROPIC")}
         cli = [sys.executable, "-m", "unitrack.cli.app"]
-        bare = timed([sys.executable, "-c", "pass"], env, args.repeat)
         rows = [
-            ["`unitrack compare A B --json`", f"{timed([*cli, 'compare', a, b, '--json'], env, args.repeat):.2f}"],
-            ["`unitrack compare A B` (tables)", f"{timed([*cli, 'compare', a, b], env, args.repeat):.2f}"],
-            ["`unitrack explain A B` (rules)", f"{timed([*cli, 'explain', a, b, '--provider', 'rules'], env, args.repeat):.2f}"],
-            ["`python -c pass`", f"{bare:.2f}"],
-            ["`unitrack commit -m x -- python -c pass`", f"{timed([*cli, 'commit', '-m', 'x', '--', sys.executable, '-c', 'pass'], env, args.repeat):.2f}"],
+            ["`unitrack compare A B --json`", *timed([*cli, "compare", a, b, "--json"], env, args.repeat)],
+            ["`unitrack compare A B` (tables)", *timed([*cli, "compare", a, b], env, args.repeat)],
+            ["`unitrack explain A B` (rules)", *timed([*cli, "explain", a, b, "--provider", "rules"], env, args.repeat)],
+            ["`python -c pass`", *timed([sys.executable, "-c", "pass"], env, args.repeat)],
+            [
+                "`unitrack commit -m x -- python -c pass`",
+                *timed([*cli, "commit", "-m", "x", "--", sys.executable, "-c", "pass"], env, args.repeat),
+            ],
         ]
     points = args.metrics * args.steps
     body = (
@@ -70,7 +80,7 @@ def main() -> None:
         f"Two runs of {args.metrics} metrics × {args.steps:,} steps ({points:,} points each) and {args.params} params; "
         f"median of {args.repeat} wall-clock runs, interpreter start included; "
         f"load average {os.getloadavg()[0]:.1f} on the machine while it ran.\n\n"
-        + markdown_table(["command", "seconds"], rows)
+        + markdown_table(["command", "wall s", "CPU s"], rows)
         + "\n\n`commit` of a command that does not use unitrack includes creating its run afterwards "
         "(git state, environment) and appending the outcome to the journal. Most of `compare`'s time "
         "is reading both journals back (`read_run`); the comparison itself is a fraction of it."
