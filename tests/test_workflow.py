@@ -222,3 +222,13 @@ def test_sigterm_to_commit_reaches_the_command_and_the_run_records_it(tmp_path: 
     assert parent.returncode == 128 + signal.SIGTERM
     shown = json.loads(cli("show", out.strip().splitlines()[-1], "--json").stdout)
     assert shown["status"] == "interrupted" and shown["info"]["exit_code"] == -signal.SIGTERM
+
+
+def test_commit_config_applies_to_the_run_of_a_plain_command(tmp_path: Path) -> None:
+    config = tmp_path / "unitrack.yaml"
+    config.write_text("tags: {team: vision}\ncapture: {packages: false}\n")
+    result = cli("commit", "-m", "configured", "--tag", "stage=2", "--config", str(config), "--", sys.executable, "-c", "pass")
+    assert result.exit_code == 0, result.output
+    shown = json.loads(cli("show", result.stdout.strip().splitlines()[-1], "--json").stdout)
+    assert shown["tags"] == {"team": "vision", "stage": "2"}
+    assert shown["info"]["config"]["capture"]["packages"] is False

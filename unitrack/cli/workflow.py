@@ -41,6 +41,10 @@ def register(app: typer.Typer) -> None:
         message: Annotated[str, typer.Option("--message", "-m", help="What this run tries.")],
         tag: Annotated[Optional[list[str]], typer.Option("--tag", help="A tag KEY=VALUE or KEY (repeatable).")] = None,
         experiment: Annotated[Optional[str], typer.Option("--experiment", help="Experiment of a script that does not name one.")] = None,
+        config: Annotated[
+            Optional[str],
+            typer.Option("--config", "-c", help="unitrack config (backends...) for a command that does not use unitrack."),
+        ] = None,
         store: StoreOption = None,
     ) -> None:
         """Run a command as a tracked, versioned run: unitrack commit -m MSG [--tag k=v] -- CMD ...
@@ -53,7 +57,8 @@ def register(app: typer.Typer) -> None:
             from unitrack.cli.common import open_store
             from unitrack.workflow.commit import run_committed, shell_exit_code
 
-            result = run_committed(list(ctx.args), open_store(store, must_exist=False), message, _tags(tag), experiment=experiment)
+            runs_store = open_store(store, must_exist=False)
+            result = run_committed(list(ctx.args), runs_store, message, _tags(tag), experiment=experiment, config=config)
         typer.echo(f"unitrack: run {result.run_id} {result.status} (exit code {result.exit_code})", err=True)
         typer.echo(result.run_id)
         raise typer.Exit(shell_exit_code(result.exit_code))

@@ -116,26 +116,27 @@ def _final_status(recorded: str | None, exit_code: int) -> str:
 
 
 def _create_run_for(
-    run_id: str, store: RunStore, env: dict[str, str], experiment: str, cwd: Path | None
+    run_id: str, store: RunStore, env: dict[str, str], experiment: str, cwd: Path | None, config: str | None
 ) -> None:
     """The run of a command that did not use unitrack: git state and environment, captured now.
 
     The tracker takes the run id, message, tags and command from the environment, as the
     script's own tracker would have, so both kinds of run are made the same way.
     """
+    from unitrack.config import load_config
     from unitrack.tracker import ExperimentTracker
 
+    settings = load_config(
+        config,
+        {"store_dir": str(store.root), "monitoring.enabled": False, "capture.handle_signals": False},
+    )  # the backends of the user's config receive this run too; the command's usage was sampled here
     saved = dict(os.environ)
     previous_cwd = Path.cwd()
     os.environ.update(env)
     try:
         if cwd is not None:
             os.chdir(cwd)
-        tracker = ExperimentTracker(
-            experiment,
-            {"store_dir": str(store.root), "monitoring": {"enabled": False}, "capture": {"handle_signals": False}},
-        )
-        tracker.finish()
+        ExperimentTracker(experiment, settings).finish()
     finally:
         os.chdir(previous_cwd)
         os.environ.clear()
@@ -227,8 +228,13 @@ def run_committed(
     cwd: Path | None = None,
     experiment: str | None = None,
     extra_run_fields: dict[str, Any] | None = None,
+    config: str | None = None,
 ) -> CommitResult:
-    """Run ``command`` as the tracked run; return its id and the command's exit code."""
+    """Run ``command`` as the tracked run; return its id and the command's exit code.
+
+    ``config`` (a unitrack YAML file) configures the run made here when the command does not
+    make its own: its backends, tags, capture settings.
+    """
     if not command:
         raise ValueError("no command to run: write it after `--`, e.g. unitrack commit -m 'try' -- python train.py")
     run_id = new_run_id()
@@ -237,7 +243,7 @@ def run_committed(
     try:
         joined = store.layout.run(run_id).run_json.exists()
         if not joined:
-            _create_run_for(run_id, store, env, experiment or _experiment_name(command), cwd)
+            _create_run_for(run_id, store, env, experiment or _experiment_name(command), cwd, config)
         status = _record_outcome(store, run_id, command, run, joined, dict(extra_run_fields or {}))
     finally:
         os.unlink(run.log_path)
