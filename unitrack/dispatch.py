@@ -404,10 +404,11 @@ class BackendWorker:
     def _open(self) -> bool:
         try:
             self._retrying(lambda: self.backend.open(self._run_info()))
-        except _Aborted:
-            return False
-        except Exception as exc:
-            self.state.start_error = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # _Aborted too: still not started when the run's deadline came
+            self.state.start_error = self.state.last_error if isinstance(exc, _Aborted) else None
+            self.state.start_error = self.state.start_error or f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, _Aborted):
+                self.state.start_error = f"not started before the deadline; last error: {self.state.start_error}"
             log.warning(
                 "unitrack: backend %r could not start (%s); the run goes on with the local store, "
                 "and `unitrack sync %s` can deliver it later",
@@ -582,6 +583,7 @@ class BackendWorker:
             ),
             retry=retry_if_not_exception_type((PermanentBackendError, _Aborted)),
             sleep=self._sleep,
+            before_sleep=lambda retry: self._record_error(retry.outcome.exception()),  # type: ignore[union-attr]
             reraise=True,
         ):
             with attempt:

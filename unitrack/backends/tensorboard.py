@@ -6,10 +6,10 @@ start, histograms, the model graph from ``watch(example_input=...)``, the config
 close the hparams plugin's three summaries (experiment, session start, session end with the
 final status) in the run's own folder, with the final value of every metric.
 
-A ``rewind`` event (a run resumed at step N) becomes ``SessionLog.START`` at step N+1: TensorBoard
-then drops the points after N that the resumed run supersedes. Reopening the folder after a
-crash (``unitrack sync``) replays from the last acknowledged event; TensorBoard's out-of-order
-purge drops what the crashed writer may have left beyond it.
+A new folder starts with ``SessionLog.START``; a ``rewind`` event (a run resumed at step N)
+becomes a second ``START`` at step N+1, on which TensorBoard drops every point after N: the
+resumed run's points replace them. Reopening the folder (``unitrack sync``) appends from the last
+acknowledged batch; a batch written but not acknowledged before a crash can appear twice.
 """
 
 from __future__ import annotations
@@ -74,8 +74,9 @@ class TensorBoardBackend(Backend):
             self._params = read_json(run.run_dir / "params.json", {}) or {}
             summary = (read_json(run.run_dir / "summary.json", {}) or {}).get("metrics", {})
             self._metric_tags = {self._names(key) for key in summary}
-            self._writer.add_event(TbEvent(wall_time=time.time(), session_log=SessionLog(status=SessionLog.START)))
         else:
+            # the first START of a folder marks its beginning; a later one (a rewind) makes TensorBoard purge
+            self._writer.add_event(TbEvent(wall_time=run.start_time, step=0, session_log=SessionLog(status=SessionLog.START)))
             config = json.dumps(run.config, indent=2, sort_keys=True, default=str)
             self._add_summary(0, run.start_time, [self._text("config", f"```\n{config}\n```")])
         self._writer.flush()
