@@ -183,14 +183,15 @@ def test_tensorboard_gets_histograms_the_graph_hparams_status_and_honours_a_rewi
     accumulator = EventAccumulator(str(folder), size_guidance={"histograms": 0, "tensors": 0}).Reload()
     assert [h.step for h in accumulator.Histograms("layer/weight")] == [3]
     assert accumulator.Graph() is not None
-    content = accumulator.SummaryMetadata(metadata.SESSION_END_INFO_TAG).plugin_data.content
-    end = plugin_data_pb2.HParamsPluginData.FromString(content).session_end_info
+    from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer
     from tensorboard.plugins.hparams import api_pb2
 
+    multiplexer = EventMultiplexer().AddRunsFromDirectory(str(tmp_path / "tb"))
+    multiplexer.Reload()
+    hparams = multiplexer.PluginRunToTagToContent(metadata.PLUGIN_NAME)[f"tb_{tracker.run_id}"]
+    end = plugin_data_pb2.HParamsPluginData.FromString(hparams[metadata.SESSION_END_INFO_TAG]).session_end_info
     assert end.status == api_pb2.STATUS_ABORTED
-    start = plugin_data_pb2.HParamsPluginData.FromString(
-        accumulator.SummaryMetadata(metadata.SESSION_START_INFO_TAG).plugin_data.content
-    ).session_start_info
+    start = plugin_data_pb2.HParamsPluginData.FromString(hparams[metadata.SESSION_START_INFO_TAG]).session_start_info
     assert start.hparams["lr"].number_value == 0.1 and start.hparams["act"].string_value == "relu"
 
 
