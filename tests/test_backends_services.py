@@ -190,9 +190,11 @@ def test_tensorboard_gets_histograms_the_graph_hparams_status_and_honours_a_rewi
     multiplexer.Reload()
     hparams = multiplexer.PluginRunToTagToContent(metadata.PLUGIN_NAME)[f"tb_{tracker.run_id}"]
     end = plugin_data_pb2.HParamsPluginData.FromString(hparams[metadata.SESSION_END_INFO_TAG]).session_end_info
-    assert end.status == api_pb2.STATUS_ABORTED
+    assert end.status == api_pb2.STATUS_FAILURE
     start = plugin_data_pb2.HParamsPluginData.FromString(hparams[metadata.SESSION_START_INFO_TAG]).session_start_info
     assert start.hparams["lr"].number_value == 0.1 and start.hparams["act"].string_value == "relu"
+    assert start.hparams["unitrack/status"].string_value == "interrupted"
+    assert json.loads((tracker.run_dir / "run.json").read_text())["backends"]["tensorboard"]["errors"] == 0
 
 
 def test_a_missing_optional_package_is_one_error_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

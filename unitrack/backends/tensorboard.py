@@ -29,14 +29,17 @@ from unitrack.store.fsio import read_json
 if TYPE_CHECKING:
     from unitrack.config import Config
 
-# unitrack status -> the hparams plugin's session status
+# unitrack status -> the hparams plugin's session status (it has only success, failure, running and
+# unknown): a run that did not complete is a failure there, and its exact status is the
+# ``unitrack/status`` hparam beside the others
 SESSION_STATUS = {
     "completed": "STATUS_SUCCESS",
     "failed": "STATUS_FAILURE",
     "crashed": "STATUS_FAILURE",
-    "interrupted": "STATUS_ABORTED",
+    "interrupted": "STATUS_FAILURE",
     "running": "STATUS_RUNNING",
 }
+STATUS_HPARAM = "unitrack/status"
 
 
 def run_folder_name(run: RunInfo) -> str:
@@ -188,6 +191,8 @@ class TensorBoardBackend(Backend):
                 start.hparams[tag].string_value = value_text(value)
                 kind = "DATA_TYPE_STRING"
             infos.append(api_pb2.HParamInfo(name=tag, type=api_pb2.DataType.Value(kind)))
+        start.hparams[STATUS_HPARAM].string_value = status
+        infos.append(api_pb2.HParamInfo(name=STATUS_HPARAM, type=api_pb2.DataType.Value("DATA_TYPE_STRING")))
         start.start_time_secs = self._start_time
         metrics = [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag)) for tag in sorted(self._metric_tags)]
         experiment = api_pb2.Experiment(hparam_infos=infos, metric_infos=metrics)
