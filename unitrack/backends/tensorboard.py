@@ -174,7 +174,7 @@ class TensorBoardBackend(Backend):
 
     def _write_hparams(self, status: str) -> None:
         """The hparams plugin's experiment, session start and session end, in the run's own folder."""
-        from tensorboard.compat.proto.summary_pb2 import SummaryMetadata
+        from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
         from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 
         start = plugin_data_pb2.SessionStartInfo(group_name=self._run.run_id if self._run else "")
