@@ -206,3 +206,35 @@ def test_a_missing_optional_package_is_one_error_naming_the_extra(monkeypatch: p
 
     with pytest.raises(BackendUnavailableError, match=r"pip install 'unitrack\[mlflow\]'"):
         ut.ExperimentTracker("x", quiet_config(tracking={"use_mlflow": True}))
+
+
+def test_show_and_export_read_runs_straight_from_each_backend(
+    tmp_path: Path, mlflow_server: MlflowServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from unitrack.cli.app import app
+
+    with ut.experiment_tracking("readback", all_backends_yaml(tmp_path, mlflow_server.uri)) as tracker:
+        tracker.log_hyperparameters({"lr": 0.5, "layers": 3})
+        for step in range(20):
+            tracker.log_metrics({"loss": 10.0 - step}, step=step)
+    expected = [{"step": s, "value": 10.0 - s} for s in range(20)]
+    mlflow_id = mlflow_run(mlflow_server.uri, tracker.run_id, "readback").info.run_id
+    host = mlflow_server.uri.removeprefix("http://")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)
+    refs = {
+        "mlflow": f"mlflow://{host}/{mlflow_id}",
+        "mlflow-env": f"mlflow:{mlflow_id}",
+        "wandb": f"wandb:{wandb_run_dir(tmp_path, tracker.run_id)}",
+        "tensorboard": f"tb:{tmp_path / 'tb'}#readback_{tracker.run_id}",
+    }
+    for source, ref in refs.items():
+        result = CliRunner().invoke(app, ["export", ref, "--json"])
+        assert result.exit_code == 0, (source, result.output)
+        data = json.loads(result.stdout)
+        assert [{"step": p["step"], "value": p["value"]} for p in data["metric_history"]["loss"]] == expected, source
+        assert data["status"] == "completed", source
+        assert data["params"]["lr"] == 0.5 and data["params"]["layers"] == 3, source
+        shown = CliRunner().invoke(app, ["show", ref])
+        assert shown.exit_code == 0 and "loss" in shown.stdout, (source, shown.output)
