@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
-
-import pytest
 
 import unitrack as ut
 from backends.mlflow_server import MlflowServer
@@ -45,10 +44,10 @@ def test_an_mlflow_outage_never_reaches_the_loop_and_every_point_arrives_once(tm
                 time.sleep(0.01)  # a training step's worth of time, now and then
         server.start()  # back, same port, same store
         tracker.finish()
-        owed = tracker.run_dir / "cursors" / "mlflow.json"
-        assert owed.exists()
         result = CliRunner().invoke(app, ["sync", tracker.run_id, "--json"])  # delivers what finish could not, if anything
         assert result.exit_code == 0, result.output
+        shown = CliRunner().invoke(app, ["show", tracker.run_id, "--json"])
+        assert json.loads(shown.stdout)["delivery"]["mlflow"]["in_sync"] is True
 
         run = mlflow_run(server.uri, tracker.run_id, "outage")
         for key, value in (("loss", lambda s: 1.0 / (s + 1)), ("acc", lambda s: s / STEPS)):
