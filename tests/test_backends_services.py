@@ -237,3 +237,27 @@ def test_show_and_export_read_runs_straight_from_each_backend(
         assert data["params"]["lr"] == 0.5 and data["params"]["layers"] == 3, source
         shown = CliRunner().invoke(app, ["show", ref])
         assert shown.exit_code == 0 and "loss" in shown.stdout, (source, shown.output)
+
+
+def test_checkpoints_are_uploaded_per_policy(tmp_path: Path, mlflow_server: MlflowServer) -> None:
+    from mlflow.tracking import MlflowClient
+
+    config = quiet_config(
+        tracking={"use_mlflow": True, "mlflow_tracking_uri": mlflow_server.uri},
+        checkpointing={"upload": {"mlflow": "best"}},
+    )
+    tracker = ut.ExperimentTracker("ckpt", config)
+    for epoch, best in ((0, True), (1, False)):
+        folder = tmp_path / f"epoch-{epoch}"
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"weights %d" % epoch)
+        (folder / "manifest.json").write_text("{}")
+        event = {"name": f"epoch-{epoch}", "path": str(folder), "epoch": epoch, "step": epoch * 10,
+                 "metrics": {"val_loss": 1.0 - epoch}, "is_best": best, "aliases": ["best"] if best else ["latest"]}  # fmt: skip
+        tracker._queue.append(("record", time.time(), "checkpoint", event))
+        tracker.log_metrics({"loss": 1.0}, step=epoch)
+    tracker.finish()
+    run = mlflow_run(mlflow_server.uri, tracker.run_id, "ckpt")
+    uploaded = [a.path for a in MlflowClient(mlflow_server.uri).list_artifacts(run.info.run_id, "checkpoints")]
+    assert uploaded == ["checkpoints/epoch-0"]
+    assert run.data.tags["unitrack.best_checkpoint"] == "epoch-0"
