@@ -51,9 +51,15 @@ def ls_command(
         print_json(runs) if as_json else print_runs(runs, runs_store)
 
 
+_RUN_REF_HELP = (
+    "A run id or an unambiguous prefix of one; or a backend's run: mlflow://HOST:PORT/RUN_ID, "
+    "mlflow:RUN_ID (MLFLOW_TRACKING_URI), wandb:PATH_TO_RUN_DIR, tb:LOGDIR[#RUN]."
+)
+
+
 @app.command("show")
 def show_command(
-    run: Annotated[str, typer.Argument(help="A run id or an unambiguous prefix of one.")],
+    run: Annotated[str, typer.Argument(help=_RUN_REF_HELP)],
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -61,12 +67,14 @@ def show_command(
     with cli_errors():
         from unitrack.cli.runs import show_run
 
-        show_run(open_store(store), run, as_json)
+        from unitrack.readers import is_backend_ref
+
+        show_run(open_store(store, must_exist=not is_backend_ref(run)), run, as_json)
 
 
 @app.command("export")
 def export_command(
-    run: Annotated[str, typer.Argument(help="A run id or an unambiguous prefix of one.")],
+    run: Annotated[str, typer.Argument(help=_RUN_REF_HELP)],
     store: StoreOption = None,
     as_json: JsonOption = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Every metric point as CSV (metric, step, time, value).")] = False,
@@ -78,7 +86,9 @@ def export_command(
 
         if as_json and as_csv:
             raise ValueError("choose one of --json and --csv")
-        export_run(open_store(store), run, as_csv, out)
+        from unitrack.readers import is_backend_ref
+
+        export_run(open_store(store, must_exist=not is_backend_ref(run)), run, as_csv, out)
 
 
 @app.command("reindex")
@@ -94,6 +104,9 @@ from unitrack.cli import workflow as _workflow_commands  # noqa: E402  (issue 6)
 
 _compare_commands.register(app)
 _workflow_commands.register(app)
+from unitrack.cli import sync as _sync  # noqa: E402 - issue 3: `unitrack sync`
+
+_sync.register(app)
 
 
 def main() -> None:
