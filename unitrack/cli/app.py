@@ -82,5 +82,10 @@ def reindex_command(store: StoreOption = None) -> None:
         typer.echo(f"indexed {count} run(s)")
 
 
+from unitrack.cli import weights as _weights_commands  # noqa: E402  (issue 5: delta, plot)
+
+_weights_commands.register(app)
+
+
 def main() -> None:
     app()
