@@ -208,20 +208,19 @@ def _distance(init: WeightSource, b: WeightSource, name: str, mb: TensorMeta) ->
 
 
 def summarize_run_delta(store: Any, ref_a: str, ref_b: str) -> dict[str, Any] | None:
-    """Per-layer change between the final weights (last checkpoint or snapshot) of two runs.
+    """Per-layer change between the final weights (last checkpoint or snapshot) of two runs
+    (``RUN@best``, ``RUN@STEP``... pick other weights of a run).
 
     ``{"source_a", "source_b", "layers": [{name, shape, l2, relative, cosine, max_abs,
     changed_fraction}] (largest relative change first), "total": {l2, relative}, "added",
     "removed"}``; None when either run has no weights. ``unitrack compare`` shows it.
     """
-    from unitrack.weights.refs import pick_point, run_weight_points
+    from unitrack.weights.refs import open_run_weights
 
-    points_a, points_b = run_weight_points(store, ref_a), run_weight_points(store, ref_b)
-    if not points_a or not points_b:
+    source_a, source_b = open_run_weights(store, ref_a), open_run_weights(store, ref_b)
+    if source_a is None or source_b is None:
         return None
-    report = compare_sources(
-        pick_point(points_a, None, ref_a).open(), pick_point(points_b, None, ref_b).open(), per_row=False
-    )
+    report = compare_sources(source_a, source_b, per_row=False)
     total = report.total()
     return {
         "source_a": report.source_a,

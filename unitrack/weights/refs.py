@@ -88,6 +88,13 @@ def pick_point(points: list[WeightPoint], selector: str | None, run: str) -> Wei
     return named[-1]
 
 
+def open_run_weights(store: Any, ref: str) -> WeightSource | None:
+    """The weights ``RUN[@SELECTOR]`` names (default: the final ones); None when the run has none."""
+    run, _, selector = ref.partition("@")
+    points = run_weight_points(store, run)
+    return pick_point(points, selector or None, run).open() if points else None
+
+
 def open_weights(store: Any, ref: str) -> WeightSource:
     """The weights ``ref`` names (see the module docstring)."""
     if ref.startswith(MLFLOW_SCHEME):
