@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from unitrack.weights.arrays import as_float
 from unitrack.weights.kernel import TensorDelta, rows_of, sum_of_squares, tensor_delta
@@ -154,11 +155,12 @@ def compare_sources(
             change.from_init_l2 = _distance(init, b, name, meta_b[name])
         return change
 
-    if threads > 1 and len(shared) > 1:
-        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="unitrack-delta") as pool:
-            changes = list(pool.map(one, _big_first(shared, meta_a)))
-    else:
-        changes = [one(name) for name in shared]
+    with threadpool_limits(limits=1, user_api="blas"):  # our threads, not BLAS's (see kernel)
+        if threads > 1 and len(shared) > 1:
+            with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="unitrack-delta") as pool:
+                changes = list(pool.map(one, _big_first(shared, meta_a)))
+        else:
+            changes = [one(name) for name in shared]
     return DeltaReport(
         a.label,
         b.label,
