@@ -44,6 +44,7 @@ def test_ten_snapshots_with_a_large_frozen_layer_cost_barely_more_than_one(store
     optimizer = torch.optim.SGD(head.parameters(), lr=0.1)
     with ExperimentTracker("frozen", quiet_config()) as tracker:
         tracker.snapshot_weights(model, step=0)
+        tracker.flush()
         one = folder_bytes(objects_root(store_dir))
         for step in range(1, 10):
             optimizer.zero_grad()

@@ -542,7 +542,9 @@ class ExperimentTracker:
         """Store the weights of ``model`` (a torch module or state dict, a pytree or dict of NumPy
         arrays, a Keras model) as a snapshot of this run at ``step`` (default: the current step).
 
-        Tensors are stored content-addressed, so unchanged ones cost nothing; returns a SnapshotInfo.
+        Tensors are stored content-addressed, so unchanged ones cost nothing. The loop pays for a
+        copy of the tensors that changed; hashing and writing happen in the background (``flush()``
+        waits for them). Returns a SnapshotInfo.
         """
         if self._state is not _RUNNING:
             self._raise_not_running()
@@ -552,7 +554,9 @@ class ExperimentTracker:
         if self._weights is None:
             from unitrack.weights.session import WeightsSession
 
-            self._weights = WeightsSession(self.store.root, self.run_dir, self.config, self._emit_record, self._emit_metrics)
+            self._weights = WeightsSession(
+                self.store.root, self.run_dir, self.config, self._emit_record, self._emit_metrics, self._submit
+            )
         return self._weights
 
     def _watch_weights(self, model: Any, optimizer: Any, dataloader: Any, every: Any, gradients: bool, log_every: int) -> None:
@@ -566,6 +570,7 @@ class ExperimentTracker:
             if self.config.monitoring.create_plots:
                 from unitrack.weights.session import make_finish_plots
 
+                self._wait_jobs(_CAPTURE_WAIT_S)  # snapshots are written on the job thread
                 self._dispatcher.flush(_CAPTURE_WAIT_S)
                 for name, path in make_finish_plots(self.store, self.run_id, self._paths.artifacts):
                     self._announce_artifact(name, path)

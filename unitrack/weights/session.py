@@ -21,6 +21,7 @@ class WeightsSession:
         config: Config,
         emit: Callable[[str, dict[str, Any]], None],
         log_metrics: Callable[[dict[str, float], int], None],
+        submit: Callable[..., None] | None = None,
     ) -> None:
         settings = config.weights
         histograms = settings.histograms
@@ -32,6 +33,7 @@ class WeightsSession:
             thin_every=settings.thin_every,
             histograms=self.histograms,
             emit=emit,
+            submit=submit,
         )
         self._emit = emit
         self._log_metrics = log_metrics

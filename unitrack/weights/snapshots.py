@@ -1,7 +1,7 @@
 """Weight snapshots: a small JSON manifest per snapshot, tensors content-addressed in the store.
 
 ``<run>/snapshots/<name>.json`` lists each tensor's digest, shape and dtype; the bytes live once
-in ``<store>/objects/``. Taking a snapshot hashes only tensors that may have changed: a torch
+in ``<store>/objects/``. Taking a snapshot hashes only tensors that may have changed (on the tracker's job thread): a torch
 tensor whose data pointer and in-place version counter are what they were at the last snapshot
 reuses its digest without reading its bytes, so a frozen layer costs nothing, not even a hash.
 Retention (``weights:`` config) keeps the first snapshot, the most recent ones, and every Nth
@@ -13,11 +13,14 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from unitrack.store.fsio import atomic_write_json
 from unitrack.store.layout import StoreLayout
@@ -39,7 +42,7 @@ class SnapshotInfo:
     tag: str | None
     manifest: Path
     tensors: int
-    new_bytes: int
+    new_bytes: int | None
 
 
 def snapshots_dir(run_dir: Path) -> Path:
@@ -62,8 +65,26 @@ def list_manifests(run_dir: Path) -> list[Path]:
     return sorted(folder.glob("*.json")) if folder.exists() else []
 
 
+class _Digest:
+    """A tensor's digest, filled in by the snapshot job that hashes it (jobs run in order, so a
+    later snapshot that reuses it finds it set)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str | None = None) -> None:
+        self.value = value
+
+
 class SnapshotWriter:
-    """Takes the snapshots of one run; remembers digests so unchanged torch tensors are not re-read."""
+    """Takes the snapshots of one run; remembers digests so unchanged torch tensors are not re-read.
+
+    With ``submit`` (the tracker's background job queue) the training thread only copies the
+    tensors that may have changed; hashing, writing the objects and the manifest happen on the
+    job thread, at most ``MAX_PENDING`` snapshots behind (then ``take`` waits). Without it,
+    ``take`` does everything before returning.
+    """
+
+    MAX_PENDING = 2
 
     def __init__(
         self,
@@ -74,6 +95,7 @@ class SnapshotWriter:
         thin_every: int = 1,
         histograms: bool = False,
         emit: Callable[[str, dict[str, Any]], None] | None = None,
+        submit: Callable[..., None] | None = None,
     ) -> None:
         self.store_root = Path(store_root)
         self.run_dir = Path(run_dir)
@@ -81,46 +103,64 @@ class SnapshotWriter:
         self.thin_every = thin_every
         self.histograms = histograms
         self._emit = emit
-        self._known: dict[str, tuple[tuple[int, int], str]] = {}
+        self._submit = submit
+        self._room = threading.Semaphore(self.MAX_PENDING)
+        self._known: dict[str, tuple[tuple[int, int], _Digest]] = {}
         self._count = len(list_manifests(self.run_dir))
 
     def take(self, weights: Any, step: int, tag: str | None = None) -> SnapshotInfo:
+        """Snapshot ``weights``; in the background, ``new_bytes`` of the result is None (not known yet)."""
         tensors = host_tensors(weights)
         if not tensors:
             raise ValueError(f"no tensors to snapshot in the {type(weights).__name__} given")
-        entries: dict[str, dict[str, Any]] = {}
-        histograms: dict[str, Any] = {}
-        new_bytes = 0
-        for name, tensor in tensors.items():
-            digest, is_new = self._store(name, tensor)
-            new_bytes += tensor.array.nbytes if is_new else 0
-            entries[name] = {"digest": digest, "shape": list(tensor.array.shape), "dtype": tensor.dtype}
-            if self.histograms and is_new and tensor.array.size:
-                summary = histogram(as_float(tensor.array, tensor.dtype))
-                if summary is not None:
-                    histograms[name] = summary
         name = f"{self._count:06d}-step{step}" + (f"-{_TAG.sub('_', tag)}" if tag else "")
         self._count += 1
         path = snapshots_dir(self.run_dir) / f"{name}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        manifest = {"format": MANIFEST_FORMAT, "name": name, "step": step, "tag": tag, "time": time.time(), "tensors": entries}
-        atomic_write_json(path, manifest)
-        if self._emit is not None:
-            relative = path.relative_to(self.store_root).as_posix()
-            self._emit("snapshot", {"name": name, "step": step, "tag": tag, "manifest": relative})
-            if histograms:
-                self._emit("histogram", {"step": step, "values": histograms})
-        self.apply_retention()
-        return SnapshotInfo(name, step, tag, path, len(entries), new_bytes)
+        work: list[tuple[str, HostTensor, _Digest, bool]] = []  # name, tensor, digest, whether to hash it
+        for tensor_name, tensor in tensors.items():
+            known = self._known.get(tensor_name)
+            if tensor.version is not None and known is not None and known[0] == tensor.version:
+                work.append((tensor_name, tensor, known[1], False))
+                continue
+            if self._submit is not None:  # the training loop may change it while the job runs
+                tensor = HostTensor(np.array(tensor.array, copy=True), tensor.dtype)
+            digest = _Digest()
+            work.append((tensor_name, tensor, digest, True))
+            if tensors[tensor_name].version is not None:
+                self._known[tensor_name] = (tensors[tensor_name].version, digest)  # type: ignore[assignment]
+        self._room.acquire()
+        if self._submit is None:
+            return self._write(name, step, tag, path, work)
+        self._submit(self._write, name, step, tag, path, work)
+        return SnapshotInfo(name, step, tag, path, len(work), None)
 
-    def _store(self, name: str, tensor: HostTensor) -> tuple[str, bool]:
-        known = self._known.get(name)
-        if tensor.version is not None and known is not None and known[0] == tensor.version:
-            return put_object(self.store_root, tensor.array, known[1])
-        digest, is_new = put_object(self.store_root, tensor.array)
-        if tensor.version is not None:
-            self._known[name] = (tensor.version, digest)
-        return digest, is_new
+    def _write(
+        self, name: str, step: int, tag: str | None, path: Path, work: list[tuple[str, HostTensor, _Digest, bool]]
+    ) -> SnapshotInfo:
+        try:
+            entries: dict[str, dict[str, Any]] = {}
+            histograms: dict[str, Any] = {}
+            new_bytes = 0
+            for tensor_name, tensor, digest, needs_hash in work:
+                digest.value, is_new = put_object(self.store_root, tensor.array, None if needs_hash else digest.value)
+                new_bytes += tensor.array.nbytes if is_new else 0
+                entries[tensor_name] = {"digest": digest.value, "shape": list(tensor.array.shape), "dtype": tensor.dtype}
+                if self.histograms and is_new and tensor.array.size:
+                    summary = histogram(as_float(tensor.array, tensor.dtype))
+                    if summary is not None:
+                        histograms[tensor_name] = summary
+            path.parent.mkdir(parents=True, exist_ok=True)
+            manifest = {"format": MANIFEST_FORMAT, "name": name, "step": step, "tag": tag, "time": time.time(), "tensors": entries}
+            atomic_write_json(path, manifest)
+            if self._emit is not None:
+                relative = path.relative_to(self.store_root).as_posix()
+                self._emit("snapshot", {"name": name, "step": step, "tag": tag, "manifest": relative})
+                if histograms:
+                    self._emit("histogram", {"step": step, "values": histograms})
+            self.apply_retention()
+            return SnapshotInfo(name, step, tag, path, len(entries), new_bytes)
+        finally:
+            self._room.release()
 
     def apply_retention(self) -> list[Path]:
         """Delete the manifests retention does not keep; return them (objects go at the next collection)."""
