@@ -186,3 +186,15 @@ def test_checkpoints_count_as_weights_and_runs_compare(store_dir: Path) -> None:
     best = open_weights(store, f"{run_a.run_id}@best")
     assert np.array_equal(best.array("0.weight"), model_b[0].weight.detach().numpy())
     assert summarize_run_delta(store, run_a.run_id, run_b.run_id) is None  # b has no weights
+
+
+def test_a_snapshot_keeps_the_values_of_its_moment_while_training_goes_on(store_dir: Path) -> None:
+    model = small_model()
+    with ExperimentTracker("moment", quiet_config()) as tracker:
+        expected = model[0].weight.detach().clone()
+        info = tracker.snapshot_weights(model, step=0)
+        with torch.no_grad():  # the next optimizer step, while the snapshot is written in the background
+            model[0].weight.mul_(-3.0)
+        tracker.flush()
+    stored = open_weights(RunStore(store_dir), f"{tracker.run_id}@{info.name}").array("0.weight")
+    assert np.array_equal(stored, expected.numpy())
