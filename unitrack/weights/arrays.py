@@ -26,10 +26,6 @@ class HostTensor:
     version: tuple[int, int] | None = None  # (data pointer, in-place version) of a torch tensor
 
 
-def dtype_name(array: np.ndarray) -> str:
-    return array.dtype.name
-
-
 def as_float(array: np.ndarray, dtype: str) -> np.ndarray:
     """The values of ``array`` as a float array (bfloat16 bit patterns widened to float32)."""
     if dtype == BFLOAT16:
