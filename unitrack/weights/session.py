@@ -62,6 +62,7 @@ class WeightsSession:
         if self.watcher is not None:
             self.watcher.close()
             self.watcher = None
+        self.writer.close()
 
 
 def make_finish_plots(store: Any, run_id: str, artifacts_dir: Path) -> list[tuple[str, Path]]:

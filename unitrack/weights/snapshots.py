@@ -107,6 +107,7 @@ class SnapshotWriter:
         self._room = threading.Semaphore(self.MAX_PENDING)
         self._known: dict[str, tuple[tuple[int, int], _Digest]] = {}
         self._count = len(list_manifests(self.run_dir))
+        self.thinned = 0
 
     def take(self, weights: Any, step: int, tag: str | None = None) -> SnapshotInfo:
         """Snapshot ``weights``; in the background, ``new_bytes`` of the result is None (not known yet)."""
@@ -167,7 +168,16 @@ class SnapshotWriter:
         doomed = manifests_to_thin(list_manifests(self.run_dir), self.keep_recent, self.thin_every)
         for path in doomed:
             path.unlink(missing_ok=True)
+        self.thinned += len(doomed)
         return doomed
+
+    def close(self) -> None:
+        """After retention thinned snapshots, delete the objects nothing references any more (in the background)."""
+        if self.thinned:
+            if self._submit is None:
+                collect_snapshot_objects(self.store_root)
+            else:
+                self._submit(collect_snapshot_objects, self.store_root)
 
 
 def manifests_to_thin(manifests: list[Path], keep_recent: int | None, thin_every: int) -> list[Path]:
