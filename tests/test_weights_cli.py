@@ -159,3 +159,15 @@ def test_mlflow_checkpoint_artifacts_are_read_with_mlflows_client(tmp_path: Path
     assert data["source_b"] == f"mlflow:{run.info.run_id}/checkpoints/epoch-2/model.safetensors"
     assert data["tensors"][0]["l2"] == pytest.approx(np.sqrt(6))
     assert not (tmp_path / "cache" / run.info.run_id / "checkpoints" / "epoch-2" / "state.safetensors").exists()  # only what is needed
+
+
+def test_an_artifact_folder_names_the_weights_inside(tmp_path: Path) -> None:
+    """A downloaded W&B artifact (or a checkpoint folder): its model.safetensors is found, state files are not weights."""
+    folder = tmp_path / "artifacts" / "model-v3"
+    folder.mkdir(parents=True)
+    save_file({"w": torch.ones(4)}, str(folder / "model.safetensors"))
+    save_file({"optimizer.momentum": torch.ones(4)}, str(folder / "state.safetensors"))
+    torch.save({"w": torch.zeros(4)}, tmp_path / "start.pt")
+    data = json.loads(cli("delta", str(tmp_path / "start.pt"), str(folder), "--json").stdout)
+    assert data["source_b"].endswith("model-v3/model.safetensors")
+    assert data["tensors"][0]["l1"] == 4.0 and data["added"] == [] and data["removed"] == []

@@ -198,3 +198,20 @@ def test_a_snapshot_keeps_the_values_of_its_moment_while_training_goes_on(store_
         tracker.flush()
     stored = open_weights(RunStore(store_dir), f"{tracker.run_id}@{info.name}").array("0.weight")
     assert np.array_equal(stored, expected.numpy())
+
+
+def test_histograms_of_weights_and_gradients_are_journaled(store_dir: Path) -> None:
+    model = small_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with ExperimentTracker("hist", quiet_config(weights={"histograms": True})) as tracker:
+        tracker.watch(model, optimizer, snapshot_every=2, gradients=True, log_every=2)
+        train(model, optimizer, 2)
+    histograms = [e for e in journal(tracker.run_dir) if e["kind"] == "histogram"]
+    weights = [h for h in histograms if not h.get("gradients")]
+    gradients = [h for h in histograms if h.get("gradients")]
+    assert [h["step"] for h in weights] == [0, 2] and [h["step"] for h in gradients] == [2]
+    first = weights[0]["values"]["0.weight"]
+    values = model[0].weight.detach().numpy()
+    assert sum(first["bucket_counts"]) == first["num"] == values.size
+    assert len(first["bucket_limits"]) == len(first["bucket_counts"])
+    assert set(gradients[0]["values"]) == {"0.weight", "0.bias", "2.weight", "2.bias"}
