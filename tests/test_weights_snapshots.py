@@ -112,6 +112,11 @@ def test_watch_snapshots_on_schedule_and_logs_gradient_statistics(store_dir: Pat
         train(model, optimizer, 7)
     steps = [e["step"] for e in journal(tracker.run_dir) if e["kind"] == "snapshot"]
     assert steps == [0, 4, 8, 10]  # initial, every epoch, and the final weights
+    store = RunStore(store_dir)
+    change = summarize_run_delta(store, f"{tracker.run_id}@4", f"{tracker.run_id}@8")
+    assert change is not None
+    assert metric_points(tracker.run_dir, "weights/change_l2")[1] == (8, pytest.approx(change["total"]["l2"]))
+    assert [s for s, _ in metric_points(tracker.run_dir, "weights/change_relative")] == [4, 8, 10]
     ratios = metric_points(tracker.run_dir, "update_ratio/2.weight")
     grads = metric_points(tracker.run_dir, "grad_norm/2.weight")
     assert [s for s, _ in ratios] == [3, 6, 9] and [s for s, _ in grads] == [3, 6, 9]

@@ -298,7 +298,7 @@ class ExperimentTracker:
         if epochs is not None and dataloader is not None and hasattr(dataloader, "__len__"):
             self.progress(epochs * len(dataloader))
         if snapshot_every is not None or gradients:
-            self._watch_weights(model, optimizer, dataloader, snapshot_every, gradients, log_every)
+            self._weights_session().watch(model, optimizer, dataloader, snapshot_every, gradients, log_every)
 
     def progress(self, total_steps: int, description: str | None = None, interval: float = 1.0) -> ProgressReporter:
         """Show a progress bar with ETA (in a terminal) and log throughput and ETA as metrics.
@@ -535,7 +535,6 @@ class ExperimentTracker:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
 
-
     # --- weights (issue 5) ---
 
     def snapshot_weights(self, model: Any, step: int | None = None, tag: str | None = None) -> Any:
@@ -558,9 +557,6 @@ class ExperimentTracker:
                 self.store.root, self.run_dir, self.config, self._emit_record, self._emit_metrics, self._submit
             )
         return self._weights
-
-    def _watch_weights(self, model: Any, optimizer: Any, dataloader: Any, every: Any, gradients: bool, log_every: int) -> None:
-        self._weights_session().watch(model, optimizer, dataloader, every, gradients, log_every)
 
     def _finish_weights(self) -> None:
         """Final snapshot of watched weights, and the plots of ``monitoring.create_plots``."""

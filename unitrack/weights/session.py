@@ -34,6 +34,7 @@ class WeightsSession:
             histograms=self.histograms,
             emit=emit,
             submit=submit,
+            log_metrics=log_metrics,
         )
         self._emit = emit
         self._log_metrics = log_metrics

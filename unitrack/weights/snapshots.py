@@ -29,6 +29,8 @@ from unitrack.weights.objects import GC_GRACE_S, collect_garbage, put_object
 from unitrack.weights.stats import histogram
 
 MANIFEST_FORMAT = 1
+CHANGE_L2_METRIC = "weights/change_l2"
+CHANGE_RELATIVE_METRIC = "weights/change_relative"
 SNAPSHOTS_DIR = "snapshots"
 _TAG = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -96,6 +98,7 @@ class SnapshotWriter:
         histograms: bool = False,
         emit: Callable[[str, dict[str, Any]], None] | None = None,
         submit: Callable[..., None] | None = None,
+        log_metrics: Callable[[dict[str, float], int], None] | None = None,
     ) -> None:
         self.store_root = Path(store_root)
         self.run_dir = Path(run_dir)
@@ -104,6 +107,8 @@ class SnapshotWriter:
         self.histograms = histograms
         self._emit = emit
         self._submit = submit
+        self._log_metrics = log_metrics
+        self._previous: Path | None = None
         self._room = threading.Semaphore(self.MAX_PENDING)
         self._known: dict[str, tuple[tuple[int, int], _Digest]] = {}
         self._count = len(list_manifests(self.run_dir))
@@ -153,6 +158,7 @@ class SnapshotWriter:
             path.parent.mkdir(parents=True, exist_ok=True)
             manifest = {"format": MANIFEST_FORMAT, "name": name, "step": step, "tag": tag, "time": time.time(), "tensors": entries}
             atomic_write_json(path, manifest)
+            self._log_change(path, step)
             if self._emit is not None:
                 relative = path.relative_to(self.store_root).as_posix()
                 self._emit("snapshot", {"name": name, "step": step, "tag": tag, "manifest": relative})
@@ -162,6 +168,17 @@ class SnapshotWriter:
             return SnapshotInfo(name, step, tag, path, len(entries), new_bytes)
         finally:
             self._room.release()
+
+    def _log_change(self, path: Path, step: int) -> None:
+        """Log how far all weights moved since the previous snapshot (``weights/change_l2``, ``weights/change_relative``)."""
+        previous, self._previous = self._previous, path
+        if self._log_metrics is None or previous is None or not previous.exists():
+            return
+        from unitrack.weights.compare import compare_sources  # compare reads snapshots: imported late
+        from unitrack.weights.sources import ManifestSource
+
+        total = compare_sources(ManifestSource(self.store_root, previous), ManifestSource(self.store_root, path), per_row=False).total()
+        self._log_metrics({CHANGE_L2_METRIC: total["l2"], CHANGE_RELATIVE_METRIC: total["relative"]}, step)
 
     def apply_retention(self) -> list[Path]:
         """Delete the manifests retention does not keep; return them (objects go at the next collection)."""
