@@ -177,7 +177,8 @@ class SnapshotWriter:
         from unitrack.weights.compare import compare_sources  # compare reads snapshots: imported late
         from unitrack.weights.sources import ManifestSource
 
-        total = compare_sources(ManifestSource(self.store_root, previous), ManifestSource(self.store_root, path), per_row=False).total()
+        before, after = ManifestSource(self.store_root, previous), ManifestSource(self.store_root, path)
+        total = compare_sources(before, after, per_row=False, threads=1).total()  # one core: training has the other
         self._log_metrics({CHANGE_L2_METRIC: total["l2"], CHANGE_RELATIVE_METRIC: total["relative"]}, step)
 
     def apply_retention(self) -> list[Path]:
