@@ -212,11 +212,11 @@ def test_histograms_of_weights_and_gradients_are_journaled(store_dir: Path) -> N
         tracker.watch(model, optimizer, snapshot_every=2, gradients=True, log_every=2)
         train(model, optimizer, 2)
     histograms = [e for e in journal(tracker.run_dir) if e["kind"] == "histogram"]
-    weights = [h for h in histograms if not h.get("gradients")]
-    gradients = [h for h in histograms if h.get("gradients")]
+    gradients = [h for h in histograms if all(name.startswith("grad/") for name in h["values"])]
+    weights = [h for h in histograms if h not in gradients]
     assert [h["step"] for h in weights] == [0, 2] and [h["step"] for h in gradients] == [2]
     first = weights[0]["values"]["0.weight"]
     values = model[0].weight.detach().numpy()
     assert sum(first["bucket_counts"]) == first["num"] == values.size
     assert len(first["bucket_limits"]) == len(first["bucket_counts"])
-    assert set(gradients[0]["values"]) == {"0.weight", "0.bias", "2.weight", "2.bias"}
+    assert set(gradients[0]["values"]) == {"grad/0.weight", "grad/0.bias", "grad/2.weight", "grad/2.bias"}

@@ -17,6 +17,7 @@ from unitrack.weights.stats import histogram
 
 GRAD_NORM_PREFIX = "grad_norm/"
 UPDATE_RATIO_PREFIX = "update_ratio/"
+GRADIENT_HISTOGRAM_PREFIX = "grad/"  # a gradient's histogram is named apart from its weight's
 
 MetricSink = Callable[[dict[str, float], int], None]
 EventSink = Callable[[str, dict[str, Any]], None]
@@ -98,8 +99,12 @@ class WeightWatcher:
             metrics = {GRAD_NORM_PREFIX + name: float(n) for (name, _), n in zip(params, norms)}
             self._log_metrics(metrics, self.updates + 1)
             if self._histograms:
-                values = {name: h for (name, _), g in zip(params, grads) if (h := histogram(g.float().cpu().numpy()))}
-                self._emit("histogram", {"step": self.updates + 1, "gradients": True, "values": values})
+                values = {
+                    GRADIENT_HISTOGRAM_PREFIX + name: h
+                    for (name, _), g in zip(params, grads)
+                    if (h := histogram(g.float().cpu().numpy()))
+                }
+                self._emit("histogram", {"step": self.updates + 1, "values": values})
             self._sampled = params
             self._before = [p.detach().clone() for _, p in params]
 
