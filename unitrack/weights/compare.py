@@ -197,7 +197,7 @@ def _unchanged(array: np.ndarray, meta: TensorMeta, per_row: bool) -> TensorDelt
     layout = rows_of(meta.shape) if per_row else None
     rows = np.zeros(layout[0]) if layout is not None else None
     numel = int(np.prod(meta.shape, dtype=np.int64))
-    return TensorDelta(numel=numel, sum_a2=squares, sum_b2=squares, sum_ab=squares, row_d2=rows)
+    return TensorDelta(numel=numel, sum_a2=squares, sum_b2=squares, row_d2=rows)
 
 
 def _distance(init: WeightSource, b: WeightSource, name: str, mb: TensorMeta) -> float | None:

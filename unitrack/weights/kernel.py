@@ -44,7 +44,6 @@ class TensorDelta:
     sum_d2: float = 0.0
     sum_a2: float = 0.0
     sum_b2: float = 0.0
-    sum_ab: float = 0.0
     max_abs: float = 0.0
     changed: int = 0
     nan_a: int = 0
@@ -52,6 +51,12 @@ class TensorDelta:
     inf_a: int = 0
     inf_b: int = 0
     row_d2: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def sum_ab(self) -> float:
+        """⟨a, b⟩ from ‖a‖² + ‖b‖² − ‖b − a‖² = 2⟨a, b⟩: one dot product fewer per chunk, with the
+        same absolute rounding error (~1e-16 of the norms) as summing the products."""
+        return 0.5 * (self.sum_a2 + self.sum_b2 - self.sum_d2)
 
     @property
     def l2(self) -> float:
@@ -137,7 +142,6 @@ def tensor_delta(
             sum_a2, sum_b2 = _drop_nonfinite(av, dv, result)
         result.sum_a2 += sum_a2
         result.sum_b2 += sum_b2
-        result.sum_ab += float(np.dot(av, dv))
         if tolerance == 0.0:
             np.not_equal(av, dv, out=mask)
             result.changed += int(np.count_nonzero(mask))
