@@ -32,6 +32,7 @@ bench: install
 	$(PY) -m bench.log_overhead --write-doc
 	$(PY) -m bench.workflow_speed --write-doc
 	$(PY) -m bench.backend_overhead --write-doc
+	$(PY) -m bench.weight_delta --write-doc
 
 docs: install
 	$(PY) -m unitrack.config_reference --write docs/configuration.md

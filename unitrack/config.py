@@ -157,6 +157,20 @@ class AnalysisConfig(_Section):
     max_tokens: int = Field(1500, ge=100, description="Longest explanation the LLM may write (tokens).")
 
 
+class WeightsConfig(_Section):
+    """Weight snapshots (``snapshot_weights``, ``watch(snapshot_every=)``) and the weight-delta metrics."""
+
+    keep_recent: int | None = Field(
+        None, ge=0, description="Keep this many newest snapshots in full and thin older ones; default: keep all."
+    )
+    thin_every: int = Field(1, ge=1, description="Of the older snapshots keep every Nth (the first is always kept).")
+    histograms: bool | Literal["auto"] = Field(
+        "auto", description="Weight histograms with each snapshot (`histogram` events); auto: when TensorBoard is on."
+    )
+    tolerance: float = Field(0.0, ge=0, description="An element counts as changed when |delta| exceeds this.")
+    top_k: int = Field(5, ge=1, description="How many of the most-moved units (rows) a per-neuron report lists.")
+
+
 class Config(_Section):
     """Everything unitrack can be told; see docs/configuration.md for every key."""
 
@@ -174,6 +188,7 @@ class Config(_Section):
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     capture: CaptureConfig = Field(default_factory=CaptureConfig)
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
+    weights: WeightsConfig = Field(default_factory=WeightsConfig)
 
     @model_validator(mode="before")
     @classmethod

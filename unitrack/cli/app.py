@@ -107,6 +107,9 @@ _workflow_commands.register(app)
 from unitrack.cli import sync as _sync  # noqa: E402 - issue 3: `unitrack sync`
 
 _sync.register(app)
+from unitrack.cli import weights as _weights_commands  # noqa: E402  (issue 5: delta, plot)
+
+_weights_commands.register(app)
 
 
 def main() -> None:
