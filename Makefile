@@ -30,6 +30,9 @@ test: install
 
 bench: install
 	$(PY) -m bench.log_overhead --write-doc
+	$(PY) -m bench.workflow_speed --write-doc
+	$(PY) -m bench.backend_overhead --write-doc
+	$(PY) -m bench.weight_delta --write-doc
 	$(PY) -m bench.checkpoint_io --write-doc
 
 docs: install

@@ -25,6 +25,9 @@ _EXPORTS: dict[str, str] = {
     "UnitrackError": "unitrack.errors",
     "ConfigError": "unitrack.errors",
     "RunNotFoundError": "unitrack.errors",
+    # compare / explain (issue 6)
+    "gather_evidence": "unitrack.analysis",
+    "explain": "unitrack.analysis.explain",
     "CheckpointInfo": "unitrack.checkpoint.registry",
     "CheckpointError": "unitrack.checkpoint.errors",
     "CheckpointSaveError": "unitrack.checkpoint.errors",
@@ -35,6 +38,8 @@ _EXPORTS: dict[str, str] = {
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from unitrack.analysis import gather_evidence
+    from unitrack.analysis.explain import explain
     from unitrack.backends.base import Backend, Capabilities, RunInfo
     from unitrack.checkpoint.errors import (
         CheckpointCorruptError,

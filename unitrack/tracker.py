@@ -62,6 +62,7 @@ log = logging.getLogger("unitrack")
 MESSAGE_ENV = "UNITRACK_MESSAGE"
 TAGS_ENV = "UNITRACK_TAGS"
 COMMAND_ENV = "UNITRACK_COMMAND"
+RUN_ID_ENV = "UNITRACK_RUN_ID"  # the run `unitrack commit` reserved: the script's tracker writes into it
 
 FINAL_STATUSES = ("completed", "failed", "interrupted")
 _RUNNING, _FINISHING, _FINISHED = "running", "finishing", "finished"
@@ -131,7 +132,9 @@ class ExperimentTracker:
 
         remotes = [*create_backends(self.config), *backends]  # before the run exists: a missing extra fails fast
         self.store = RunStore(self.config.store_dir)
-        self._paths = self.store.new_run() if resume is None else run_to_resume(self.store, resume, self.experiment)
+        self._paths = (
+            self.store.new_run(_run_id_from_env()) if resume is None else run_to_resume(self.store, resume, self.experiment)
+        )
         self.run_id = self._paths.run_id
         self.run_dir = self._paths.root
         self._start = time.time()
@@ -178,6 +181,7 @@ class ExperimentTracker:
             self._monitor.start()
         self._progress: ProgressReporter | None = None
         self._previous_sigterm: Any = None
+        self._weights: Any = None  # unitrack.weights.session.WeightsSession, made on first use
         self._install_signal_handler()
         _UncaughtExceptions.install()
         atexit.register(self._at_exit)
@@ -274,6 +278,9 @@ class ExperimentTracker:
         log_params: bool = True,
         example_input: Any = None,
         epochs: int | None = None,
+        snapshot_every: str | int | None = None,
+        gradients: bool = False,
+        log_every: int = 100,
     ) -> None:
         """Record what the model and its training set-up are.
 
@@ -286,6 +293,10 @@ class ExperimentTracker:
         ``example_input`` traces the model once (here, on this thread) into a graph for
         TensorBoard (``model/graph.pb``). ``epochs`` with a ``dataloader`` that has a length starts
         :meth:`progress` for ``epochs * len(dataloader)`` steps.
+
+        ``snapshot_every`` ("epoch" or N optimizer steps) takes weight snapshots on a schedule, from
+        the initial weights to the final ones; ``gradients=True`` logs per-layer gradient norms and
+        update-to-weight ratios every ``log_every`` steps. Both hook the optimizer's step.
         """
         if self._state is not _RUNNING:
             self._raise_not_running()
@@ -302,6 +313,8 @@ class ExperimentTracker:
                 self._submit(self._store_artifact_bytes, GRAPH_ARTIFACT, graph)
         if epochs is not None and dataloader is not None and hasattr(dataloader, "__len__"):
             self.progress(epochs * len(dataloader))
+        if snapshot_every is not None or gradients:
+            self._weights_session().watch(model, optimizer, dataloader, snapshot_every, gradients, log_every)
 
     def progress(self, total_steps: int, description: str | None = None, interval: float = 1.0) -> ProgressReporter:
         """Show a progress bar with ETA (in a terminal) and log throughput and ETA as metrics.
@@ -348,6 +361,7 @@ class ExperimentTracker:
                 self._monitor.stop()
             if self._progress is not None:
                 self._progress.stop()
+            self._finish_weights()
             self._wait_jobs(min(_CAPTURE_WAIT_S, budget))
             self._checkpoints.close(max(0.0, deadline - time.monotonic()))
             self._queue.append(("status", time.time(), status))
@@ -448,7 +462,7 @@ class ExperimentTracker:
         capture = self.config.capture
         try:
             if capture.git:
-                self._git, patch = capture_git()
+                self._git, patch = capture_git(ignore=self.store.root)
                 self._run_file.update(git=self._git)
                 if patch:
                     self._store_artifact_text("git.patch", patch)
@@ -539,6 +553,44 @@ class ExperimentTracker:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
 
+    # --- weights (issue 5) ---
+
+    def snapshot_weights(self, model: Any, step: int | None = None, tag: str | None = None) -> Any:
+        """Store the weights of ``model`` (a torch module or state dict, a pytree or dict of NumPy
+        arrays, a Keras model) as a snapshot of this run at ``step`` (default: the current step).
+
+        Tensors are stored content-addressed, so unchanged ones cost nothing. The loop pays for a
+        copy of the tensors that changed; hashing and writing happen in the background (``flush()``
+        waits for them). Returns a SnapshotInfo.
+        """
+        if self._state is not _RUNNING:
+            self._raise_not_running()
+        return self._weights_session().snapshot(model, self._step if step is None else _checked_step(step), tag)
+
+    def _weights_session(self) -> Any:
+        if self._weights is None:
+            from unitrack.weights.session import WeightsSession
+
+            self._weights = WeightsSession(
+                self.store.root, self.run_dir, self.config, self._emit_record, self._emit_metrics, self._submit
+            )
+        return self._weights
+
+    def _finish_weights(self) -> None:
+        """Final snapshot of watched weights, and the plots of ``monitoring.create_plots``."""
+        try:
+            if self._weights is not None:
+                self._weights.close()
+            if self.config.monitoring.create_plots:
+                from unitrack.weights.session import make_finish_plots
+
+                self._wait_jobs(_CAPTURE_WAIT_S)  # snapshots are written on the job thread
+                self._dispatcher.flush(_CAPTURE_WAIT_S)
+                for name, path in make_finish_plots(self.store, self.run_id, self._paths.artifacts):
+                    self._announce_artifact(name, path)
+        except Exception as exc:  # plots and snapshots are worth a warning, never a failed finish
+            log.warning("unitrack: weights at finish failed: %s: %s", type(exc).__name__, exc)
+
     # --- checkpoints (issue 4) -----------------------------------------------------------------
 
     def save_checkpoint(
@@ -587,6 +639,10 @@ class ExperimentTracker:
 
     def _emit_record(self, kind: str, data: dict[str, Any]) -> None:
         self._queue.append(("record", time.time(), kind, data))
+
+    def _emit_metrics(self, values: dict[str, float], step: int) -> None:
+        # straight onto the queue: log_metrics would move the user's step counter
+        self._queue.append(("metric", step, time.time(), values))
 
     def _rewind(self) -> CheckpointInfo | None:
         """Pick the resumed run's last (or best) checkpoint that verifies; mark later metric steps superseded."""
@@ -693,6 +749,11 @@ def _tags_from_env() -> dict[str, str]:
     except (ValueError, TypeError):
         log.warning("unitrack: ignoring %s: not a JSON object", TAGS_ENV)
         return {}
+
+
+def _run_id_from_env() -> str | None:
+    """The run id ``unitrack commit`` handed down; taken once, so a second tracker gets its own run."""
+    return os.environ.pop(RUN_ID_ENV, None) or None
 
 
 def _command_from_env() -> list[str] | None:
