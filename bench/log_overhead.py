@@ -11,7 +11,6 @@ and its total is extrapolated, which the table says.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import shutil
 import subprocess

@@ -184,7 +184,7 @@ def report(results: dict[str, dict[str, Any]], load: str) -> str:
     def rate(r: dict[str, Any]) -> float:
         return r["bytes"] / r["seconds"] / 1e9
 
-    stream, naive, floor = results["unitrack"], results["naive"], results["floor"]
+    stream, naive = results["unitrack"], results["naive"]
     rows = []
     for name, label in (("unitrack", "unitrack streaming, all metrics + per-neuron, 2 threads"), ("unitrack-1", "unitrack streaming, 1 thread"), ("naive", "naive torch: both loaded whole, per-layer ops"), ("floor", "np.copyto of 400 MiB (bandwidth floor)")):
         r = results[name]

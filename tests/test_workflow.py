@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +14,9 @@ from typer.testing import CliRunner
 
 import unitrack as ut
 from unitrack.cli.app import app
-from unitrack.events import RecordEvent
 from unitrack.store.runs import RunStore
-from unitrack.workflow.checkpoints import best_checkpoint, list_checkpoints
-from unitrack.workflow.journal_append import append_to_run
+from unitrack.checkpoint.catalog import best_checkpoint, run_checkpoints
+from unitrack.checkpoint.registry import CheckpointInfo
 from tests.conftest import journal, quiet_config
 
 runner = CliRunner()
@@ -35,21 +33,15 @@ def make_run(status: str = "completed", acc: float = 0.5) -> str:
     return tracker.run_id
 
 
-def add_checkpoints(store: RunStore, run_id: str, names: list[str], best: str) -> list[Path]:
-    """Checkpoint folders as save_checkpoint leaves them, announced in the journal (the shared contract)."""
-    paths = store.layout.run(run_id)
-    folders = []
-    events = []
-    for step, name in enumerate(names):
-        folder = paths.root / "checkpoints" / name
-        folder.mkdir(parents=True)
-        (folder / "model.safetensors").write_bytes(b"\0" * 4096)
-        (folder / "manifest.json").write_text("{}")
-        folders.append(folder)
-        data = {"name": name, "path": str(folder), "epoch": step, "step": step, "metrics": {}, "is_best": name == best}
-        events.append(lambda seq, data=data: RecordEvent(seq, time.time(), "checkpoint", data))
-    append_to_run(store, paths, events)
-    return folders
+def run_with_checkpoints(epochs: int, best: int) -> tuple[str, list[CheckpointInfo]]:
+    """A finished run with real checkpoints (save_checkpoint), the one of epoch ``best`` marked best."""
+    import torch
+
+    tracker = ut.ExperimentTracker("clean", quiet_config(checkpointing={"async_save": False}))
+    model = torch.nn.Linear(4, 4)
+    saved = [tracker.save_checkpoint(model, epoch=e, step=e, is_best=e == best) for e in range(epochs)]
+    tracker.finish()
+    return tracker.run_id, [info for info in saved if info is not None]
 
 
 def test_commit_of_a_plain_command_records_exit_code_output_duration_and_git(tmp_path: Path, store_dir: Path) -> None:
@@ -121,30 +113,29 @@ def test_clean_needs_a_criterion() -> None:
 
 def test_clean_checkpoints_only_keeps_the_run_and_its_best_checkpoint(store_dir: Path) -> None:
     store = RunStore(store_dir)
-    run_id = make_run()
-    folders = add_checkpoints(store, run_id, ["epoch-0", "epoch-1", "epoch-2"], best="epoch-1")
-    stray = store.layout.run(run_id).root / "checkpoints" / "mine"  # not unitrack's: no manifest, not in the journal
+    run_id, saved = run_with_checkpoints(epochs=3, best=1)
+    stray = store.layout.run(run_id).root / "checkpoints" / "mine"  # not unitrack's: no manifest, not registered
     stray.mkdir()
     result = cli("clean", "--keep-last", "0", "--checkpoints-only", "--yes")
     assert result.exit_code == 0, result.output
-    assert [f.exists() for f in folders] == [False, True, False] and stray.exists()
+    assert [info.path.exists() for info in saved] == [False, True, False] and stray.exists()
     paths = store.layout.run(run_id)
-    assert [c["name"] for c in list_checkpoints(paths)] == ["epoch-1"]
-    assert best_checkpoint(paths)["name"] == "epoch-1"
+    assert [c.name for c in run_checkpoints(paths.root)] == [saved[1].name]
+    assert best_checkpoint(paths.root).name == saved[1].name
     removed = [e["name"] for e in journal(paths.root) if e["kind"] == "checkpoint_removed"]
-    assert removed == ["epoch-0", "epoch-2"]
+    assert removed == [saved[0].name, saved[2].name]
     assert json.loads(cli("show", run_id, "--json").stdout)["status"] == "completed"
+    assert cli("verify", run_id).exit_code == 0  # the registry no longer lists what clean deleted
 
 
 def test_rollback_copies_the_best_checkpoint(store_dir: Path, tmp_path: Path) -> None:
-    store = RunStore(store_dir)
-    run_id = make_run()
-    add_checkpoints(store, run_id, ["epoch-0", "epoch-1"], best="epoch-0")
+    run_id, saved = run_with_checkpoints(epochs=2, best=0)
     result = cli("rollback", run_id, "--to", str(tmp_path / "back"), "--json")
     assert result.exit_code == 0, result.output
     written = json.loads(result.stdout)
-    assert Path(written["checkpoint"]).name == "epoch-0"
-    assert (tmp_path / "back" / "checkpoint" / "epoch-0" / "model.safetensors").stat().st_size == 4096
+    copied = Path(written["checkpoint"])
+    assert copied.name == saved[0].name
+    assert (copied / "model.safetensors").read_bytes() == (saved[0].path / "model.safetensors").read_bytes()
 
 
 @pytest.mark.parametrize("args", ["ls --json", "ls", "show latest"])
@@ -193,7 +184,7 @@ def test_a_reserved_run_id_that_exists_is_an_error(monkeypatch: pytest.MonkeyPat
 
 
 def test_clean_older_than_and_status(store_dir: Path) -> None:
-    old, recent = make_run("interrupted"), make_run("interrupted")
+    old, _recent = make_run("interrupted"), make_run("interrupted")
     store = RunStore(store_dir)
     run_json = store.layout.run(old).run_json
     data = json.loads(run_json.read_text())
@@ -232,3 +223,18 @@ def test_commit_config_applies_to_the_run_of_a_plain_command(tmp_path: Path) -> 
     shown = json.loads(cli("show", result.stdout.strip().splitlines()[-1], "--json").stdout)
     assert shown["tags"] == {"team": "vision", "stage": "2"}
     assert shown["info"]["config"]["capture"]["packages"] is False
+
+
+def test_commit_delivers_the_command_outcome_to_the_runs_backends(tmp_path: Path) -> None:
+    from tests.backend_services import tensorboard_scalars
+
+    config = tmp_path / "unitrack.yaml"
+    config.write_text(f"tracking: {{use_tensorboard: true, tensorboard_log_dir: {tmp_path / 'tb'}}}\ncapture: {{packages: false}}\n")
+    result = cli("commit", "-m", "to tb", "--config", str(config), "--", sys.executable, "-c", "import time; time.sleep(1.2)")
+    assert result.exit_code == 0, result.output
+    run_id = result.stdout.strip().splitlines()[-1]
+    shown = json.loads(cli("show", run_id, "--json").stdout)
+    assert shown["delivery"]["tensorboard"]["in_sync"] is True  # no `unitrack sync` needed
+    ((run_name, scalars),) = tensorboard_scalars(tmp_path / "tb").items()
+    assert run_id in run_name
+    assert any(tag.startswith("system/") for tag in scalars)  # the command's usage, sampled by commit

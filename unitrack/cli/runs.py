@@ -114,18 +114,17 @@ def print_runs(runs: list[dict[str, Any]], store: RunStore) -> None:
     out.print(f"[dim]{len(runs)} run(s) in {store.root}[/dim]")
 
 
-def run_details(store: RunStore, ref: str) -> dict[str, Any]:
-    """Everything recorded about a run, except the metric history."""
-    from unitrack.readers import is_backend_ref, read_run
+def run_details(store: RunStore, ref: str, with_history: bool = False) -> dict[str, Any]:
+    """Everything recorded about a run — local, or read from MLflow, a W&B run directory or a
+    TensorBoard log dir — with the metric and system history when ``with_history``."""
+    from unitrack.readers import read_run
 
-    if is_backend_ref(ref):  # an MLflow run, a W&B run directory, a TensorBoard log dir
-        view = read_run(ref, store)
-        return {**view.record, "artifacts": view.artifacts, "delivery": {}, "source": view.source}
-    paths = store.resolve(ref)
-    record = store.load(paths)
-    data = record.to_dict()
-    data["artifacts"] = history.artifacts(paths)
-    data["delivery"] = history.delivery_status(paths)
+    view = read_run(ref, store)
+    data = {**view.record, "artifacts": view.artifacts, "source": view.source}
+    data["delivery"] = history.delivery_status(store.layout.run(view.run_id)) if view.source == "local" else {}
+    if with_history:
+        data["metric_history"] = view.metric_history
+        data["system_history"] = view.system_history
     return data
 
 
@@ -203,18 +202,7 @@ def _print_mapping_table(out: Any, title: str, rows: dict[str, str]) -> None:
 
 
 def export_run(store: RunStore, ref: str, as_csv: bool, out_file: Path | None) -> None:
-    from unitrack.readers import is_backend_ref, read_run
-
-    if is_backend_ref(ref):
-        view = read_run(ref, store)
-        data = {**view.record, "artifacts": view.artifacts, "delivery": {}, "source": view.source}
-        data["metric_history"] = view.metric_history
-        data["system_history"] = view.system_history
-    else:
-        data = run_details(store, ref)
-        paths = store.resolve(ref)
-        data["metric_history"] = history.metric_history(paths)
-        data["system_history"] = history.system_history(paths)
+    data = run_details(store, ref, with_history=True)
     handle = open(out_file, "w", encoding="utf-8", newline="") if out_file else sys.stdout
     try:
         if as_csv:

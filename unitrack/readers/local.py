@@ -14,11 +14,12 @@ if TYPE_CHECKING:
 def read_local_run(store: RunStore, ref: str) -> RunView:
     paths = store.resolve(ref)
     record = store.load(paths).to_dict()
+    views = history.read_views(paths)
     return RunView(
         record=record,
-        metric_history=history.metric_history(paths),
-        system_history=history.system_history(paths),
-        artifacts=history.artifacts(paths),
+        metric_history=views.metrics,
+        system_history=views.system,
+        artifacts=views.artifacts,
         source="local",
         path=paths.root,
     )

@@ -8,7 +8,8 @@ from typing import Any
 
 from unitrack.errors import RunNotFoundError
 from unitrack.readers import RunView, register_reader
-from unitrack.readers.summary import drop_superseded, make_record, parse_param, split_system
+from unitrack.readers.summary import make_record, parse_param, split_system
+from unitrack.store.history import drop_superseded
 
 STATUSES = {"FINISHED": "completed", "FAILED": "failed", "KILLED": "interrupted", "RUNNING": "running", "SCHEDULED": "running"}
 

@@ -22,18 +22,6 @@ def series_summary(points: list[Point]) -> dict[str, Any]:
     }
 
 
-def drop_superseded(history: dict[str, list[Point]], rewinds: list[dict[str, Any]]) -> dict[str, list[Point]]:
-    """Points a rewind superseded (logged before it, at a step after its step) removed."""
-    if not rewinds:
-        return history
-    kept: dict[str, list[Point]] = {}
-    for key, points in history.items():
-        kept[key] = [
-            p for p in points if not any(p["time"] < r["time"] and p["step"] > r["step"] for r in rewinds)
-        ]
-    return kept
-
-
 def make_record(
     *,
     run_id: str,

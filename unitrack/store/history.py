@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from unitrack.events import ArtifactEvent, MetricEvent, SystemEvent, event_from_record
@@ -12,47 +13,68 @@ from unitrack.store.layout import RunPaths
 Point = dict[str, Any]
 
 
-def metric_history(paths: RunPaths) -> dict[str, list[Point]]:
-    """Every logged point of every metric, in logging order: ``{key: [{step, time, value}]}``.
+@dataclass
+class JournalViews:
+    """What a reader of a finished run wants from its journal, gathered in one pass over it."""
 
-    A ``rewind`` event (a resumed run) drops the points logged before it at later steps: the
-    run went back to that step, so they are superseded.
+    metrics: dict[str, list[Point]] = field(default_factory=dict)  # {key: [{step, time, value}]}, live points only
+    system: list[Point] = field(default_factory=list)  # [{time, rank, values}]
+    artifacts: list[Point] = field(default_factory=list)  # latest entry per name: {name, path, size, sha256}
+
+
+def read_views(paths: RunPaths) -> JournalViews:
+    """Metric history, system samples and artifacts of a run from one read of its journal.
+
+    A ``rewind`` event (a resumed run) supersedes the points logged before it at later steps.
     """
-    history: dict[str, list[Point]] = {}
+    views = JournalViews()
+    rewinds: list[Point] = []
+    found: dict[str, Point] = {}
     for record in iter_journal(paths.events):
         kind = record.get("kind")
-        if kind == "rewind":
-            step = int(record["step"])
-            history = {key: [p for p in points if p["step"] <= step] for key, points in history.items()}
-            history = {key: points for key, points in history.items() if points}
-            continue
-        if kind != "metric":
-            continue
-        event = MetricEvent.from_record(record)
-        for key, value in event.values.items():
-            history.setdefault(key, []).append({"step": event.step, "time": event.time, "value": value})
-    return history
+        if kind == "metric":
+            event = MetricEvent.from_record(record)
+            for key, value in event.values.items():
+                views.metrics.setdefault(key, []).append({"step": event.step, "time": event.time, "value": value})
+        elif kind == "system":
+            sample = SystemEvent.from_record(record)
+            views.system.append({"time": sample.time, "rank": sample.rank, "values": sample.values})
+        elif kind == "artifact":
+            artifact = event_from_record(record)
+            assert isinstance(artifact, ArtifactEvent)
+            found[artifact.name] = {"name": artifact.name, "path": artifact.path, "size": artifact.size, "sha256": artifact.sha256}
+        elif kind == "rewind":
+            rewinds.append({"time": float(record["time"]), "step": int(record["step"])})
+    views.metrics = drop_superseded(views.metrics, rewinds)
+    views.artifacts = list(found.values())
+    return views
+
+
+def metric_history(paths: RunPaths) -> dict[str, list[Point]]:
+    """Every live point of every metric, in logging order."""
+    return read_views(paths).metrics
 
 
 def system_history(paths: RunPaths) -> list[Point]:
-    """Every system-monitor sample: ``[{time, rank, values}]``."""
-    samples = []
-    for record in iter_journal(paths.events):
-        if record.get("kind") == "system":
-            event = SystemEvent.from_record(record)
-            samples.append({"time": event.time, "rank": event.rank, "values": event.values})
-    return samples
+    """Every system-monitor sample."""
+    return read_views(paths).system
 
 
 def artifacts(paths: RunPaths) -> list[Point]:
     """The artifacts the run recorded (latest entry per name), with size and SHA-256."""
-    found: dict[str, Point] = {}
-    for record in iter_journal(paths.events):
-        if record.get("kind") == "artifact":
-            event = event_from_record(record)
-            assert isinstance(event, ArtifactEvent)
-            found[event.name] = {"name": event.name, "path": event.path, "size": event.size, "sha256": event.sha256}
-    return list(found.values())
+    return read_views(paths).artifacts
+
+
+def drop_superseded(history: dict[str, list[Point]], rewinds: list[Point]) -> dict[str, list[Point]]:
+    """``history`` without the points a rewind superseded (logged before it, at a step after its
+    step); keys left with no point are dropped. Shared by the local store and the backend readers."""
+    if not rewinds:
+        return history
+    kept = {
+        key: [p for p in points if not any(p["time"] < r["time"] and p["step"] > r["step"] for r in rewinds)]
+        for key, points in history.items()
+    }
+    return {key: points for key, points in kept.items() if points}
 
 
 def delivery_status(paths: RunPaths) -> dict[str, dict[str, Any]]:

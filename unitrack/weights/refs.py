@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from unitrack.weights.checkpoints import run_checkpoints
+from unitrack.checkpoint.catalog import run_checkpoints
+from unitrack.checkpoint.registry import CheckpointInfo
 from unitrack.weights.snapshots import list_manifests, read_manifest
-from unitrack.weights.sources import TORCH_SUFFIXES, ManifestSource, WeightSource, file_source
+from unitrack.weights.sources import TORCH_SUFFIXES, ArraySource, ManifestSource, WeightSource, file_source
 
 MLFLOW_SCHEME = "mlflow:"
 
@@ -44,11 +45,10 @@ def run_weight_points(store: Any, ref: str) -> list[WeightPoint]:
         label = f"{paths.run_id}@{manifest.stem}"
         opener = _manifest_opener(store.root, manifest, label)
         points.append((step, 0, order, WeightPoint(manifest.stem, step, "snapshot", False, opener)))
-    for checkpoint in run_checkpoints(paths):
-        label = f"{paths.run_id}@{checkpoint.name}"
-        opener = _file_opener(checkpoint.weights, label)
+    for order, checkpoint in enumerate(run_checkpoints(paths.root)):
+        opener = _checkpoint_opener(checkpoint, f"{paths.run_id}@{checkpoint.name}")
         point = WeightPoint(checkpoint.name, checkpoint.step, "checkpoint", checkpoint.is_best, opener)
-        points.append((checkpoint.step, 1, checkpoint.seq, point))
+        points.append((checkpoint.step, 1, order, point))
     return [point for *_, point in sorted(points, key=lambda p: p[:3])]
 
 
@@ -56,8 +56,19 @@ def _manifest_opener(root: Path, manifest: Path, label: str) -> Callable[[], Wei
     return lambda: ManifestSource(root, manifest, label)
 
 
-def _file_opener(path: Path, label: str) -> Callable[[], WeightSource]:
-    return lambda: file_source(path, label)
+def _checkpoint_opener(info: CheckpointInfo, label: str) -> Callable[[], WeightSource]:
+    """Plain checkpoints are streamed from their safetensors file; compressed or encrypted ones
+    cannot be memory-mapped and are read whole, verified, by the checkpoint package."""
+
+    def open_checkpoint() -> WeightSource:
+        plain = info.path / "model.safetensors"
+        if plain.is_file():
+            return file_source(plain, label)
+        from unitrack.checkpoint.storage import read_weights
+
+        return ArraySource.of(read_weights(info.path, info.sha256), label)
+
+    return open_checkpoint
 
 
 def pick_point(points: list[WeightPoint], selector: str | None, run: str) -> WeightPoint:

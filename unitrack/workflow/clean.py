@@ -20,7 +20,8 @@ from typing import Any
 
 from unitrack.events import RecordEvent
 from unitrack.store.runs import RunStore
-from unitrack.workflow.checkpoints import best_checkpoint, is_unitrack_checkpoint, list_checkpoints
+from unitrack.checkpoint.registry import CheckpointInfo
+from unitrack.checkpoint.catalog import best_checkpoint, forget_checkpoints, run_checkpoints
 from unitrack.workflow.journal_append import append_to_run
 
 AUDIT_FILE = "audit.jsonl"
@@ -107,24 +108,26 @@ def _release_snapshots(store: RunStore, run_id: str) -> int:
     return int(remove_run_snapshots(store.root, run_id)[1])
 
 
+def _checkpoint_removal(run_id: str, checkpoint: CheckpointInfo) -> Removal:
+    return Removal(run_id, "checkpoint", checkpoint.path, folder_size(checkpoint.path), checkpoint.name)
+
+
 def plan_clean(store: RunStore, run_ids: list[str], checkpoints_only: bool = False) -> list[Removal]:
     """What cleaning ``run_ids`` removes, with sizes: nothing is deleted here."""
     plan: list[Removal] = []
     for run_id in run_ids:
         paths = store.layout.run(run_id)
-        checkpoints = [c for c in list_checkpoints(paths) if is_unitrack_checkpoint(Path(c["path"]))]
+        checkpoints = run_checkpoints(paths.root)
         if checkpoints_only:
-            best = best_checkpoint(paths)
+            best = best_checkpoint(paths.root)
             for checkpoint in checkpoints:
-                if best is None or checkpoint["name"] != best["name"]:
-                    folder = Path(checkpoint["path"])
-                    plan.append(Removal(run_id, "checkpoint", folder, folder_size(folder), checkpoint["name"]))
+                if best is None or checkpoint.name != best.name:
+                    plan.append(_checkpoint_removal(run_id, checkpoint))
         else:
             plan.append(Removal(run_id, "run", paths.root, folder_size(paths.root)))
             for checkpoint in checkpoints:  # checkpoints kept outside the run folder (checkpoint_dir)
-                folder = Path(checkpoint["path"])
-                if paths.root not in folder.parents:
-                    plan.append(Removal(run_id, "checkpoint", folder, folder_size(folder), checkpoint["name"]))
+                if paths.root not in checkpoint.path.parents:
+                    plan.append(_checkpoint_removal(run_id, checkpoint))
         snapshots = _snapshot_removal(store, run_id) if checkpoints_only else None
         if snapshots is not None:
             plan.append(snapshots)
@@ -155,6 +158,7 @@ def apply_clean(store: RunStore, plan: list[Removal]) -> int:
     for run_id, names in removed_checkpoints.items():
         paths = store.layout.run(run_id)
         if paths.run_json.exists():
+            forget_checkpoints(paths.root, set(names))
             events = [lambda seq, n=n: RecordEvent(seq, time.time(), "checkpoint_removed", {"name": n}) for n in names]
             append_to_run(store, paths, events)
     return freed

@@ -220,6 +220,26 @@ def _record_outcome(store: RunStore, run_id: str, command: list[str], run: _Exec
     return status
 
 
+def _deliver_outcome(store: RunStore, run_id: str) -> None:
+    """Send what was appended after the command to the run's remote backends, as its own
+    ``finish()`` would have (bounded by its ``finish_timeout``); what is still owed waits for
+    ``unitrack sync``."""
+    from unitrack.config import load_config
+    from unitrack.sync import sync_run
+
+    run = read_json(store.layout.run(run_id).run_json, {}) or {}
+    config = load_config({k: v for k, v in (run.get("config") or {}).items() if k != "store_dir"})
+    if not config.tracking.remote_backends:
+        return
+    for result in sync_run(store, run_id, timeout=config.tracking.finish_timeout):
+        if not result.in_sync:
+            print(
+                f"unitrack: {result.backend} still owes {result.owed_after} event(s) of run {run_id}"
+                f" ({result.error or result.skipped}); `unitrack sync {run_id}` delivers them",
+                file=sys.stderr,
+            )
+
+
 def run_committed(
     command: list[str],
     store: RunStore,
@@ -245,6 +265,7 @@ def run_committed(
         if not joined:
             _create_run_for(run_id, store, env, experiment or _experiment_name(command), cwd, config)
         status = _record_outcome(store, run_id, command, run, joined, dict(extra_run_fields or {}))
+        _deliver_outcome(store, run_id)
     finally:
         os.unlink(run.log_path)
     return CommitResult(run_id, run.exit_code, joined, status)

@@ -1,8 +1,8 @@
 """Adding events to a run after its own process finished (``unitrack commit``'s outcome, ``clean``).
 
 The events go into the run's journal, after its last sequence number, and the run's readable
-files and index entry are brought up to date; remote backends receive them at the next
-``unitrack sync``, like anything else they still owe.
+files and index entry are brought up to date; remote backends receive them through
+``unitrack.sync`` (``commit`` calls it at once), like anything else they still owe.
 """
 
 from __future__ import annotations

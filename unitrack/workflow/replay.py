@@ -24,7 +24,7 @@ from unitrack.errors import UnitrackError
 from unitrack.redact import REDACTED
 from unitrack.store.fsio import read_json
 from unitrack.store.runs import RunStore
-from unitrack.workflow.checkpoints import best_checkpoint
+from unitrack.checkpoint.catalog import best_checkpoint
 from unitrack.workflow.commit import CommitResult, run_committed
 
 PATCH_ARTIFACT = "git.patch"
@@ -191,10 +191,10 @@ def rollback(store: RunStore, ref: str, target: Path) -> dict[str, Any]:
         ) + "\n", encoding="utf-8",
     )  # fmt: skip
     written["config"] = str(run_file)
-    checkpoint = best_checkpoint(paths)
+    checkpoint = best_checkpoint(paths.root)
     if checkpoint is not None:
-        destination = target / "checkpoint" / str(checkpoint["name"])
-        shutil.copytree(checkpoint["path"], destination)
+        destination = target / "checkpoint" / checkpoint.name
+        shutil.copytree(checkpoint.path, destination)
         written["checkpoint"] = str(destination)
     written["run_in"] = str(target / code.relative_cwd)
     written["command"] = code.command

@@ -1,0 +1,57 @@
+"""A run's checkpoints as its registry lists them, for tools that hold no tracker.
+
+``delta``, ``compare``, ``clean`` and ``rollback`` read finished runs: they go through here, never
+through the journal or the folder layout, so compression, encryption and ``checkpoint_dir``
+stay the checkpoint package's business.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from unitrack.checkpoint.registry import REGISTRY_FILE, CheckpointInfo
+from unitrack.store.fsio import atomic_write_json, read_json
+
+MANIFEST_FILE = "manifest.json"  # written last by a save: a folder without it is no finished checkpoint
+
+
+def _registry(run_dir: Path) -> dict[str, Any]:
+    return read_json(Path(run_dir) / REGISTRY_FILE, {}) or {}
+
+
+def run_checkpoints(run_dir: Path) -> list[CheckpointInfo]:
+    """The run's kept checkpoints whose folder is still there, oldest first, the best one marked."""
+    data = _registry(run_dir)
+    found = []
+    for entry in data.get("checkpoints", []):
+        info = CheckpointInfo.from_dict(entry)
+        info.is_best = info.name == data.get("best")
+        if is_unitrack_checkpoint(info.path):
+            found.append(info)
+    return found
+
+
+def best_checkpoint(run_dir: Path) -> CheckpointInfo | None:
+    """The registry's best checkpoint, else its last one."""
+    checkpoints = run_checkpoints(run_dir)
+    best = [c for c in checkpoints if c.is_best]
+    return best[-1] if best else (checkpoints[-1] if checkpoints else None)
+
+
+def is_unitrack_checkpoint(folder: Path) -> bool:
+    """True for a folder a save finished (it holds the manifest): the only kind ``clean`` deletes."""
+    return (Path(folder) / MANIFEST_FILE).is_file()
+
+
+def forget_checkpoints(run_dir: Path, names: set[str]) -> None:
+    """Drop ``names`` from the registry after their folders were deleted (by ``clean``)."""
+    path = Path(run_dir) / REGISTRY_FILE
+    data = _registry(run_dir)
+    if not data:
+        return
+    data["checkpoints"] = [e for e in data.get("checkpoints", []) if e.get("name") not in names]
+    if data.get("best") in names:
+        data["best"] = None
+    atomic_write_json(path, data)
+
