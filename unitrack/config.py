@@ -135,6 +135,20 @@ class CaptureConfig(_Section):
     handle_signals: bool = Field(True, description="On SIGTERM, flush and mark the run 'interrupted'.")
 
 
+class WeightsConfig(_Section):
+    """Weight snapshots (``snapshot_weights``, ``watch(snapshot_every=)``) and the weight-delta metrics."""
+
+    keep_recent: int | None = Field(
+        None, ge=0, description="Keep this many newest snapshots in full and thin older ones; default: keep all."
+    )
+    thin_every: int = Field(1, ge=1, description="Of the older snapshots keep every Nth (the first is always kept).")
+    histograms: bool | Literal["auto"] = Field(
+        "auto", description="Weight histograms with each snapshot (`histogram` events); auto: when TensorBoard is on."
+    )
+    tolerance: float = Field(0.0, ge=0, description="An element counts as changed when |delta| exceeds this.")
+    top_k: int = Field(5, ge=1, description="How many of the most-moved units (rows) a per-neuron report lists.")
+
+
 class Config(_Section):
     """Everything unitrack can be told; see docs/configuration.md for every key."""
 
@@ -151,6 +165,7 @@ class Config(_Section):
     checkpointing: CheckpointingConfig = Field(default_factory=CheckpointingConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     capture: CaptureConfig = Field(default_factory=CaptureConfig)
+    weights: WeightsConfig = Field(default_factory=WeightsConfig)
 
     @model_validator(mode="before")
     @classmethod

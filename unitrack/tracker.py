@@ -165,6 +165,7 @@ class ExperimentTracker:
             self._monitor.start()
         self._progress: ProgressReporter | None = None
         self._previous_sigterm: Any = None
+        self._weights: Any = None  # unitrack.weights.session.WeightsSession, made on first use
         self._install_signal_handler()
         _UncaughtExceptions.install()
         atexit.register(self._at_exit)
@@ -261,6 +262,9 @@ class ExperimentTracker:
         log_params: bool = True,
         example_input: Any = None,
         epochs: int | None = None,
+        snapshot_every: str | int | None = None,
+        gradients: bool = False,
+        log_every: int = 100,
     ) -> None:
         """Record what the model and its training set-up are.
 
@@ -273,6 +277,10 @@ class ExperimentTracker:
         ``example_input`` traces the model once (here, on this thread) into a graph for
         TensorBoard (``model/graph.pb``). ``epochs`` with a ``dataloader`` that has a length starts
         :meth:`progress` for ``epochs * len(dataloader)`` steps.
+
+        ``snapshot_every`` ("epoch" or N optimizer steps) takes weight snapshots on a schedule, from
+        the initial weights to the final ones; ``gradients=True`` logs per-layer gradient norms and
+        update-to-weight ratios every ``log_every`` steps. Both hook the optimizer's step.
         """
         if self._state is not _RUNNING:
             self._raise_not_running()
@@ -289,6 +297,8 @@ class ExperimentTracker:
                 self._submit(self._store_artifact_bytes, GRAPH_ARTIFACT, graph)
         if epochs is not None and dataloader is not None and hasattr(dataloader, "__len__"):
             self.progress(epochs * len(dataloader))
+        if snapshot_every is not None or gradients:
+            self._watch_weights(model, optimizer, dataloader, snapshot_every, gradients, log_every)
 
     def progress(self, total_steps: int, description: str | None = None, interval: float = 1.0) -> ProgressReporter:
         """Show a progress bar with ETA (in a terminal) and log throughput and ETA as metrics.
@@ -334,6 +344,7 @@ class ExperimentTracker:
                 self._monitor.stop()
             if self._progress is not None:
                 self._progress.stop()
+            self._finish_weights()
             self._wait_jobs(min(_CAPTURE_WAIT_S, budget))
             self._queue.append(("status", time.time(), status))
             states = self._dispatcher.close(max(0.0, deadline - time.monotonic()))
@@ -523,6 +534,50 @@ class ExperimentTracker:
         elif previous != signal.SIG_IGN:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
+
+
+    # --- weights (issue 5) ---
+
+    def snapshot_weights(self, model: Any, step: int | None = None, tag: str | None = None) -> Any:
+        """Store the weights of ``model`` (a torch module or state dict, a pytree or dict of NumPy
+        arrays, a Keras model) as a snapshot of this run at ``step`` (default: the current step).
+
+        Tensors are stored content-addressed, so unchanged ones cost nothing; returns a SnapshotInfo.
+        """
+        if self._state is not _RUNNING:
+            self._raise_not_running()
+        return self._weights_session().snapshot(model, self._step if step is None else _checked_step(step), tag)
+
+    def _weights_session(self) -> Any:
+        if self._weights is None:
+            from unitrack.weights.session import WeightsSession
+
+            self._weights = WeightsSession(self.store.root, self.run_dir, self.config, self._emit_record, self._emit_metrics)
+        return self._weights
+
+    def _watch_weights(self, model: Any, optimizer: Any, dataloader: Any, every: Any, gradients: bool, log_every: int) -> None:
+        self._weights_session().watch(model, optimizer, dataloader, every, gradients, log_every)
+
+    def _finish_weights(self) -> None:
+        """Final snapshot of watched weights, and the plots of ``monitoring.create_plots``."""
+        try:
+            if self._weights is not None:
+                self._weights.close()
+            if self.config.monitoring.create_plots:
+                from unitrack.weights.session import make_finish_plots
+
+                self._dispatcher.flush(_CAPTURE_WAIT_S)
+                for name, path in make_finish_plots(self.store, self.run_id, self._paths.artifacts):
+                    self._announce_artifact(name, path)
+        except Exception as exc:  # plots and snapshots are worth a warning, never a failed finish
+            log.warning("unitrack: weights at finish failed: %s: %s", type(exc).__name__, exc)
+
+    def _emit_record(self, kind: str, data: dict[str, Any]) -> None:
+        self._queue.append(("record", time.time(), kind, data))
+
+    def _emit_metrics(self, values: dict[str, float], step: int) -> None:
+        # straight onto the queue: log_metrics would move the user's step counter
+        self._queue.append(("metric", step, time.time(), values))
 
 
 def experiment_tracking(

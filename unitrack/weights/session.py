@@ -1,0 +1,70 @@
+"""What a tracker holds for weights: one snapshot writer, the optimizer watcher, plots at finish."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from unitrack.config import Config
+from unitrack.weights.snapshots import SnapshotInfo, SnapshotWriter
+from unitrack.weights.watcher import WeightWatcher, snapshot_interval
+
+PLOTS_ARTIFACT_DIR = "plots"
+
+
+class WeightsSession:
+    def __init__(
+        self,
+        store_root: Path,
+        run_dir: Path,
+        config: Config,
+        emit: Callable[[str, dict[str, Any]], None],
+        log_metrics: Callable[[dict[str, float], int], None],
+    ) -> None:
+        settings = config.weights
+        histograms = settings.histograms
+        self.histograms = "tensorboard" in config.tracking.remote_backends if histograms == "auto" else bool(histograms)
+        self.writer = SnapshotWriter(
+            store_root,
+            run_dir,
+            keep_recent=settings.keep_recent,
+            thin_every=settings.thin_every,
+            histograms=self.histograms,
+            emit=emit,
+        )
+        self._emit = emit
+        self._log_metrics = log_metrics
+        self.watcher: WeightWatcher | None = None
+
+    def snapshot(self, model: Any, step: int, tag: str | None) -> SnapshotInfo:
+        return self.writer.take(model, step, tag)
+
+    def watch(self, model: Any, optimizer: Any, dataloader: Any, every: Any, gradients: bool, log_every: int) -> None:
+        interval = snapshot_interval(every, dataloader)
+        if self.watcher is not None:
+            self.watcher.close()
+        self.watcher = WeightWatcher(
+            model,
+            optimizer,
+            self.writer,
+            interval=interval,
+            gradients=gradients,
+            log_every=log_every,
+            log_metrics=self._log_metrics,
+            emit=self._emit,
+            histograms=self.histograms,
+        )
+
+    def close(self) -> None:
+        if self.watcher is not None:
+            self.watcher.close()
+            self.watcher = None
+
+
+def make_finish_plots(store: Any, run_id: str, artifacts_dir: Path) -> list[tuple[str, Path]]:
+    """Draw the run's plots into ``artifacts/plots/``; return (artifact name, path) of each."""
+    from unitrack.weights.plots import plot_run
+
+    folder = Path(artifacts_dir) / PLOTS_ARTIFACT_DIR
+    return [(f"{PLOTS_ARTIFACT_DIR}/{path.name}", path) for path in plot_run(store, run_id, folder)]

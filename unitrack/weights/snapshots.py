@@ -1,0 +1,173 @@
+"""Weight snapshots: a small JSON manifest per snapshot, tensors content-addressed in the store.
+
+``<run>/snapshots/<name>.json`` lists each tensor's digest, shape and dtype; the bytes live once
+in ``<store>/objects/``. Taking a snapshot hashes only tensors that may have changed: a torch
+tensor whose data pointer and in-place version counter are what they were at the last snapshot
+reuses its digest without reading its bytes, so a frozen layer costs nothing, not even a hash.
+Retention (``weights:`` config) keeps the first snapshot, the most recent ones, and every Nth
+older one; :func:`collect_snapshot_objects` deletes objects no manifest references any more.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from unitrack.store.fsio import atomic_write_json
+from unitrack.store.layout import StoreLayout
+from unitrack.weights.arrays import HostTensor, as_float, host_tensors
+from unitrack.weights.objects import GC_GRACE_S, collect_garbage, put_object
+from unitrack.weights.stats import histogram
+
+MANIFEST_FORMAT = 1
+SNAPSHOTS_DIR = "snapshots"
+_TAG = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """One stored snapshot: ``manifest`` is its JSON file; ``new_bytes`` what it added to the store."""
+
+    name: str
+    step: int
+    tag: str | None
+    manifest: Path
+    tensors: int
+    new_bytes: int
+
+
+def snapshots_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / SNAPSHOTS_DIR
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"unreadable snapshot manifest {path}: {exc}") from None
+    if not isinstance(data, dict) or "tensors" not in data:
+        raise ValueError(f"{path} is not a snapshot manifest (no 'tensors')")
+    return data
+
+
+def list_manifests(run_dir: Path) -> list[Path]:
+    """The run's snapshot manifests, oldest first."""
+    folder = snapshots_dir(run_dir)
+    return sorted(folder.glob("*.json")) if folder.exists() else []
+
+
+class SnapshotWriter:
+    """Takes the snapshots of one run; remembers digests so unchanged torch tensors are not re-read."""
+
+    def __init__(
+        self,
+        store_root: Path,
+        run_dir: Path,
+        *,
+        keep_recent: int | None = None,
+        thin_every: int = 1,
+        histograms: bool = False,
+        emit: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.store_root = Path(store_root)
+        self.run_dir = Path(run_dir)
+        self.keep_recent = keep_recent
+        self.thin_every = thin_every
+        self.histograms = histograms
+        self._emit = emit
+        self._known: dict[str, tuple[tuple[int, int], str]] = {}
+        self._count = len(list_manifests(self.run_dir))
+
+    def take(self, weights: Any, step: int, tag: str | None = None) -> SnapshotInfo:
+        tensors = host_tensors(weights)
+        if not tensors:
+            raise ValueError(f"no tensors to snapshot in the {type(weights).__name__} given")
+        entries: dict[str, dict[str, Any]] = {}
+        histograms: dict[str, Any] = {}
+        new_bytes = 0
+        for name, tensor in tensors.items():
+            digest, is_new = self._store(name, tensor)
+            new_bytes += tensor.array.nbytes if is_new else 0
+            entries[name] = {"digest": digest, "shape": list(tensor.array.shape), "dtype": tensor.dtype}
+            if self.histograms and is_new and tensor.array.size:
+                summary = histogram(as_float(tensor.array, tensor.dtype))
+                if summary is not None:
+                    histograms[name] = summary
+        name = f"{self._count:06d}-step{step}" + (f"-{_TAG.sub('_', tag)}" if tag else "")
+        self._count += 1
+        path = snapshots_dir(self.run_dir) / f"{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        manifest = {"format": MANIFEST_FORMAT, "name": name, "step": step, "tag": tag, "time": time.time(), "tensors": entries}
+        atomic_write_json(path, manifest)
+        if self._emit is not None:
+            relative = path.relative_to(self.store_root).as_posix()
+            self._emit("snapshot", {"name": name, "step": step, "tag": tag, "manifest": relative})
+            if histograms:
+                self._emit("histogram", {"step": step, "values": histograms})
+        self.apply_retention()
+        return SnapshotInfo(name, step, tag, path, len(entries), new_bytes)
+
+    def _store(self, name: str, tensor: HostTensor) -> tuple[str, bool]:
+        known = self._known.get(name)
+        if tensor.version is not None and known is not None and known[0] == tensor.version:
+            return put_object(self.store_root, tensor.array, known[1])
+        digest, is_new = put_object(self.store_root, tensor.array)
+        if tensor.version is not None:
+            self._known[name] = (tensor.version, digest)
+        return digest, is_new
+
+    def apply_retention(self) -> list[Path]:
+        """Delete the manifests retention does not keep; return them (objects go at the next collection)."""
+        doomed = manifests_to_thin(list_manifests(self.run_dir), self.keep_recent, self.thin_every)
+        for path in doomed:
+            path.unlink(missing_ok=True)
+        return doomed
+
+
+def manifests_to_thin(manifests: list[Path], keep_recent: int | None, thin_every: int) -> list[Path]:
+    """Which of ``manifests`` (oldest first) retention drops: never the first, nor the ``keep_recent`` newest;
+    of the others, each whose sequence number (the name's prefix) is not a multiple of ``thin_every``.
+    Numbers, not positions, decide, so thinning again later never drops a snapshot it kept."""
+    if keep_recent is None or len(manifests) <= keep_recent + 1:
+        return []
+    older = manifests[1 : len(manifests) - keep_recent]
+    return [path for path in older if _sequence(path) % thin_every != 0]
+
+
+def _sequence(manifest: Path) -> int:
+    prefix = manifest.name.split("-", 1)[0]
+    return int(prefix) if prefix.isdigit() else 1
+
+
+def referenced_digests(store_root: Path) -> set[str]:
+    """Every digest some run's snapshot manifest references."""
+    digests: set[str] = set()
+    runs = StoreLayout(Path(store_root)).runs
+    for manifest in runs.glob(f"*/{SNAPSHOTS_DIR}/*.json") if runs.exists() else []:
+        try:
+            digests.update(entry["digest"] for entry in read_manifest(manifest)["tensors"].values())
+        except (ValueError, KeyError, TypeError):
+            continue  # an unreadable manifest protects nothing; the grace period covers one being written
+    return digests
+
+
+def collect_snapshot_objects(store_root: Path, grace_s: float = GC_GRACE_S) -> tuple[int, int]:
+    """Delete objects no snapshot references (older than ``grace_s``); return (files, bytes) freed."""
+    return collect_garbage(Path(store_root), referenced_digests(store_root), grace_s)
+
+
+def remove_run_snapshots(store_root: Path, run_id: str, grace_s: float = GC_GRACE_S) -> tuple[int, int]:
+    """Delete a run's snapshots, then the objects nothing references any more; return (files, bytes) freed.
+
+    ``unitrack clean`` calls this for each run it removes.
+    """
+    folder = snapshots_dir(StoreLayout(Path(store_root)).run(run_id).root)
+    if folder.exists():
+        shutil.rmtree(folder)
+    return collect_snapshot_objects(store_root, grace_s)
