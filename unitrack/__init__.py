@@ -25,12 +25,24 @@ _EXPORTS: dict[str, str] = {
     "UnitrackError": "unitrack.errors",
     "ConfigError": "unitrack.errors",
     "RunNotFoundError": "unitrack.errors",
+    "CheckpointInfo": "unitrack.checkpoint.registry",
+    "CheckpointError": "unitrack.checkpoint.errors",
+    "CheckpointSaveError": "unitrack.checkpoint.errors",
+    "CheckpointCorruptError": "unitrack.checkpoint.errors",
+    "CheckpointNotFoundError": "unitrack.checkpoint.errors",
 }
 
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from unitrack.backends.base import Backend, Capabilities, RunInfo
+    from unitrack.checkpoint.errors import (
+        CheckpointCorruptError,
+        CheckpointError,
+        CheckpointNotFoundError,
+        CheckpointSaveError,
+    )
+    from unitrack.checkpoint.registry import CheckpointInfo
     from unitrack.config import Config, config_hash, load_config
     from unitrack.errors import ConfigError, RunNotFoundError, UnitrackError
     from unitrack.oneshot import log_all

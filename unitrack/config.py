@@ -102,12 +102,29 @@ class TrackingConfig(_Section):
 class CheckpointingConfig(_Section):
     """Where checkpoints go and how many are kept."""
 
-    checkpoint_dir: str | None = Field(None, description="Folder for checkpoints; default: the run's folder.")
+    checkpoint_dir: str | None = Field(
+        None, description="Folder for checkpoints (one sub-folder per run); default: <run folder>/checkpoints."
+    )
     max_checkpoints: int | None = Field(None, ge=1, description="Most checkpoints kept (best and last always).")
     save_frequency: int | None = Field(
-        None, ge=1, description="Save only when step is a multiple of this (calls in between are skipped)."
+        None, ge=1, description="Save only when step is a multiple of this (other calls are skipped unless is_best=True)."
     )
-    compression: Literal["none", "gzip", "zstd"] = Field("none", description="Compression of checkpoint files.")
+    compression: Literal["none", "gzip", "zstd"] = Field(
+        "none", description="Compression of the tensor files: none (fastest), gzip, or zstd (needs unitrack[zstd])."
+    )
+    monitor: str | None = Field(
+        None, description="Metric that ranks checkpoints for 'best' (e.g. val_loss); default: the is_best flag."
+    )
+    mode: Literal["min", "max"] = Field("min", description="Whether a lower or a higher monitored value is better.")
+    keep_last: int | None = Field(None, ge=1, description="Keep the N newest checkpoints.")
+    keep_best: int | None = Field(None, ge=1, description="Keep the k best checkpoints (by monitor, or is_best).")
+    keep_every_n_steps: int | None = Field(None, ge=1, description="Keep every checkpoint whose step is a multiple of N.")
+    async_save: bool = Field(
+        True, description="Copy the state to CPU on the training thread, write it in the background."
+    )
+    on_error: Literal["raise", "warn"] = Field(
+        "raise", description="A failed save (full disk, permissions): raise, or warn and let training go on."
+    )
     upload: dict[Literal["mlflow", "wandb", "tensorboard"], Literal["best", "last", "all", "none"]] = Field(
         default_factory=dict,
         description="Which checkpoints each remote backend receives: best, last, all or none (default: best).",

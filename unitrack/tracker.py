@@ -43,13 +43,16 @@ from unitrack.capture.model import (
 )
 from unitrack.capture.source import model_sources
 from unitrack.capture.system import SystemMonitor
+from unitrack.checkpoint.manager import CheckpointManager
+from unitrack.checkpoint.registry import CheckpointInfo
+from unitrack.checkpoint.resume import resumed_run_json, run_to_resume
 from unitrack.config import Config, config_hash, load_config
 from unitrack.dispatch import Dispatcher, WorkerSettings
 from unitrack.names import validate_name
 from unitrack.params import flatten_params
 from unitrack.progress import ProgressReporter, ProgressSample
 from unitrack.redact import redact_argv, redact_value
-from unitrack.store.fsio import atomic_write_json
+from unitrack.store.fsio import atomic_write_json, read_json
 from unitrack.store.runfile import RunFile
 from unitrack.store.runs import RunStore
 
@@ -111,6 +114,7 @@ class ExperimentTracker:
         run_name: str | None = None,
         tags: Mapping[str, str] | Sequence[str] | None = None,
         backends: Sequence[Backend] = (),
+        resume: str | None = None,
     ) -> None:
         self.experiment = validate_name(name, "experiment name")
         self.config = load_config(config)
@@ -125,13 +129,16 @@ class ExperimentTracker:
 
         remotes = [*create_backends(self.config), *backends]  # before the run exists: a missing extra fails fast
         self.store = RunStore(self.config.store_dir)
-        self._paths = self.store.new_run()
+        self._paths = self.store.new_run() if resume is None else run_to_resume(self.store, resume, self.experiment)
         self.run_id = self._paths.run_id
         self.run_dir = self._paths.root
         self._start = time.time()
 
         run_tags = {**_tags_from(self.config.tags), **_tags_from(tags), **_tags_from_env()}
-        self._run_file = RunFile(self._paths.run_json, self._initial_run_json(run_tags))
+        initial = self._initial_run_json(run_tags)
+        if resume is not None:
+            initial = resumed_run_json(read_json(self._paths.run_json, {}) or {}, initial)
+        self._run_file = RunFile(self._paths.run_json, initial)
         self._info_ready = threading.Event()
         self._git: dict[str, Any] = {}
         self._local = LocalBackend(self.store, self._paths, self._run_file)
@@ -157,6 +164,10 @@ class ExperimentTracker:
         self._futures: list[Future[Any]] = []
         self._submit(self._capture_start)
         self._dispatcher.start(self._run_info(wait=False))
+        self._checkpoints = CheckpointManager(
+            self.run_dir, self.run_id, self.config.checkpointing, self._emit_record, config_hash(self.config)
+        )
+        self.resumed_from: CheckpointInfo | None = self._rewind() if resume is not None else None
         if run_tags:
             self._queue.append(("tags", self._start, dict(run_tags)))
         self._monitor: SystemMonitor | None = None
@@ -322,6 +333,7 @@ class ExperimentTracker:
     def flush(self, timeout: float | None = None) -> bool:
         """Return once everything logged so far is durable in the local store (False on timeout)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        self._checkpoints.wait()
         if not self._wait_jobs(timeout):
             return False
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -346,6 +358,7 @@ class ExperimentTracker:
                 self._progress.stop()
             self._finish_weights()
             self._wait_jobs(min(_CAPTURE_WAIT_S, budget))
+            self._checkpoints.close()
             self._queue.append(("status", time.time(), status))
             states = self._dispatcher.close(max(0.0, deadline - time.monotonic()))
             self._local.close(status, backends=states, peak_rss_mb=_peak_rss_mb())
@@ -535,6 +548,70 @@ class ExperimentTracker:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
 
+    # --- checkpoints (issue 4) -----------------------------------------------------------------
+
+    def save_checkpoint(
+        self,
+        model: Any,
+        epoch: int,
+        step: int,
+        optimizer: Any = None,
+        scheduler: Any = None,
+        scaler: Any = None,
+        is_best: bool | None = None,
+        extra: Any = None,
+        **metrics: Any,
+    ) -> CheckpointInfo | None:
+        """Save model, optimizer, scheduler, AMP scaler and RNG state; keyword metrics rank it.
+
+        Written atomically and checksummed, in the background by default (``checkpointing.async_save``).
+        Returns None when ``checkpointing.save_frequency`` skips this step (a save marked
+        ``is_best`` is never skipped) or when a failed save is only warned about (``on_error: warn``).
+        """
+        if self._state is not _RUNNING:
+            self._raise_not_running()
+        return self._checkpoints.save(model, epoch, step, optimizer, scheduler, scaler, is_best, extra, metrics)
+
+    def list_checkpoints(self) -> list[CheckpointInfo]:
+        """The kept checkpoints, oldest first (after a pending save has finished)."""
+        return self._checkpoints.list()
+
+    def get_best_checkpoint(self) -> CheckpointInfo | None:
+        """The best kept checkpoint (by ``checkpointing.monitor``, else the last one saved with is_best), or None."""
+        return self._checkpoints.best()
+
+    def load_checkpoint(
+        self, checkpoint: Any, model: Any, optimizer: Any = None, scheduler: Any = None, scaler: Any = None
+    ) -> tuple[int, int]:
+        """Verify and restore a checkpoint (a CheckpointInfo, a path, a name, "best" or "last"); return (epoch, step).
+
+        RNG states are restored too. "best" and "last" skip, with a warning, checkpoints that fail
+        their checksums; an explicit checkpoint that fails raises CheckpointCorruptError.
+        """
+        return self._checkpoints.load(checkpoint, model, optimizer, scheduler, scaler)
+
+    def load_best(self, model: Any, optimizer: Any = None, scheduler: Any = None, scaler: Any = None) -> tuple[int, int]:
+        """Restore the best checkpoint that verifies; return (epoch, step)."""
+        return self._checkpoints.load("best", model, optimizer, scheduler, scaler)
+
+    def _emit_record(self, kind: str, data: dict[str, Any]) -> None:
+        self._queue.append(("record", time.time(), kind, data))
+
+    def _rewind(self) -> CheckpointInfo | None:
+        """Pick the resumed run's last checkpoint that verifies and mark later metric steps superseded."""
+        from unitrack.checkpoint.storage import verify_checkpoint
+
+        for candidate in self._checkpoints.candidates("last"):
+            problems = verify_checkpoint(candidate.path, candidate.sha256)
+            if not problems:
+                self._checkpoints.registry.resumed_from.append(candidate.name)
+                self._checkpoints.registry.save()
+                self._emit_record("rewind", {"step": candidate.step, "checkpoint": candidate.name})
+                self._step = candidate.step + 1
+                return candidate
+            log.warning("unitrack: not resuming from checkpoint %s: %s", candidate.name, "; ".join(problems))
+        log.warning("unitrack: run %s has no intact checkpoint; it continues without rewinding", self.run_id)
+        return None
 
     # --- weights (issue 5) ---
 

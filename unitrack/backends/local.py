@@ -14,6 +14,7 @@ from typing import Any
 from unitrack.backends.base import Backend, RunInfo
 from unitrack.events import Event, MetricEvent, ParamsEvent, SystemEvent, TagsEvent, decode_number, encode_number
 from unitrack.store.fsio import atomic_write_json, read_json
+from unitrack.store.history import metric_history
 from unitrack.store.journal import JournalWriter
 from unitrack.store.layout import RunPaths
 from unitrack.store.runfile import RunFile
@@ -96,6 +97,12 @@ def decode_stats(stats: Stats) -> Stats:
     return decoded
 
 
+def _history_events(paths: RunPaths) -> list[MetricEvent]:
+    """The run's metric history (rewinds applied) as events, one per point, for re-folding."""
+    points = [(p["time"], p["step"], key, p["value"]) for key, series in metric_history(paths).items() for p in series]
+    return [MetricEvent(0, when, step, {key: value}) for when, step, key, value in sorted(points, key=lambda p: p[:2])]
+
+
 class LocalBackend(Backend):
     """Writes the journal and the run folder's derived files; fed directly by the dispatcher."""
 
@@ -130,6 +137,7 @@ class LocalBackend(Backend):
         assert self._journal is not None, "open() first"
         lines = [event.to_json() for event in events]
         self._journal.append(("\n".join(lines) + "\n").encode("utf-8"))
+        rewound = False
         for event in events:
             if type(event) is MetricEvent:
                 self._unfolded.append(event)
@@ -141,6 +149,12 @@ class LocalBackend(Backend):
                 self._params.update(event.values)
             elif type(event) is TagsEvent:
                 self.run_file.merge("tags", event.values)
+            elif event.kind == "rewind":
+                rewound = True
+        if rewound:  # a resumed run: the superseded points leave the summary
+            self._unfolded = []
+            self._metrics = {}
+            fold_metrics(self._metrics, _history_events(self.paths))
         self._dirty = True
 
     def flush(self) -> None:

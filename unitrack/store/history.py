@@ -13,10 +13,20 @@ Point = dict[str, Any]
 
 
 def metric_history(paths: RunPaths) -> dict[str, list[Point]]:
-    """Every logged point of every metric, in logging order: ``{key: [{step, time, value}]}``."""
+    """Every logged point of every metric, in logging order: ``{key: [{step, time, value}]}``.
+
+    A ``rewind`` event (a resumed run) drops the points logged before it at later steps: the
+    run went back to that step, so they are superseded.
+    """
     history: dict[str, list[Point]] = {}
     for record in iter_journal(paths.events):
-        if record.get("kind") != "metric":
+        kind = record.get("kind")
+        if kind == "rewind":
+            step = int(record["step"])
+            history = {key: [p for p in points if p["step"] <= step] for key, points in history.items()}
+            history = {key: points for key, points in history.items() if points}
+            continue
+        if kind != "metric":
             continue
         event = MetricEvent.from_record(record)
         for key, value in event.values.items():

@@ -1,0 +1,278 @@
+"""The checkpoints of one run: saving (synchronous or in the background), retention, loading.
+
+The tracker owns one :class:`CheckpointManager` and keeps its own methods thin. An
+asynchronous save copies the state to CPU on the caller's thread (into buffers reused from the
+previous save), then writes it on a background thread; one save is in flight at a time, and its
+error surfaces on the next call. Loading, listing and ``flush`` wait for a pending save first.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from unitrack.checkpoint.errors import CheckpointCorruptError, CheckpointNotFoundError, CheckpointSaveError
+from unitrack.checkpoint.registry import REGISTRY_FILE, CheckpointInfo, Registry, RetentionPolicy
+from unitrack.checkpoint.storage import MANIFEST, read_manifest, remove_temporaries
+
+log = logging.getLogger("unitrack")
+
+Emit = Callable[[str, dict[str, Any]], None]
+
+
+def policy_from(settings: Any) -> RetentionPolicy:
+    return RetentionPolicy(
+        monitor=settings.monitor,
+        mode=settings.mode,
+        keep_last=settings.keep_last,
+        keep_best=settings.keep_best,
+        keep_every_n_steps=settings.keep_every_n_steps,
+        max_checkpoints=settings.max_checkpoints,
+    )
+
+
+def checkpoint_folder(run_dir: Path, run_id: str, checkpoint_dir: str | None) -> Path:
+    """Where a run's checkpoints go: ``<checkpoint_dir>/<run id>`` or ``<run folder>/checkpoints``."""
+    if checkpoint_dir is None:
+        return run_dir / "checkpoints"
+    return Path(checkpoint_dir).expanduser().absolute() / run_id
+
+
+class CheckpointManager:
+    """Saves, keeps and restores the checkpoints of one run."""
+
+    def __init__(self, run_dir: Path, run_id: str, settings: Any, emit: Emit, config_hash: str) -> None:
+        self.settings = settings
+        self.directory = checkpoint_folder(run_dir, run_id, settings.checkpoint_dir)
+        self.registry = Registry(run_dir / REGISTRY_FILE, policy_from(settings))
+        self._emit = emit
+        self._config_hash = config_hash
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: Future[None] | None = None
+        self._buffers: dict[str, Any] = {}
+        for leftover in remove_temporaries(self.directory):
+            log.warning("unitrack: removed %s, left by a save that never finished", leftover)
+
+    # --- saving -------------------------------------------------------------------------------
+
+    def save(
+        self,
+        model: Any,
+        epoch: int,
+        step: int,
+        optimizer: Any = None,
+        scheduler: Any = None,
+        scaler: Any = None,
+        is_best: bool | None = None,
+        extra: Any = None,
+        metrics: dict[str, Any] | None = None,
+    ) -> CheckpointInfo | None:
+        """Save a checkpoint; None when ``save_frequency`` skips it or a failed save is only warned about."""
+        self.wait()
+        frequency = self.settings.save_frequency
+        if frequency and step % frequency and not is_best:
+            return None
+        from unitrack.checkpoint import state as training_state
+
+        values = {key: _as_float(key, value) for key, value in (metrics or {}).items()}
+        info = CheckpointInfo(
+            name=self._new_name(epoch, step),
+            path=self.directory,
+            epoch=int(epoch),
+            step=int(step),
+            metrics=values,
+            marked_best=None if is_best is None else bool(is_best),
+            score=self.registry.policy.score(values),
+            time=time.time(),
+        )
+        info.path = self.directory / info.name
+        header = {"epoch": info.epoch, "step": info.step, "metrics": {k: _json_safe(v) for k, v in values.items()},
+                  "is_best": info.marked_best, "config_hash": self._config_hash, "time": info.time}
+        try:
+            captured = training_state.capture(model, optimizer, scheduler, scaler, header, extra)
+            buffers = self._buffers if self.settings.async_save else None
+            captured.model = training_state.to_cpu(captured.model, buffers)
+            captured.tensors = training_state.to_cpu(captured.tensors, buffers)
+        except Exception as exc:
+            return self._failed(CheckpointSaveError(f"could not capture checkpoint {info.name}: {exc}"), exc)
+        if not self.settings.async_save:
+            try:
+                self._write(info, captured)
+            except Exception as exc:
+                return self._failed(exc, exc)
+            return info
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unitrack-checkpoint")
+        self._pending = self._executor.submit(self._write, info, captured)
+        return info
+
+    def _new_name(self, epoch: int, step: int) -> str:
+        base = f"epoch{int(epoch):04d}-step{int(step):08d}"
+        name, counter = base, 1
+        while name in self.registry.names() or (self.directory / name).exists():
+            counter += 1
+            name = f"{base}-{counter}"
+        return name
+
+    def _write(self, info: CheckpointInfo, captured: Any) -> None:
+        from unitrack.checkpoint.storage import write_checkpoint
+
+        _, info.sha256 = write_checkpoint(info.path, captured, self.settings.compression)
+        self.registry.add(info)  # committed before anything is evicted
+        self._emit("checkpoint", self._event(info))
+        self._apply_retention()
+
+    def _event(self, info: CheckpointInfo) -> dict[str, Any]:
+        aliases = ["latest"] + (["best"] if info.is_best else [])
+        return {
+            "name": info.name,
+            "path": str(info.path),
+            "epoch": info.epoch,
+            "step": info.step,
+            "metrics": {k: _json_safe(v) for k, v in info.metrics.items()},
+            "is_best": info.is_best,
+            "aliases": aliases,
+            "sha256": info.sha256,
+        }
+
+    def _apply_retention(self) -> None:
+        for victim in self.registry.to_evict():
+            self.registry.remove(victim.name)
+            _delete_listed_files(victim.path)
+            self._emit("checkpoint_removed", {"name": victim.name})
+
+    def _failed(self, error: BaseException, cause: BaseException) -> None:
+        if not isinstance(error, CheckpointSaveError):
+            error = CheckpointSaveError(f"checkpoint save failed: {type(error).__name__}: {error}")
+        if self.settings.on_error == "raise":
+            raise error from cause
+        warnings.warn(f"unitrack: {error} (earlier checkpoints are intact; training goes on)", RuntimeWarning, stacklevel=3)
+        return None
+
+    def wait(self) -> None:
+        """Wait for a pending background save; its failure is raised or warned about here."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        try:
+            pending.result()
+        except Exception as exc:
+            self._failed(exc, exc)
+
+    def close(self) -> None:
+        """Wait for a pending save at the end of the run; a failure is logged, never raised."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            try:
+                pending.result()
+            except Exception as exc:
+                log.error("unitrack: the last checkpoint save failed: %s", exc)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        self._buffers.clear()
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def list(self) -> list[CheckpointInfo]:
+        self.wait()
+        with self.registry.lock:
+            return list(self.registry.entries)
+
+    def best(self) -> CheckpointInfo | None:
+        self.wait()
+        return self.registry.best()
+
+    def last(self) -> CheckpointInfo | None:
+        self.wait()
+        return self.registry.last()
+
+    def load(
+        self, ref: Any, model: Any, optimizer: Any = None, scheduler: Any = None, scaler: Any = None
+    ) -> tuple[int, int]:
+        """Restore a checkpoint into the given objects; ``ref`` is a CheckpointInfo, a path, a name, "best" or "last"."""
+        self.wait()
+        from unitrack.checkpoint.state import restore
+
+        state, _ = self.read(ref)
+        return restore(state, model, optimizer, scheduler, scaler)
+
+    def read(self, ref: Any) -> tuple[Any, CheckpointInfo | None]:
+        """The verified content of a checkpoint; "best" and "last" fall back past damaged ones."""
+        from unitrack.checkpoint.storage import read_checkpoint
+
+        if isinstance(ref, str) and ref in ("best", "last"):
+            for candidate in self.candidates(ref):
+                try:
+                    return read_checkpoint(candidate.path, candidate.sha256), candidate
+                except (CheckpointCorruptError, OSError) as exc:
+                    warnings.warn(f"unitrack: skipping checkpoint {candidate.name}: {exc}", RuntimeWarning, stacklevel=4)
+            raise CheckpointNotFoundError(f"no intact checkpoint to load as {ref!r} in {self.registry.path}")
+        info = ref if isinstance(ref, CheckpointInfo) else self._by_name_or_path(ref)
+        folder = info.path if info is not None else _folder_of(Path(os.fspath(ref)))
+        return read_checkpoint(folder, info.sha256 if info is not None else None), info
+
+    def candidates(self, which: str) -> list[CheckpointInfo]:
+        """Checkpoints to try for "best" (the best, then newest first) or "last" (newest first)."""
+        with self.registry.lock:
+            newest_first = list(reversed(self.registry.entries))
+            best = self.registry.best()
+        if which == "best":
+            if best is None:
+                return []
+            return [best, *(e for e in newest_first if e is not best)]
+        return newest_first
+
+    def _by_name_or_path(self, ref: Any) -> CheckpointInfo | None:
+        if isinstance(ref, str):
+            found = self.registry.find(ref)
+            if found is not None:
+                return found
+        folder = _folder_of(Path(os.fspath(ref)))
+        if not folder.exists():
+            raise CheckpointNotFoundError(f"no checkpoint {str(ref)!r}: neither a name in the registry nor a folder")
+        with self.registry.lock:
+            return next((e for e in self.registry.entries if e.path == folder.absolute()), None)
+
+
+def _folder_of(path: Path) -> Path:
+    return path.parent if path.is_file() else path
+
+
+def _delete_listed_files(folder: Path) -> None:
+    """Delete a checkpoint folder's files named by its manifest, then the folder if that empties it."""
+    try:
+        manifest = read_manifest(folder)
+        names = [*manifest["files"], MANIFEST]
+    except CheckpointCorruptError:
+        names = [MANIFEST]
+    for name in names:
+        try:
+            (folder / name).unlink()
+        except FileNotFoundError:
+            pass
+    try:
+        folder.rmdir()
+    except OSError:
+        if folder.exists():
+            log.warning("unitrack: left %s in place: it holds files that are not part of the checkpoint", folder)
+
+
+def _as_float(key: str, value: Any) -> float:
+    try:
+        return float(value.item() if hasattr(value, "item") else value)
+    except (TypeError, ValueError):
+        raise TypeError(f"checkpoint metric {key!r} must be a number, got {type(value).__name__}") from None
+
+
+def _json_safe(value: float) -> Any:
+    return value if math.isfinite(value) else repr(value)
+
+

@@ -1,0 +1,342 @@
+"""Tensor files in the safetensors format, written and read with SHA-256 computed on the way.
+
+Tensor bytes go straight between the tensors' memory and the file in chunks, while two
+helper threads hash them (hashlib releases the GIL): one the whole file, one each tensor. So a
+save costs about one sequential write and a load about one sequential read, with the
+checksums for free, and a damaged tensor can be named. A compressed file (gzip, zstd) holds the
+same safetensors bytes; its tensor checksums are those of the uncompressed bytes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import queue
+import struct
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import torch
+
+from unitrack.checkpoint.errors import CheckpointCorruptError, CheckpointError
+
+CHUNK = 8 << 20
+COMPRESSION_SUFFIX = {"none": "", "gzip": ".gz", "zstd": ".zst"}
+
+_DTYPES: dict[torch.dtype, str] = {
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
+for _name, _code in (("float8_e4m3fn", "F8_E4M3"), ("float8_e5m2", "F8_E5M2"), ("uint16", "U16"),
+                     ("uint32", "U32"), ("uint64", "U64")):
+    if hasattr(torch, _name):
+        _DTYPES[getattr(torch, _name)] = _code
+_CODES = {code: dtype for dtype, code in _DTYPES.items()}
+
+
+@dataclass
+class FileDigest:
+    """What the manifest records of one tensor file."""
+
+    sha256: str
+    size: int
+    compression: str
+    tensors: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sha256": self.sha256, "size": self.size, "compression": self.compression, "tensors": self.tensors}
+
+
+class _Hasher(threading.Thread):
+    """Hashes chunks handed to it, in order, off the caller's thread."""
+
+    def __init__(self) -> None:
+        super().__init__(name="unitrack-hash", daemon=True)
+        self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.digests: dict[str, str] = {}
+        self.start()
+
+    def feed(self, key: str, chunk: Any) -> None:
+        self._work.put((key, chunk))
+
+    def done(self, key: str) -> None:
+        self._work.put((key, None))
+
+    def result(self) -> dict[str, str]:
+        self._work.put(None)
+        self.join()
+        return self.digests
+
+    def run(self) -> None:
+        current: dict[str, Any] = {}
+        while (item := self._work.get()) is not None:
+            key, chunk = item
+            if chunk is None:
+                self.digests[key] = current.pop(key, hashlib.sha256()).hexdigest()
+            else:
+                current.setdefault(key, hashlib.sha256()).update(chunk)
+
+
+def _raw_bytes(tensor: torch.Tensor) -> memoryview:
+    flat = tensor.reshape(-1)
+    if flat.numel() == 0:
+        return memoryview(b"")
+    return memoryview(flat.view(torch.uint8).numpy()).cast("B")
+
+
+def _header(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> bytes:
+    entries: dict[str, Any] = {"__metadata__": dict(metadata)} if metadata else {}
+    offset = 0
+    for name, tensor in tensors.items():
+        if tensor.dtype not in _DTYPES:
+            raise CheckpointError(f"tensor {name!r} has dtype {tensor.dtype}, which safetensors cannot store")
+        size = tensor.numel() * tensor.element_size()
+        entries[name] = {"dtype": _DTYPES[tensor.dtype], "shape": list(tensor.shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    text = json.dumps(entries, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text
+
+
+def payload_size(tensors: Mapping[str, torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+def write_tensor_file(
+    path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str], compression: str = "none"
+) -> FileDigest:
+    """Write CPU, contiguous ``tensors`` to ``path`` (which must not exist) and fsync it."""
+    header = _header(tensors, metadata)
+    file_hash = _Hasher() if compression == "none" else None
+    tensor_hash = _Hasher()
+    with open(path, "xb", buffering=0) as raw:
+        sink: Any = raw if file_hash is not None else _HashingWriter(raw)
+        stream = _compressor(sink, compression)
+        try:
+            _write_all(stream, header, file_hash)
+            for name, tensor in tensors.items():
+                data = _raw_bytes(tensor)
+                for start in range(0, len(data), CHUNK):
+                    chunk = data[start : start + CHUNK]
+                    if file_hash is not None:
+                        file_hash.feed("file", chunk)
+                    tensor_hash.feed(name, chunk)
+                    _write_all(stream, chunk, None)
+                tensor_hash.done(name)
+            if stream is not sink:
+                stream.close()
+        finally:
+            digests = tensor_hash.result()
+            if file_hash is not None:
+                file_hash.done("file")
+                sha = file_hash.result()["file"]
+            else:
+                sha = sink.hash.hexdigest()
+        os.fsync(raw.fileno())
+        size = raw.tell()
+    return FileDigest(sha, size, compression, digests)
+
+
+def _write_all(stream: Any, data: Any, hasher: _Hasher | None) -> None:
+    if hasher is not None:
+        hasher.feed("file", data)
+    if not isinstance(stream, io.FileIO):
+        stream.write(data)  # a compressor: takes everything at once
+        return
+    view = memoryview(data)
+    while view:
+        view = view[stream.write(view) :]
+
+
+class _HashingWriter:
+    """A file wrapper that hashes what a compressor writes through it."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.hash = hashlib.sha256()
+
+    def write(self, data: Any) -> int:
+        self.hash.update(data)
+        view = memoryview(data)
+        while view:
+            view = view[self.raw.write(view) :]
+        return len(data)
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+
+class _HashingReader:
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.hash = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.hash.update(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        count = self.raw.readinto(buffer)
+        self.hash.update(memoryview(buffer)[:count])
+        return count
+
+
+def _compressor(sink: Any, compression: str) -> Any:
+    if compression == "none":
+        return sink
+    if compression == "gzip":
+        return gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=3, mtime=0)
+    if compression == "zstd":
+        return _zstd().ZstdCompressor(level=3, threads=-1).stream_writer(sink, closefd=False)
+    raise CheckpointError(f"unknown compression {compression!r}: use none, gzip or zstd")
+
+
+def _decompressor(source: Any, compression: str) -> Any:
+    if compression == "none":
+        return source
+    if compression == "gzip":
+        return gzip.GzipFile(fileobj=source, mode="rb")
+    if compression == "zstd":
+        return _zstd().ZstdDecompressor().stream_reader(source, closefd=False)
+    raise CheckpointError(f"unknown compression {compression!r}")
+
+
+def _zstd() -> Any:
+    try:
+        import zstandard
+    except ImportError:
+        raise CheckpointError("compression 'zstd' needs the zstandard package: pip install 'unitrack[zstd]'") from None
+    return zstandard
+
+
+def _read_exact(stream: Any, buffer: memoryview) -> int:
+    got = 0
+    while got < len(buffer):
+        count = stream.readinto(buffer[got:])
+        if not count:
+            break
+        got += count
+    return got
+
+
+def read_tensor_file(
+    path: Path, expected: Mapping[str, Any] | None, label: str
+) -> tuple[dict[str, torch.Tensor], dict[str, str], list[str]]:
+    """Read every tensor of ``path``, checking the bytes against ``expected`` (a manifest entry).
+
+    Returns the tensors, the file's metadata and a list of problems (empty when the file is
+    intact). The tensors are built from the very bytes that were hashed: one read of the file.
+    """
+    compression = (expected or {}).get("compression", "none")
+    problems: list[str] = []
+    file_hash = _Hasher() if compression == "none" else None
+    tensor_hash = _Hasher()
+    tensors: dict[str, torch.Tensor] = {}
+    with open(path, "rb", buffering=0) as raw:
+        source: Any = raw if file_hash is not None else _HashingReader(raw)
+        stream = _decompressor(source, compression)
+        try:
+            head = stream.read(8)
+            if len(head) != 8:
+                raise CheckpointCorruptError(label, [f"{path.name}: truncated header"])
+            (length,) = struct.unpack("<Q", head)
+            if length > 100 << 20:
+                raise CheckpointCorruptError(label, [f"{path.name}: header length {length} is not plausible"])
+            header_bytes = stream.read(length)
+            if file_hash is not None:
+                file_hash.feed("file", head)
+                file_hash.feed("file", header_bytes)
+            try:
+                header = json.loads(header_bytes)
+            except ValueError:
+                raise CheckpointCorruptError(label, [f"{path.name}: header is not valid JSON"]) from None
+            metadata = header.pop("__metadata__", None) or {}
+            position = 0
+            for name, entry in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
+                begin, end = entry["data_offsets"]
+                if begin != position:
+                    raise CheckpointCorruptError(label, [f"{path.name}: tensor {name!r} does not follow the previous one"])
+                buffer = torch.empty(end - begin, dtype=torch.uint8)
+                view = memoryview(buffer.numpy()).cast("B") if end > begin else memoryview(bytearray())
+                for start in range(0, len(view), CHUNK):
+                    chunk = view[start : start + CHUNK]
+                    got = _read_exact(stream, chunk)
+                    if file_hash is not None:
+                        file_hash.feed("file", chunk[:got])
+                    tensor_hash.feed(name, chunk[:got])
+                    if got < len(chunk):
+                        problems.append(f"{path.name}: truncated inside tensor {name!r}")
+                        break
+                tensor_hash.done(name)
+                position = end
+                dtype = _CODES.get(entry["dtype"])
+                if dtype is None:
+                    raise CheckpointCorruptError(label, [f"{path.name}: tensor {name!r} has unknown dtype {entry['dtype']}"])
+                if not problems:
+                    tensors[name] = buffer.view(dtype).reshape(entry["shape"])
+                else:
+                    break
+            if file_hash is not None:
+                while more := raw.read(CHUNK):  # trailing bytes belong to the file's checksum too
+                    file_hash.feed("file", more)
+            else:
+                while stream.read(CHUNK):
+                    pass
+        except (OSError, EOFError, KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, CheckpointCorruptError):
+                raise
+            problems.append(f"{path.name}: unreadable ({type(exc).__name__}: {exc})")
+        finally:
+            digests = tensor_hash.result()
+            if file_hash is not None:
+                file_hash.done("file")
+                sha = file_hash.result()["file"]
+            else:
+                sha = source.hash.hexdigest()
+    if expected is not None:
+        problems.extend(_compare(path.name, expected, sha, digests))
+    return tensors, metadata, problems
+
+
+def _compare(file_name: str, expected: Mapping[str, Any], sha: str, digests: Mapping[str, str]) -> list[str]:
+    problems = []
+    wanted = expected.get("tensors", {})
+    for name, digest in wanted.items():
+        if name not in digests:
+            problems.append(f"{file_name}: tensor {name!r} is missing")
+        elif digests[name] != digest:
+            problems.append(f"{file_name}: tensor {name!r} fails its SHA-256")
+    for name in digests.keys() - wanted.keys():
+        problems.append(f"{file_name}: tensor {name!r} is not in the manifest")
+    if sha != expected.get("sha256") and not problems:
+        problems.append(f"{file_name}: file fails its SHA-256 (header or padding changed)")
+    elif sha != expected.get("sha256"):
+        problems.append(f"{file_name}: file fails its SHA-256")
+    return problems
+
+
+def hash_file(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        while block := handle.read(CHUNK):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size
+
+
