@@ -74,3 +74,21 @@ def test_trainer_metrics_and_arguments_land_in_one_run(tmp_path: Path, store_dir
 def test_log_names_follow_the_split() -> None:
     logs = {"loss": 1.5, "eval_loss": 1.2, "test_acc": 0.5, "epoch": 1.0, "note": "x", "flag": True}
     assert trainer_metrics(logs) == {"train/loss": 1.5, "eval/loss": 1.2, "test/acc": 0.5, "train/epoch": 1.0}
+
+
+def test_saved_checkpoints_enter_the_registry_with_the_best_marked(tmp_path: Path, store_dir: Path) -> None:
+    callback = UnitrackCallback("hf-test", QUIET)
+    trainer = tiny_trainer(tmp_path, callback, save_strategy="steps", save_steps=2, metric_for_best_model="eval_loss")
+    trainer.train()
+    tracker = callback.tracker
+
+    kept = tracker.list_checkpoints()
+    assert [c.step for c in kept] == [2, 4]
+    assert all("eval/loss" in c.metrics for c in kept)
+    best = tracker.get_best_checkpoint()
+    assert best is not None and best.step == trainer.state.best_global_step
+    restored = transformers.GPT2LMHeadModel(trainer.model.config)
+    assert tracker.load_checkpoint("last", restored)[1] == 4
+    for name, tensor in trainer.model.state_dict().items():
+        assert torch.equal(restored.state_dict()[name], tensor), name
+    callback.finish()

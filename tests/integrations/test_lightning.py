@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from tests.conftest import QUIET, metric_points
+from tests.conftest import QUIET, journal, metric_points
 from unitrack.readers import read_run
 from unitrack.store.runs import RunStore
 
@@ -113,3 +113,25 @@ def test_the_checkpoint_callback_names_a_metric_that_exists(tmp_path: Path) -> N
     callback = UnitrackCheckpoint(monitor="val/acc")
     with pytest.raises(KeyError, match="val/acc"):
         trainer(logger, tmp_path, max_epochs=1, callbacks=[callback]).fit(TinyRegressor(), train, val)
+
+
+def test_checkpoints_go_to_the_registry_and_snapshots_follow_the_schedule(tmp_path: Path, store_dir: Path) -> None:
+    logger = UnitrackLogger("lightning-test", QUIET)
+    train, val = loaders()
+    callback = UnitrackCheckpoint(monitor="val/loss", snapshot_every_n_epochs=2)
+    model = TinyRegressor(lr=0.05)
+    trainer(logger, tmp_path, max_epochs=4, callbacks=[callback]).fit(model, train, val)
+    tracker = logger.experiment
+
+    kept = tracker.list_checkpoints()
+    assert [(c.epoch, c.step) for c in kept] == [(0, 4), (1, 8), (2, 12), (3, 16)]
+    assert all("val/loss" in c.metrics for c in kept)
+    best = tracker.get_best_checkpoint()
+    assert best is not None and best.metrics["val/loss"] == min(c.metrics["val/loss"] for c in kept)
+    restored = TinyRegressor()
+    assert tracker.load_checkpoint("last", restored) == (3, 16)
+    for mine, theirs in zip(restored.parameters(), model.parameters()):
+        assert torch.equal(mine, theirs)
+    logger.finish()
+    snapshots = [e for e in journal(tracker.run_dir) if e["kind"] == "snapshot"]
+    assert [(s["step"], s["tag"]) for s in snapshots] == [(8, "epoch-1"), (16, "epoch-3")]
