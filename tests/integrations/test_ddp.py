@@ -1,0 +1,67 @@
+"""Two processes under torchrun (gloo, CPU) make one run: rank 0 owns it, rank 1 joins it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import journal
+from unitrack.store.runs import RunStore
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "train_ddp.py"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def torchrun(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
+        str(EXAMPLE), "--epochs", "2", *args,
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(EXAMPLE.parents[1]), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def run_ids_printed(output: str) -> set[str]:
+    return {line.split("run ")[1].strip() for line in output.splitlines() if ": run " in line}
+
+
+@pytest.mark.slow
+def test_rank0_policy_one_run_no_duplicates(tmp_path: Path, store_dir: Path) -> None:
+    result = torchrun(tmp_path, "--limit-batches", "3")
+    runs = RunStore(store_dir).run_ids()
+    assert len(runs) == 1 and run_ids_printed(result.stdout) == set(runs)
+    run_dir = store_dir / "runs" / runs[0]
+    events = journal(run_dir)
+    steps = [e["step"] for e in events if e["kind"] == "metric" and "train/loss" in e["values"]]
+    assert steps == list(range(6))  # rank 0's points only, each once
+    assert not any(key.startswith("rank1/") for e in events if e["kind"] == "metric" for key in e["values"])
+    assert [e["step"] for e in events if e["kind"] == "checkpoint"] == [3, 6]  # rank 0 alone wrote them
+    assert RunStore(store_dir).load(runs[0]).status == "completed"
+
+
+@pytest.mark.slow
+def test_rank_policy_all_labels_rank1_system_samples_and_metrics(tmp_path: Path, store_dir: Path) -> None:
+    result = torchrun(tmp_path, "--rank-policy", "all", "--monitor-interval", "0.05")
+    runs = RunStore(store_dir).run_ids()
+    assert len(runs) == 1 and run_ids_printed(result.stdout) == set(runs)
+    events = journal(store_dir / "runs" / runs[0])
+    system_ranks = {e.get("rank") for e in events if e["kind"] == "system"}
+    assert 1 in system_ranks
+    own = [e["step"] for e in events if e["kind"] == "metric" and "train/loss" in e["values"]]
+    rank1 = [e["step"] for e in events if e["kind"] == "metric" and "rank1/train/loss" in e["values"]]
+    assert own == rank1 == list(range(30))  # 15 batches x 2 epochs per rank: each point once, labelled by rank
+    params = RunStore(store_dir).load(runs[0]).params
+    assert params["world_size"] == 2
