@@ -19,11 +19,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from unitrack.backends.base import Backend, PermanentBackendError, RunInfo
 from unitrack.backends.local import LocalBackend
+from unitrack.backends.shaping import is_delivered_alone
 from unitrack.events import (
     ArtifactEvent,
     Event,
@@ -339,6 +341,8 @@ class BackendWorker:
         self._breaker_until = 0.0
         self._failures_in_row = 0
         self._last_cursor_write = 0.0
+        self._acknowledged: set[int] = set()  # first seqs of batches delivered beyond the cursor
+        self._pool: ThreadPoolExecutor | None = None
         self._thread = threading.Thread(target=self._run, name=f"unitrack-{backend.name}", daemon=True)
 
     # --- control from the dispatcher ------------------------------------------------------------
@@ -394,6 +398,8 @@ class BackendWorker:
             self._record_error(exc)
         finally:
             self._save_cursor(durable=True)
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
 
     def _open(self) -> bool:
         try:
@@ -424,41 +430,97 @@ class BackendWorker:
             if chunk.end_offset > self.state.offset:  # only blank or unreadable lines
                 self.state.offset = chunk.end_offset
             return False
-        events = [event_from_record(r) for r in chunk.records if int(r.get("seq", 0)) > self.state.seq]
+        done = self._acknowledged
+        events = [
+            event_from_record(r) for r in chunk.records if int(r.get("seq", 0)) > self.state.seq and r["seq"] not in done
+        ]
         try:
+            window: list[list[Event]] = []
             for group in self._groups(events):
-                try:
-                    self._retrying(lambda group=group: self._deliver(group))
-                except PermanentBackendError:
-                    self._deliver_one_by_one(group)
-                self.state.seq = group[-1].seq
+                if self._order_free(group):
+                    window.append(group)
+                    if len(window) < self._concurrency:
+                        continue
+                self._deliver_window(window)
+                window = []
+                if not self._order_free(group):
+                    self._deliver_acknowledged(group)
+            self._deliver_window(window)
         except (_Aborted, KeyboardInterrupt):
             raise
         except Exception as exc:
             self._record_error(exc)
             self._open_breaker()
-            self._save_cursor()
+            self._save_cursor(durable=True)
             return False
         self._failures_in_row = 0
+        self._acknowledged.clear()
         self.state.offset = chunk.end_offset
-        self._save_cursor()
+        self._save_cursor(durable=True)
         return True
 
+    @property
+    def _concurrency(self) -> int:
+        return max(1, self.backend.capabilities.concurrent_writes)
+
+    def _order_free(self, group: list[Event]) -> bool:
+        """Metric and system batches may travel side by side when the backend does not care about order."""
+        return self._concurrency > 1 and all(type(e) in (MetricEvent, SystemEvent) for e in group)
+
+    def _deliver_window(self, window: list[list[Event]]) -> None:
+        """Deliver several order-free batches at once; the cursor moves past those acknowledged in a row."""
+        if len(window) <= 1:
+            for group in window:
+                self._deliver_acknowledged(group)
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix=f"unitrack-{self.backend.name}")
+        futures = [(group, self._pool.submit(self._deliver_retrying, group)) for group in window]
+        failure: BaseException | None = None
+        acknowledged = []
+        for group, future in futures:
+            try:
+                future.result()
+                acknowledged.append(group)
+            except BaseException as exc:  # noqa: BLE001 - kept and re-raised after the others finished
+                failure = failure or exc
+        for group in window:  # the cursor only moves over an unbroken run of acknowledged batches
+            if group is not (acknowledged[0] if acknowledged else None):
+                break
+            acknowledged.pop(0)
+            self.state.seq = max(self.state.seq, group[-1].seq)
+        for group in acknowledged:  # delivered beyond a failed batch: not sent again by this worker
+            self._acknowledged.update(event.seq for event in group)
+        if failure is not None:
+            raise failure
+        self._save_cursor(durable=True)
+
+    def _deliver_acknowledged(self, group: list[Event]) -> None:
+        self._deliver_retrying(group)
+        self.state.seq = group[-1].seq
+        self._save_cursor(durable=True)
+
+    def _deliver_retrying(self, group: list[Event]) -> None:
+        try:
+            self._retrying(lambda: self._deliver(group))
+        except PermanentBackendError:
+            self._deliver_one_by_one(group)
+
     def _groups(self, events: list[Event]) -> Iterator[list[Event]]:
-        """Split events into deliveries: artifacts alone, the rest within the backend's limits."""
+        """Split events into deliveries: artifacts and checkpoints alone, the rest within the backend's limits."""
         caps = self.backend.capabilities
         batch: list[Event] = []
         values = params = 0
         for event in events:
-            if isinstance(event, ArtifactEvent):
+            if isinstance(event, ArtifactEvent) or is_delivered_alone(event):
                 if batch:
                     yield batch
                     batch, values, params = [], 0, 0
-                if caps.supports_artifacts:
+                if caps.supports_artifacts or not isinstance(event, ArtifactEvent):
                     yield [event]
                 continue
             size = len(event.values) if isinstance(event, (MetricEvent, SystemEvent)) else 0
-            psize = len(event.values) if isinstance(event, ParamsEvent) else 0
+            psize = len(event.values) if isinstance(event, (ParamsEvent, TagsEvent)) else 0
             over_values = caps.max_metric_values_per_write and values + size > caps.max_metric_values_per_write
             over_params = caps.max_params_per_write and params + psize > caps.max_params_per_write
             if batch and (over_values or over_params):

@@ -29,6 +29,10 @@ class Capabilities:
     supports_artifacts: bool = True
     supports_deletion: bool = False
     deduplicates_metrics: bool = False  # replaying an already delivered point is harmless
+    max_tags_per_write: int | None = None
+    max_tag_value_length: int | None = None
+    max_request_bytes: int | None = None  # the largest write the backend accepts, encoded
+    concurrent_writes: int = 1  # metric batches the worker may have in flight at once (order-free backends)
 
     def sanitize_key(self, key: str) -> str:
         """``key`` with characters the backend refuses replaced by '_' and cut to its length limit."""

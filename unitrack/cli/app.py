@@ -82,5 +82,10 @@ def reindex_command(store: StoreOption = None) -> None:
         typer.echo(f"indexed {count} run(s)")
 
 
+from unitrack.cli import sync as _sync  # noqa: E402 - issue 3: `unitrack sync`
+
+_sync.register(app)
+
+
 def main() -> None:
     app()

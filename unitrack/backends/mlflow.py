@@ -1,0 +1,197 @@
+"""MLflow: one MLflow run per unitrack run, fed through ``log_batch`` within MLflow's limits.
+
+The run is found again by its ``unitrack.run_id`` tag, so reopening it (a retry after a failed
+start, ``unitrack sync``) never creates a second one. Metric points carry their step and their
+logging time in milliseconds; MLflow's SQL stores ignore a point already stored with the same
+key, step, time and value, so a replay after a crash does not duplicate it. A parameter longer
+than MLflow accepts is shortened with the hash of its full value, and the full values are kept in
+the run's ``params.json`` artifact: never a silent cut.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from unitrack.backends.base import Backend, Capabilities, PermanentBackendError, RunInfo
+from unitrack.backends.shaping import KeyNames, chunks, fit_values, points, wants_checkpoint
+from unitrack.events import Event, ParamsEvent, RecordEvent, TagsEvent
+
+if TYPE_CHECKING:
+    from unitrack.config import Config
+
+RUN_ID_TAG = "unitrack.run_id"
+REWINDS_TAG = "unitrack.rewinds"
+PARAMS_ARTIFACT = "params.json"
+STATUSES = {"completed": "FINISHED", "failed": "FAILED", "interrupted": "KILLED", "crashed": "FAILED"}
+
+
+def _mlflow_limits() -> Capabilities:
+    from mlflow.utils import validation as v
+
+    return Capabilities(
+        max_metric_values_per_write=v.MAX_METRICS_PER_BATCH,
+        max_params_per_write=v.MAX_PARAMS_TAGS_PER_BATCH,
+        max_tags_per_write=v.MAX_PARAMS_TAGS_PER_BATCH,
+        max_param_value_length=v.MAX_PARAM_VAL_LENGTH,
+        max_tag_value_length=v.MAX_TAG_VAL_LENGTH,
+        max_key_length=v.MAX_ENTITY_KEY_LENGTH,
+        max_request_bytes=v.MAX_BATCH_LOG_REQUEST_SIZE,
+        invalid_key_chars=r"[^\w\-. /:]",
+        supports_artifacts=True,
+        deduplicates_metrics=True,
+        concurrent_writes=4,
+    )
+
+
+def tracking_uri(config: Config) -> str | None:
+    return config.tracking.mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
+
+
+class MlflowBackend(Backend):
+    name = "mlflow"
+    capabilities = _mlflow_limits()
+
+    def __init__(self, config: Config) -> None:
+        self._uri = tracking_uri(config)
+        self._experiment_name = config.tracking.mlflow_experiment
+        self._checkpoint_policy = config.checkpointing.upload.get("mlflow", "best")
+        self._client: Any = None
+        self._run_id: str | None = None
+        self._start_time = 0.0
+        self._names = KeyNames(self.capabilities)
+        self._overflow: dict[str, Any] = {}
+        self._rewinds: list[dict[str, Any]] = []
+        self._last_checkpoint: dict[str, Any] | None = None
+
+    @property
+    def run_id(self) -> str | None:
+        """The MLflow run's id once opened."""
+        return self._run_id
+
+    def open(self, run: RunInfo) -> None:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=self._uri)
+        experiment_name = self._experiment_name or run.experiment
+        experiment = client.get_experiment_by_name(experiment_name)
+        experiment_id = experiment.experiment_id if experiment else client.create_experiment(experiment_name)
+        found = client.search_runs(
+            [experiment_id], filter_string=f"tags.`{RUN_ID_TAG}` = '{run.run_id}'", max_results=1
+        )
+        if found:
+            self._run_id = found[0].info.run_id
+            self._rewinds = json.loads(found[0].data.tags.get(REWINDS_TAG, "[]"))
+            client.update_run(self._run_id, status="RUNNING")
+        else:
+            created = client.create_run(
+                experiment_id, start_time=int(run.start_time * 1000), tags=self._run_tags(run), run_name=run.name
+            )
+            self._run_id = created.info.run_id
+        self._client = client
+        self._start_time = run.start_time
+
+    def _run_tags(self, run: RunInfo) -> dict[str, str]:
+        tags = {key: value for key, value in run.tags.items()}
+        tags[RUN_ID_TAG] = run.run_id
+        tags["unitrack.config_hash"] = run.config_hash
+        if run.git.get("commit"):
+            tags["mlflow.source.git.commit"] = str(run.git["commit"])
+        if run.git.get("branch"):
+            tags["mlflow.source.git.branch"] = str(run.git["branch"])
+        if run.description or run.message:
+            tags["mlflow.note.content"] = str(run.description or run.message)
+        if run.command:
+            tags["mlflow.source.name"] = " ".join(run.command)[:500]
+        fitted = fit_values(tags, self.capabilities, self.capabilities.max_tag_value_length, "the unitrack run")
+        return fitted.values
+
+    def write(self, events: Sequence[Event]) -> None:
+        from mlflow.entities import Metric, Param, RunTag
+
+        name = self._names
+        metrics = [
+            Metric(name(key), float(value), int(when * 1000), step)
+            for key, value, step, when in points(events, self._start_time)
+        ]
+        params: dict[str, Any] = {}
+        tags: dict[str, Any] = {}
+        for event in events:
+            if type(event) is ParamsEvent:
+                params.update(event.values)
+            elif type(event) is TagsEvent:
+                tags.update(event.values)
+            elif isinstance(event, RecordEvent):
+                self._write_record(event, tags)
+        caps = self.capabilities
+        fitted_params = fit_values(params, caps, caps.max_param_value_length, PARAMS_ARTIFACT)
+        fitted_tags = fit_values(tags, caps, caps.max_tag_value_length, "the unitrack run")
+        if fitted_params.overflow:
+            self._store_full_params(fitted_params.overflow)
+        param_list = [Param(k, v) for k, v in fitted_params.values.items()]
+        tag_list = [RunTag(k, v) for k, v in fitted_tags.values.items()]
+        for metric_chunk in chunks(metrics, caps.max_metric_values_per_write):
+            self._log_batch(metrics=list(metric_chunk))
+        for param_chunk in chunks(param_list, caps.max_params_per_write):
+            self._log_batch(params=list(param_chunk))
+        for tag_chunk in chunks(tag_list, caps.max_tags_per_write):
+            self._log_batch(tags=list(tag_chunk))
+
+    def _log_batch(self, metrics: list[Any] = (), params: list[Any] = (), tags: list[Any] = ()) -> None:  # type: ignore[assignment]
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self._client.log_batch(self._run_id, metrics=metrics, params=params, tags=tags, synchronous=True)
+        except MlflowException as exc:
+            if exc.error_code == "INVALID_PARAMETER_VALUE":  # a changed param, a bad key: retrying cannot help
+                raise PermanentBackendError(str(exc)) from exc
+            raise
+
+    def _write_record(self, event: RecordEvent, tags: dict[str, Any]) -> None:
+        if event.kind_name == "rewind":
+            # MLflow cannot delete metric points: record when and to which step the run went
+            # back, so that readers (ours) drop the superseded points; the MLflow UI shows both.
+            self._rewinds.append({"step": int(event.data.get("step", 0)), "time": event.time})
+            tags[REWINDS_TAG] = json.dumps(self._rewinds)
+        elif event.kind_name == "checkpoint":
+            self._last_checkpoint = event.data
+            if wants_checkpoint(self._checkpoint_policy, event):
+                self._upload_checkpoint(event.data)
+                if event.data.get("is_best"):
+                    tags["unitrack.best_checkpoint"] = str(event.data.get("name"))
+
+    def _upload_checkpoint(self, data: dict[str, Any]) -> None:
+        folder = Path(str(data.get("path", "")))
+        if not folder.exists():
+            raise PermanentBackendError(f"checkpoint {data.get('name')!r} is gone from {folder} (removed by retention?)")
+        self._client.log_artifacts(self._run_id, str(folder), artifact_path=f"checkpoints/{data.get('name')}")
+
+    def _store_full_params(self, overflow: dict[str, Any]) -> None:
+        self._overflow.update(overflow)
+        with tempfile.TemporaryDirectory(prefix="unitrack-mlflow-") as tmp:
+            path = Path(tmp) / PARAMS_ARTIFACT
+            path.write_text(json.dumps(self._overflow, indent=2, sort_keys=True, default=str) + "\n")
+            self._client.log_artifact(self._run_id, str(path))
+
+    def put_artifact(self, path: Path, name: str) -> None:
+        parent = Path(name).parent.as_posix()
+        artifact_path = None if parent in ("", ".") else parent
+        if path.is_dir():
+            self._client.log_artifacts(self._run_id, str(path), artifact_path=name)
+        else:
+            if path.name != Path(name).name:
+                with tempfile.TemporaryDirectory(prefix="unitrack-mlflow-") as tmp:
+                    renamed = Path(tmp) / Path(name).name
+                    renamed.write_bytes(path.read_bytes())
+                    self._client.log_artifact(self._run_id, str(renamed), artifact_path=artifact_path)
+                return
+            self._client.log_artifact(self._run_id, str(path), artifact_path=artifact_path)
+
+    def close(self, status: str) -> None:
+        if self._checkpoint_policy == "last" and self._last_checkpoint is not None:
+            self._upload_checkpoint(self._last_checkpoint)
+        self._client.set_terminated(self._run_id, status=STATUSES.get(status, "FINISHED"))

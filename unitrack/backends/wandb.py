@@ -1,0 +1,159 @@
+"""Weights & Biases: one W&B run per unitrack run, offline unless an API key is configured.
+
+The W&B run's id is the unitrack run's id, and every tracker gets its own run
+(``reinit="create_new"``), so a second tracker in one process never writes into the first one's
+run, and ``unitrack sync`` reattaches to the same run (``resume="allow"``). Hyperparameters go
+to the run's config, metrics to its history at their step, system samples as ``system/...``
+into the current step's row, artifacts to its files, checkpoints as ``model`` artifacts per the
+upload policy, and at close the summary gets each metric's best value and the final status.
+
+W&B's history only accepts steps that do not go back. After a ``rewind`` (a resumed run) the
+points at steps W&B already holds are not accepted by W&B; the rewind is recorded in the
+summary (``unitrack/rewind_step``) and the local store keeps the superseding points.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from unitrack.backends.base import Backend, Capabilities, RunInfo
+from unitrack.backends.shaping import KeyNames, system_key, wants_checkpoint
+from unitrack.events import Event, MetricEvent, ParamsEvent, RecordEvent, SystemEvent, TagsEvent
+
+if TYPE_CHECKING:
+    from unitrack.config import Config
+
+EXIT_CODES = {"completed": 0, "failed": 1, "crashed": 1, "interrupted": 255}
+_MINIMISED = re.compile(r"loss|err|perplexity|ppl|mse|mae|rmse|wer|cer", re.IGNORECASE)
+
+
+def wandb_mode(config: Config) -> str:
+    """The configured mode, else online with an API key and offline without one."""
+    if config.tracking.wandb_mode:
+        return config.tracking.wandb_mode
+    return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+
+
+def best_of(key: str, values: tuple[float, float]) -> float:
+    """The best value of a series from its (min, max): lower for losses and errors, higher otherwise."""
+    return values[0] if _MINIMISED.search(key) else values[1]
+
+
+class WandbBackend(Backend):
+    name = "wandb"
+    capabilities = Capabilities(invalid_key_chars=r"[^\w\-./ ]", supports_artifacts=True)
+
+    def __init__(self, config: Config) -> None:
+        tracking = config.tracking
+        self._mode = wandb_mode(config)
+        self._project = tracking.wandb_project
+        self._entity = tracking.wandb_entity
+        self._group = tracking.wandb_group
+        self._job_type = tracking.wandb_job_type
+        self._dir = tracking.wandb_dir
+        self._checkpoint_policy = config.checkpointing.upload.get("wandb", "best")
+        self._run: Any = None
+        self._names = KeyNames(self.capabilities)
+        self._step = -1
+        self._range: dict[str, tuple[float, float]] = {}
+        self._last_checkpoint: dict[str, Any] | None = None
+        self.skipped_points = 0
+
+    @property
+    def run_dir(self) -> Path | None:
+        """The W&B run's own folder (``.../wandb/offline-run-...``) once opened."""
+        return Path(self._run.dir).parent if self._run is not None else None
+
+    def open(self, run: RunInfo) -> None:
+        import wandb
+
+        labels = [key if not value else f"{key}:{value}" for key, value in run.tags.items()]
+        if self._dir:
+            Path(self._dir).mkdir(parents=True, exist_ok=True)
+        self._run = wandb.init(
+            project=self._project or run.experiment,
+            entity=self._entity,
+            group=self._group,
+            job_type=self._job_type,
+            name=run.name,
+            id=run.run_id,
+            notes=run.description or run.message,
+            tags=[label[:64] for label in labels] or None,
+            dir=self._dir,
+            mode=self._mode,  # type: ignore[arg-type]
+            resume="allow",
+            reinit="create_new",
+            config={"unitrack": {"run_id": run.run_id, "config_hash": run.config_hash, "git": run.git}},
+            settings=wandb.Settings(console="off", x_disable_stats=True, silent=True),
+        )
+
+    def write(self, events: Sequence[Event]) -> None:
+        name = self._names
+        run = self._run
+        for event in events:
+            if type(event) is MetricEvent:
+                if event.step < self._step:
+                    self.skipped_points += len(event.values)  # W&B refuses steps that go back
+                    continue
+                row = {name(k): v for k, v in event.values.items()}
+                run.log(row, step=event.step, commit=False)
+                self._step = event.step
+                for key, value in row.items():
+                    if value == value:
+                        low, high = self._range.get(key, (value, value))
+                        self._range[key] = (min(low, value), max(high, value))
+            elif type(event) is SystemEvent:
+                row = {name(system_key(k, event.rank)): v for k, v in event.values.items()}
+                run.log(row, step=max(self._step, 0), commit=False)
+            elif type(event) is ParamsEvent:
+                run.config.update(event.values, allow_val_change=True)
+            elif type(event) is TagsEvent:
+                labels = [k if not v else f"{k}:{v}" for k, v in event.values.items()]
+                run.tags = tuple(dict.fromkeys([*(run.tags or ()), *(label[:64] for label in labels)]))
+            elif isinstance(event, RecordEvent):
+                self._write_record(event)
+
+    def _write_record(self, event: RecordEvent) -> None:
+        if event.kind_name == "rewind":
+            self._run.summary["unitrack/rewind_step"] = int(event.data.get("step", 0))
+        elif event.kind_name == "checkpoint":
+            self._last_checkpoint = event.data
+            if wants_checkpoint(self._checkpoint_policy, event):
+                self._upload_checkpoint(event.data)
+
+    def _upload_checkpoint(self, data: dict[str, Any]) -> None:
+        import wandb
+
+        from unitrack.backends.base import PermanentBackendError
+
+        folder = Path(str(data.get("path", "")))
+        if not folder.exists():
+            raise PermanentBackendError(f"checkpoint {data.get('name')!r} is gone from {folder} (removed by retention?)")
+        artifact = wandb.Artifact(f"checkpoint-{self._run.id}", type="model", metadata=data)
+        artifact.add_dir(str(folder))
+        aliases = [str(data.get("name")), *(data.get("aliases") or [])]
+        self._run.log_artifact(artifact, aliases=aliases)
+
+    def put_artifact(self, path: Path, name: str) -> None:
+        depth = len(Path(name).parts)
+        base = path
+        for _ in range(depth):
+            base = base.parent
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        for file in files:
+            self._run.save(str(file), base_path=str(base), policy="now")
+
+    def close(self, status: str) -> None:
+        if self._checkpoint_policy == "last" and self._last_checkpoint is not None:
+            self._upload_checkpoint(self._last_checkpoint)
+        summary = self._run.summary
+        for key, values in self._range.items():
+            summary[f"best/{key}"] = best_of(key, values)
+        summary["unitrack/status"] = status
+        if self.skipped_points:
+            summary["unitrack/points_not_accepted"] = self.skipped_points
+        self._run.finish(exit_code=EXIT_CODES.get(status, 1))
