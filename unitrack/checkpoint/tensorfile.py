@@ -1,10 +1,12 @@
 """Tensor files in the safetensors format, written and read with SHA-256 computed on the way.
 
-Tensor bytes go straight between the tensors' memory and the file in chunks, while two
-helper threads hash them (hashlib releases the GIL): one the whole file, one each tensor. So a
-save costs about one sequential write and a load about one sequential read, with the
-checksums for free, and a damaged tensor can be named. A compressed file (gzip, zstd) holds the
-same safetensors bytes; its tensor checksums are those of the uncompressed bytes.
+Tensor bytes go straight between the tensors' memory and the file in chunks, while a helper
+thread hashes each tensor (hashlib releases the GIL). So a save costs about one sequential
+write and a load about one sequential read, with the checksums for free, and a damaged tensor
+can be named. Every byte is hashed once: the file's checksum is the SHA-256 of its header
+followed by its tensors' SHA-256 digests in file order (a hash tree), plus its exact size. A
+compressed file (gzip, zstd) holds the same safetensors bytes; its checksums are those of the
+uncompressed bytes, and its size that of the compressed file.
 """
 
 from __future__ import annotations
@@ -116,84 +118,47 @@ def payload_size(tensors: Mapping[str, torch.Tensor]) -> int:
     return sum(t.numel() * t.element_size() for t in tensors.values())
 
 
+def file_digest(header: bytes, tensor_digests: Mapping[str, str], order: list[str]) -> str:
+    """A tensor file's checksum: SHA-256 over its header bytes and its tensors' digests, in file order."""
+    digest = hashlib.sha256(header)
+    for name in order:
+        digest.update(bytes.fromhex(tensor_digests.get(name, "00")))
+    return digest.hexdigest()
+
+
 def write_tensor_file(
     path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str], compression: str = "none"
 ) -> FileDigest:
     """Write CPU, contiguous ``tensors`` to ``path`` (which must not exist) and fsync it."""
     header = _header(tensors, metadata)
-    file_hash = _Hasher() if compression == "none" else None
-    tensor_hash = _Hasher()
+    hasher = _Hasher()
     with open(path, "xb", buffering=0) as raw:
-        sink: Any = raw if file_hash is not None else _HashingWriter(raw)
-        stream = _compressor(sink, compression)
+        stream = _compressor(raw, compression)
         try:
-            _write_all(stream, header, file_hash)
+            _write_all(stream, header)
             for name, tensor in tensors.items():
                 data = _raw_bytes(tensor)
                 for start in range(0, len(data), CHUNK):
                     chunk = data[start : start + CHUNK]
-                    if file_hash is not None:
-                        file_hash.feed("file", chunk)
-                    tensor_hash.feed(name, chunk)
-                    _write_all(stream, chunk, None)
-                tensor_hash.done(name)
-            if stream is not sink:
+                    hasher.feed(name, chunk)
+                    _write_all(stream, chunk)
+                hasher.done(name)
+            if stream is not raw:
                 stream.close()
         finally:
-            digests = tensor_hash.result()
-            if file_hash is not None:
-                file_hash.done("file")
-                sha = file_hash.result()["file"]
-            else:
-                sha = sink.hash.hexdigest()
+            digests = hasher.result()
         os.fsync(raw.fileno())
         size = raw.tell()
-    return FileDigest(sha, size, compression, digests)
+    return FileDigest(file_digest(header, digests, list(tensors)), size, compression, digests)
 
 
-def _write_all(stream: Any, data: Any, hasher: _Hasher | None) -> None:
-    if hasher is not None:
-        hasher.feed("file", data)
+def _write_all(stream: Any, data: Any) -> None:
     if not isinstance(stream, io.FileIO):
         stream.write(data)  # a compressor: takes everything at once
         return
     view = memoryview(data)
     while view:
         view = view[stream.write(view) :]
-
-
-class _HashingWriter:
-    """A file wrapper that hashes what a compressor writes through it."""
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self.raw = raw
-        self.hash = hashlib.sha256()
-
-    def write(self, data: Any) -> int:
-        self.hash.update(data)
-        view = memoryview(data)
-        while view:
-            view = view[self.raw.write(view) :]
-        return len(data)
-
-    def flush(self) -> None:
-        self.raw.flush()
-
-
-class _HashingReader:
-    def __init__(self, raw: BinaryIO) -> None:
-        self.raw = raw
-        self.hash = hashlib.sha256()
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.raw.read(size)
-        self.hash.update(data)
-        return data
-
-    def readinto(self, buffer: Any) -> int:
-        count = self.raw.readinto(buffer)
-        self.hash.update(memoryview(buffer)[:count])
-        return count
 
 
 def _compressor(sink: Any, compression: str) -> Any:
@@ -244,12 +209,13 @@ def read_tensor_file(
     """
     compression = (expected or {}).get("compression", "none")
     problems: list[str] = []
-    file_hash = _Hasher() if compression == "none" else None
-    tensor_hash = _Hasher()
+    hasher = _Hasher()
     tensors: dict[str, torch.Tensor] = {}
+    order: list[str] = []
+    header_bytes = b""
+    metadata: dict[str, str] = {}
     with open(path, "rb", buffering=0) as raw:
-        source: Any = raw if file_hash is not None else _HashingReader(raw)
-        stream = _decompressor(source, compression)
+        stream = _decompressor(raw, compression)
         try:
             head = stream.read(8)
             if len(head) != 8:
@@ -257,63 +223,53 @@ def read_tensor_file(
             (length,) = struct.unpack("<Q", head)
             if length > 100 << 20:
                 raise CheckpointCorruptError(label, [f"{path.name}: header length {length} is not plausible"])
-            header_bytes = stream.read(length)
-            if file_hash is not None:
-                file_hash.feed("file", head)
-                file_hash.feed("file", header_bytes)
+            header_bytes = head + stream.read(length)
             try:
-                header = json.loads(header_bytes)
+                header = json.loads(header_bytes[8:])
             except ValueError:
                 raise CheckpointCorruptError(label, [f"{path.name}: header is not valid JSON"]) from None
             metadata = header.pop("__metadata__", None) or {}
             position = 0
             for name, entry in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
                 begin, end = entry["data_offsets"]
-                if begin != position:
-                    raise CheckpointCorruptError(label, [f"{path.name}: tensor {name!r} does not follow the previous one"])
+                dtype = _CODES.get(entry["dtype"])
+                if begin != position or dtype is None:
+                    raise CheckpointCorruptError(label, [f"{path.name}: header entry of tensor {name!r} is invalid"])
+                order.append(name)
                 buffer = torch.empty(end - begin, dtype=torch.uint8)
                 view = memoryview(buffer.numpy()).cast("B") if end > begin else memoryview(bytearray())
                 for start in range(0, len(view), CHUNK):
                     chunk = view[start : start + CHUNK]
                     got = _read_exact(stream, chunk)
-                    if file_hash is not None:
-                        file_hash.feed("file", chunk[:got])
-                    tensor_hash.feed(name, chunk[:got])
+                    hasher.feed(name, chunk[:got])
                     if got < len(chunk):
                         problems.append(f"{path.name}: truncated inside tensor {name!r}")
                         break
-                tensor_hash.done(name)
-                position = end
-                dtype = _CODES.get(entry["dtype"])
-                if dtype is None:
-                    raise CheckpointCorruptError(label, [f"{path.name}: tensor {name!r} has unknown dtype {entry['dtype']}"])
-                if not problems:
-                    tensors[name] = buffer.view(dtype).reshape(entry["shape"])
-                else:
+                hasher.done(name)
+                if problems:
                     break
-            if file_hash is not None:
-                while more := raw.read(CHUNK):  # trailing bytes belong to the file's checksum too
-                    file_hash.feed("file", more)
-            else:
+                tensors[name] = buffer.view(dtype).reshape(entry["shape"])
+                position = end
+            if stream is not raw:
                 while stream.read(CHUNK):
                     pass
-        except (OSError, EOFError, KeyError, TypeError, ValueError) as exc:
+            size = raw.seek(0, os.SEEK_END)
+        except (OSError, EOFError, KeyError, TypeError, ValueError, AttributeError) as exc:
             if isinstance(exc, CheckpointCorruptError):
                 raise
             problems.append(f"{path.name}: unreadable ({type(exc).__name__}: {exc})")
+            size = -1
         finally:
-            digests = tensor_hash.result()
-            if file_hash is not None:
-                file_hash.done("file")
-                sha = file_hash.result()["file"]
-            else:
-                sha = source.hash.hexdigest()
+            digests = hasher.result()
     if expected is not None:
-        problems.extend(_compare(path.name, expected, sha, digests))
+        sha = file_digest(header_bytes, digests, order)
+        problems.extend(_compare(path.name, expected, sha, size, digests))
     return tensors, metadata, problems
 
 
-def _compare(file_name: str, expected: Mapping[str, Any], sha: str, digests: Mapping[str, str]) -> list[str]:
+def _compare(
+    file_name: str, expected: Mapping[str, Any], sha: str, size: int, digests: Mapping[str, str]
+) -> list[str]:
     problems = []
     wanted = expected.get("tensors", {})
     for name, digest in wanted.items():
@@ -323,10 +279,10 @@ def _compare(file_name: str, expected: Mapping[str, Any], sha: str, digests: Map
             problems.append(f"{file_name}: tensor {name!r} fails its SHA-256")
     for name in digests.keys() - wanted.keys():
         problems.append(f"{file_name}: tensor {name!r} is not in the manifest")
-    if sha != expected.get("sha256") and not problems:
-        problems.append(f"{file_name}: file fails its SHA-256 (header or padding changed)")
-    elif sha != expected.get("sha256"):
-        problems.append(f"{file_name}: file fails its SHA-256")
+    if sha != expected.get("sha256"):
+        problems.append(f"{file_name}: file fails its SHA-256" + ("" if problems else " (its header changed)"))
+    if size != expected.get("size"):
+        problems.append(f"{file_name}: size is {size} bytes, the manifest says {expected.get('size')}")
     return problems
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from unitrack.cli import verify
 from unitrack.cli.common import JsonOption, StoreOption, cli_errors, open_store
 
 app = typer.Typer(
@@ -85,6 +86,7 @@ def reindex_command(store: StoreOption = None) -> None:
 from unitrack.cli import sync as _sync  # noqa: E402 - issue 3: `unitrack sync`
 
 _sync.register(app)
+verify.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,39 @@
+"""Checking every checkpoint a run's registry lists, for ``unitrack verify`` and for other tools."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from unitrack.checkpoint.registry import REGISTRY_FILE
+from unitrack.store.fsio import read_json
+
+
+@dataclass
+class CheckpointReport:
+    """The outcome of verifying one checkpoint: ``problems`` names each damaged file and tensor."""
+
+    run_id: str
+    name: str
+    path: str
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def audit_run(run_dir: Path) -> list[CheckpointReport]:
+    """Verify every checkpoint listed in ``<run_dir>/checkpoints.json`` (none listed: an empty list)."""
+    from unitrack.checkpoint.storage import verify_checkpoint
+
+    registry = read_json(run_dir / REGISTRY_FILE, {}) or {}
+    reports = []
+    for entry in registry.get("checkpoints", []):
+        folder = Path(entry["path"])
+        if not folder.exists():
+            problems = [f"folder {folder} is missing"]
+        else:
+            problems = verify_checkpoint(folder, entry.get("sha256"))
+        reports.append(CheckpointReport(run_dir.name, entry["name"], str(folder), problems))
+    return reports

@@ -1,0 +1,45 @@
+"""``unitrack verify [RUN]``: check the checksums of every checkpoint of a run, or of the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from unitrack.cli.common import JsonOption, StoreOption, cli_errors, open_store
+
+
+def verify_command(
+    run: Annotated[Optional[str], typer.Argument(help="A run id, prefix or latest; default: every run.")] = None,
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Verify every checkpoint (each file's and tensor's SHA-256); exit 1 when any is damaged."""
+    with cli_errors():
+        from dataclasses import asdict
+
+        from unitrack.checkpoint.audit import audit_run
+        from unitrack.cli.common import print_json
+
+        runs_store = open_store(store)
+        folders: list[Path] = (
+            [runs_store.resolve(run).root] if run else [runs_store.layout.run(i).root for i in runs_store.run_ids()]
+        )
+        reports = [report for folder in folders for report in audit_run(folder)]
+        if as_json:
+            print_json([{**asdict(r), "ok": r.ok} for r in reports])
+        else:
+            for report in reports:
+                state = "ok" if report.ok else "DAMAGED"
+                typer.echo(f"{state:8} {report.run_id}/{report.name}  {report.path}")
+                for problem in report.problems:
+                    typer.echo(f"         - {problem}")
+            damaged = sum(not r.ok for r in reports)
+            typer.echo(f"{len(reports)} checkpoint(s) checked, {damaged} damaged")
+    if any(not r.ok for r in reports):
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("verify")(verify_command)
