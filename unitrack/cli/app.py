@@ -84,9 +84,11 @@ def reindex_command(store: StoreOption = None) -> None:
 
 
 from unitrack.cli import sync as _sync  # noqa: E402 - issue 3: `unitrack sync`
+from unitrack.cli import weights as _weights_commands  # noqa: E402  (issue 5: delta, plot)
 
 _sync.register(app)
 verify.register(app)
+_weights_commands.register(app)
 
 
 def main() -> None:

@@ -39,20 +39,16 @@ def as_float(array: np.ndarray, dtype: str) -> np.ndarray:
 
 def host_tensors(weights: Any) -> dict[str, HostTensor]:
     """Flatten ``weights`` (a model, a state dict, a pytree, a Keras model) into host tensors."""
-    if hasattr(weights, "state_dict") and callable(weights.state_dict):
-        return _from_mapping(weights.state_dict(keep_vars=False) if _is_torch_module(weights) else weights.state_dict())
-    if _is_keras_model(weights):
+    if _is_keras_model(weights):  # first: on Keras' torch backend a model is also a torch module
         return {_keras_name(v, i): _from_array(v) for i, v in enumerate(weights.weights)}
+    if hasattr(weights, "state_dict") and callable(weights.state_dict):
+        return _from_mapping(weights.state_dict())
     if isinstance(weights, Mapping):
         return _from_mapping(weights)
     raise TypeError(
         f"cannot take weights from a {type(weights).__name__}: pass a torch module or state dict, "
         "a mapping (pytree) of arrays, or a Keras model"
     )
-
-
-def _is_torch_module(obj: Any) -> bool:
-    return type(obj).__module__.startswith("torch") or any(c.__module__.startswith("torch.nn") for c in type(obj).__mro__)
 
 
 def _is_keras_model(obj: Any) -> bool:

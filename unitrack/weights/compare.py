@@ -1,0 +1,243 @@
+"""Change metrics between two sets of weights, per tensor and per neuron, and the run-level summary.
+
+:func:`compare_sources` walks the tensors the two sources share, one at a time (on two threads:
+NumPy and BLAS release the GIL), with :func:`unitrack.weights.kernel.tensor_delta`; tensors with
+the same content hash (an unchanged layer between two snapshots) are not read twice. Added,
+removed, shape-changed and dtype-changed tensors are listed apart.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from unitrack.weights.arrays import as_float
+from unitrack.weights.kernel import TensorDelta, rows_of, sum_of_squares, tensor_delta
+from unitrack.weights.plugins import METRICS
+from unitrack.weights.sources import TensorMeta, WeightSource
+
+THREADS = 2
+
+
+@dataclass
+class TensorChange:
+    """One tensor's change a → b: the sums, and what is reported from them."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    delta: TensorDelta
+    dtype_b: str | None = None
+    from_init_l2: float | None = None
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def neurons(self, top_k: int, tolerance: float = 0.0) -> dict[str, Any] | None:
+        """Per row of [out, -1]: the ``top_k`` rows that moved most (L2 of their change), and how many did not move."""
+        rows = self.delta.row_d2
+        if rows is None:
+            return None
+        norms = np.sqrt(rows)
+        order = np.argsort(-norms, kind="stable")[:top_k]
+        return {
+            "units": int(norms.size),
+            "unmoved": int(np.count_nonzero(norms <= tolerance)),
+            "top": [{"unit": int(i), "l2": float(norms[i])} for i in order],
+        }
+
+    def row(self, top_k: int = 5, tolerance: float = 0.0) -> dict[str, Any]:
+        d = self.delta
+        row: dict[str, Any] = {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "numel": d.numel,
+            "l1": d.l1,
+            "mean_abs": d.mean_abs,
+            "l2": d.l2,
+            "relative": d.relative,
+            "cosine": d.cosine,
+            "max_abs": d.max_abs,
+            "changed": d.changed,
+            "changed_fraction": d.changed_fraction,
+            "norm_a": d.norm_a,
+            "norm_b": d.norm_b,
+            "nan": {"a": d.nan_a, "b": d.nan_b},
+            "inf": {"a": d.inf_a, "b": d.inf_b},
+        }
+        if self.dtype_b is not None and self.dtype_b != self.dtype:
+            row["dtype_b"] = self.dtype_b
+        if self.from_init_l2 is not None:
+            row["from_init_l2"] = self.from_init_l2
+        neurons = self.neurons(top_k, tolerance)
+        if neurons is not None:
+            row["neurons"] = neurons
+        row.update(self.extra)
+        return row
+
+
+@dataclass
+class DeltaReport:
+    source_a: str
+    source_b: str
+    changes: list[TensorChange]
+    added: list[str]
+    removed: list[str]
+    shape_changed: list[dict[str, Any]]
+    tolerance: float = 0.0
+
+    def by_name(self) -> dict[str, TensorChange]:
+        return {change.name: change for change in self.changes}
+
+    def largest_first(self) -> list[TensorChange]:
+        return sorted(self.changes, key=lambda c: (-_sortable(c.delta.relative), c.name))
+
+    def total(self) -> dict[str, float]:
+        """Over all shared tensors as one vector: L2 of the change, relative to ‖W_a‖, L1, changed fraction."""
+        sum_d2 = sum(c.delta.sum_d2 for c in self.changes)
+        sum_a2 = sum(c.delta.sum_a2 for c in self.changes)
+        numel = sum(c.delta.numel for c in self.changes)
+        changed = sum(c.delta.changed for c in self.changes)
+        l2 = math.sqrt(sum_d2)
+        return {
+            "l2": l2,
+            "relative": l2 / (math.sqrt(sum_a2) + 1e-12),
+            "l1": sum(c.delta.l1 for c in self.changes),
+            "numel": numel,
+            "changed_fraction": changed / numel if numel else 0.0,
+        }
+
+    def to_dict(self, top_k: int = 5) -> dict[str, Any]:
+        return {
+            "source_a": self.source_a,
+            "source_b": self.source_b,
+            "tolerance": self.tolerance,
+            "tensors": [c.row(top_k, self.tolerance) for c in self.largest_first()],
+            "total": self.total(),
+            "added": self.added,
+            "removed": self.removed,
+            "shape_changed": self.shape_changed,
+            "dtype_changed": [
+                {"name": c.name, "a": c.dtype, "b": c.dtype_b} for c in self.changes if c.dtype_b not in (None, c.dtype)
+            ],
+        }
+
+
+def _sortable(value: float) -> float:
+    return value if math.isfinite(value) else math.inf
+
+
+def compare_sources(
+    a: WeightSource,
+    b: WeightSource,
+    *,
+    tolerance: float = 0.0,
+    per_row: bool = True,
+    init: WeightSource | None = None,
+    threads: int = THREADS,
+) -> DeltaReport:
+    """Every change metric between ``a`` and ``b``; with ``init``, also each tensor's L2 distance from it."""
+    meta_a, meta_b = a.tensors(), b.tensors()
+    shared = [n for n in meta_a if n in meta_b and meta_a[n].shape == meta_b[n].shape]
+    shape_changed = [
+        {"name": n, "a": list(meta_a[n].shape), "b": list(meta_b[n].shape)}
+        for n in meta_a
+        if n in meta_b and meta_a[n].shape != meta_b[n].shape
+    ]
+
+    def one(name: str) -> TensorChange:
+        change = _change(a, b, name, meta_a[name], meta_b[name], tolerance, per_row)
+        if init is not None:
+            change.from_init_l2 = _distance(init, b, name, meta_b[name])
+        return change
+
+    if threads > 1 and len(shared) > 1:
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="unitrack-delta") as pool:
+            changes = list(pool.map(one, _big_first(shared, meta_a)))
+    else:
+        changes = [one(name) for name in shared]
+    return DeltaReport(
+        a.label,
+        b.label,
+        changes,
+        added=[n for n in meta_b if n not in meta_a],
+        removed=[n for n in meta_a if n not in meta_b],
+        shape_changed=shape_changed,
+        tolerance=tolerance,
+    )
+
+
+def _big_first(names: list[str], meta: dict[str, TensorMeta]) -> list[str]:
+    """Largest tensors first, so two threads finish together instead of one waiting on the last giant."""
+    return sorted(names, key=lambda n: -int(np.prod(meta[n].shape, dtype=np.int64)))
+
+
+def _change(
+    a: WeightSource, b: WeightSource, name: str, ma: TensorMeta, mb: TensorMeta, tolerance: float, per_row: bool
+) -> TensorChange:
+    if ma.digest is not None and ma.digest == mb.digest and ma.dtype == mb.dtype:
+        delta = _unchanged(a.array(name), ma, per_row)
+    else:
+        delta = tensor_delta(a.array(name), b.array(name), ma.dtype, mb.dtype, tolerance=tolerance, per_row=per_row)
+    change = TensorChange(name, ma.shape, ma.dtype, delta, dtype_b=mb.dtype)
+    if METRICS:
+        left, right = as_float(a.array(name), ma.dtype), as_float(b.array(name), mb.dtype)
+        change.extra = {metric: float(fn(left, right)) for metric, fn in METRICS.items()}
+    return change
+
+
+def _unchanged(array: np.ndarray, meta: TensorMeta, per_row: bool) -> TensorDelta:
+    """The delta of a tensor with itself, reading it once (for its norm)."""
+    squares = sum_of_squares(array, meta.dtype)
+    layout = rows_of(meta.shape) if per_row else None
+    rows = np.zeros(layout[0]) if layout is not None else None
+    numel = int(np.prod(meta.shape, dtype=np.int64))
+    return TensorDelta(numel=numel, sum_a2=squares, sum_b2=squares, sum_ab=squares, row_d2=rows)
+
+
+def _distance(init: WeightSource, b: WeightSource, name: str, mb: TensorMeta) -> float | None:
+    meta = init.tensors().get(name)
+    if meta is None or meta.shape != mb.shape:
+        return None
+    if meta.digest is not None and meta.digest == mb.digest:
+        return 0.0
+    return tensor_delta(init.array(name), b.array(name), meta.dtype, mb.dtype, per_row=False).l2
+
+
+def summarize_run_delta(store: Any, ref_a: str, ref_b: str) -> dict[str, Any] | None:
+    """Per-layer change between the final weights (last checkpoint or snapshot) of two runs
+    (``RUN@best``, ``RUN@STEP``... pick other weights of a run).
+
+    ``{"source_a", "source_b", "layers": [{name, shape, l2, relative, cosine, max_abs,
+    changed_fraction}] (largest relative change first), "total": {l2, relative}, "added",
+    "removed"}``; None when either run has no weights. ``unitrack compare`` shows it.
+    """
+    from unitrack.weights.refs import open_run_weights
+
+    source_a, source_b = open_run_weights(store, ref_a), open_run_weights(store, ref_b)
+    if source_a is None or source_b is None:
+        return None
+    report = compare_sources(source_a, source_b, per_row=False)
+    total = report.total()
+    return {
+        "source_a": report.source_a,
+        "source_b": report.source_b,
+        "layers": [
+            {
+                "name": c.name,
+                "shape": list(c.shape),
+                "l2": c.delta.l2,
+                "relative": c.delta.relative,
+                "cosine": c.delta.cosine,
+                "max_abs": c.delta.max_abs,
+                "changed_fraction": c.delta.changed_fraction,
+            }
+            for c in report.largest_first()
+        ],
+        "total": {"l2": total["l2"], "relative": total["relative"]},
+        "added": report.added,
+        "removed": report.removed,
+    }
