@@ -103,7 +103,8 @@ def main() -> None:
             best = tracker.get_best_checkpoint()
             best_val_loss = best.metrics.get("val_loss", math.inf) if best else math.inf
             print(f"resuming run {tracker.run_id} after epoch {epoch} (step {step})")
-        tracker.log_hyperparameters({k: v for k, v in vars(args).items() if k not in ("config", "resume")})
+        else:  # a resumed run keeps the hyperparameters it started with
+            tracker.log_hyperparameters({k: v for k, v in vars(args).items() if k not in ("config", "resume")})
         example = next(iter(train_loader))[0][:1]
         tracker.watch(
             model, optimizer=optimizer, scheduler=scheduler, loss_fn=loss_fn, dataloader=train_loader,
