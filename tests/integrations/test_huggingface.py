@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tests.conftest import QUIET, metric_points
+from tests.integrations.tensorboard_reader import tensorboard_scalars, with_tensorboard
 from unitrack.readers import read_run
 from unitrack.store.runs import RunStore
 
@@ -55,7 +56,7 @@ def tiny_trainer(tmp_path: Path, callback: UnitrackCallback, **arguments: Any) -
 
 
 def test_trainer_metrics_and_arguments_land_in_one_run(tmp_path: Path, store_dir: Path) -> None:
-    callback = UnitrackCallback("hf-test", QUIET, checkpoints=False)
+    callback = UnitrackCallback("hf-test", with_tensorboard(QUIET, tmp_path / "tb"), checkpoints=False)
     tiny_trainer(tmp_path, callback, save_strategy="no").train()
     run_dir = callback.tracker.run_dir
     callback.finish()
@@ -69,6 +70,9 @@ def test_trainer_metrics_and_arguments_land_in_one_run(tmp_path: Path, store_dir
     record = read_run(callback.tracker.run_id, RunStore(store_dir)).record
     assert record["status"] == "completed"
     assert (run_dir / "artifacts" / "model" / "architecture.txt").read_text().startswith("GPT2LMHeadModel")
+    mirrored = tensorboard_scalars(tmp_path / "tb")
+    assert [step for step, _ in mirrored["eval/loss"]] == [2, 4]
+    assert [step for step, _ in mirrored["train/loss"]] == [1, 2, 3, 4]
 
 
 def test_log_names_follow_the_split() -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import QUIET, journal, metric_points
+from tests.integrations.tensorboard_reader import tensorboard_scalars, with_tensorboard
 from unitrack.readers import read_run
 from unitrack.store.runs import RunStore
 
@@ -31,9 +32,9 @@ def data() -> tuple[np.ndarray, np.ndarray]:
     return x, x.sum(1, keepdims=True)
 
 
-def test_fit_logs_batches_epochs_params_and_snapshots(store_dir: Path) -> None:
+def test_fit_logs_batches_epochs_params_and_snapshots(tmp_path: Path, store_dir: Path) -> None:
     assert keras.backend.backend() == "torch"
-    callback = UnitrackKerasCallback("keras-test", QUIET, snapshot_every_n_epochs=1)
+    callback = UnitrackKerasCallback("keras-test", with_tensorboard(QUIET, tmp_path / "tb"), snapshot_every_n_epochs=1)
     x, y = data()
     tiny_model().fit(x, y, epochs=2, batch_size=8, validation_split=0.25, verbose=0, callbacks=[callback])
 
@@ -49,6 +50,8 @@ def test_fit_logs_batches_epochs_params_and_snapshots(store_dir: Path) -> None:
     assert [step for step, _ in epoch_losses] == [3, 6]
     snapshots = [e for e in journal(run_dir) if e["kind"] == "snapshot"]
     assert [s["tag"] for s in snapshots] == ["epoch-0", "epoch-1"]
+    mirrored = tensorboard_scalars(tmp_path / "tb")
+    assert mirrored["epoch/val_loss"] == [(step, pytest.approx(value, rel=1e-6)) for step, value in epoch_losses]
 
 
 def test_a_tracker_you_pass_is_left_open(store_dir: Path) -> None:

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from tests.conftest import QUIET, journal, metric_points
+from tests.integrations.tensorboard_reader import tensorboard_scalars, with_tensorboard
 from unitrack.readers import read_run
 from unitrack.store.runs import RunStore
 
@@ -61,7 +62,7 @@ def trainer(logger: UnitrackLogger, tmp_path: Path, **options: object) -> pl.Tra
 
 
 def test_fit_logs_metrics_and_hyperparameters_into_one_run(tmp_path: Path, store_dir: Path) -> None:
-    logger = UnitrackLogger("lightning-test", QUIET)
+    logger = UnitrackLogger("lightning-test", with_tensorboard(QUIET, tmp_path / "tb"))
     train, val = loaders()
     trainer(logger, tmp_path, max_epochs=2).fit(TinyRegressor(lr=0.05), train, val)
     run_dir = logger.experiment.run_dir
@@ -77,6 +78,9 @@ def test_fit_logs_metrics_and_hyperparameters_into_one_run(tmp_path: Path, store
     view = read_run(logger.version, RunStore(store_dir))
     assert view.record["status"] == "completed"
     assert view.record["metrics"]["val/loss"] < view.metric_history["train/loss"][0]["value"]
+    mirrored = tensorboard_scalars(tmp_path / "tb")
+    assert [step for step, _ in mirrored["train/loss"]] == list(range(8))
+    assert mirrored["train/loss"][-1][1] == pytest.approx(train_points[-1][1], rel=1e-6)
 
 
 def test_a_failed_fit_marks_the_run_failed(tmp_path: Path, store_dir: Path) -> None:
