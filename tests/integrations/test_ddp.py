@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -35,7 +36,7 @@ def torchrun(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def run_ids_printed(output: str) -> set[str]:
-    return {line.split("run ")[1].strip() for line in output.splitlines() if ": run " in line}
+    return set(re.findall(r"rank \d: run ([0-9a-z]{13})", output))  # the ranks' lines may interleave
 
 
 @pytest.mark.slow

@@ -65,3 +65,9 @@ def test_a_finished_launch_is_not_joined_by_the_next(launch: pytest.MonkeyPatch)
     follower = ut.ExperimentTracker("ddp", {**QUIET, "tracking": {"rank_join_timeout": 0.3}})
     with pytest.raises(UnitrackError, match="rank 0 published no run"):
         follower.run_id  # noqa: B018
+
+
+def test_a_rank_that_is_not_a_number_is_named(launch: pytest.MonkeyPatch) -> None:
+    launch.setenv("RANK", "zero")
+    with pytest.raises(UnitrackError, match="RANK='zero'"):
+        current_rank()

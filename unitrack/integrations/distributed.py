@@ -88,9 +88,19 @@ def current_rank() -> RankInfo:
     dist = sys.modules.get("torch.distributed")  # never imported here: a process without torch is rank 0
     if dist is not None and dist.is_available() and dist.is_initialized():
         return RankInfo(dist.get_rank(), dist.get_world_size())
-    rank = next((int(os.environ[k]) for k in RANK_ENV if os.environ.get(k, "").strip()), 0)
-    world = next((int(os.environ[k]) for k in WORLD_SIZE_ENV if os.environ.get(k, "").strip()), 1)
-    return RankInfo(rank, max(world, rank + 1))
+    rank = _first_int(RANK_ENV, 0)
+    return RankInfo(rank, max(_first_int(WORLD_SIZE_ENV, 1), rank + 1))
+
+
+def _first_int(names: Sequence[str], default: int) -> int:
+    for name in names:
+        text = os.environ.get(name, "").strip()
+        if text:
+            try:
+                return int(text)
+            except ValueError:
+                raise UnitrackError(f"environment variable {name}={text!r} is not an integer") from None
+    return default
 
 
 def tracker_class_for_this_rank() -> type[ExperimentTracker]:
