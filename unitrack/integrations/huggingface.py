@@ -10,6 +10,7 @@ Trainer saves into the run's registry (best by ``metric_for_best_model``). Set
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from numbers import Real
 from typing import Any
 
@@ -102,12 +103,17 @@ def trainer_metrics(logs: Mapping[str, Any]) -> dict[str, float]:
     """The numbers of one Trainer log, named by split: ``eval_loss`` → ``eval/loss``, ``loss`` → ``train/loss``."""
     metrics: dict[str, float] = {}
     for key, value in logs.items():
-        if isinstance(value, bool) or not isinstance(value, Real):
+        cls = type(value)
+        if cls is not float and cls is not int and (cls is bool or not isinstance(value, Real)):
             continue
-        prefix = next((p for p in _SPLIT_PREFIXES if key.startswith(p)), None)
-        name = f"{prefix[:-1]}/{key[len(prefix):]}" if prefix else f"train/{key}"
-        metrics[name] = float(value)
+        metrics[_split_name(key)] = float(value)
     return metrics
+
+
+@lru_cache(maxsize=1024)
+def _split_name(key: str) -> str:
+    prefix = next((p for p in _SPLIT_PREFIXES if key.startswith(p)), None)
+    return f"{prefix[:-1]}/{key[len(prefix):]}" if prefix else f"train/{key}"
 
 
 def latest_metrics(state: TrainerState) -> dict[str, float]:
