@@ -139,3 +139,17 @@ def test_checkpoints_go_to_the_registry_and_snapshots_follow_the_schedule(tmp_pa
     logger.finish()
     snapshots = [e for e in journal(tracker.run_dir) if e["kind"] == "snapshot"]
     assert [(s["step"], s["tag"]) for s in snapshots] == [(8, "epoch-1"), (16, "epoch-3")]
+
+
+def test_lightnings_own_checkpoint_files_are_named_in_the_run(tmp_path: Path) -> None:
+    logger = UnitrackLogger("lightning-test", QUIET)
+    train, val = loaders()
+    own = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="val/loss", save_last=True)
+    pl.Trainer(
+        logger=logger, callbacks=[own], max_epochs=1, enable_progress_bar=False,
+        enable_model_summary=False, accelerator="cpu", log_every_n_steps=1,
+    ).fit(TinyRegressor(), train, val)  # fmt: skip
+    logger.finish()
+    tags = json.loads((logger.experiment.run_dir / "run.json").read_text())["tags"]
+    assert tags["lightning/best_model_path"] == own.best_model_path and Path(own.best_model_path).exists()
+    assert tags["lightning/last_model_path"].endswith("last.ckpt")
