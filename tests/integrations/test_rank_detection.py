@@ -71,3 +71,31 @@ def test_a_rank_that_is_not_a_number_is_named(launch: pytest.MonkeyPatch) -> Non
     launch.setenv("RANK", "zero")
     with pytest.raises(UnitrackError, match="RANK='zero'"):
         current_rank()
+
+
+def test_other_ranks_resume_from_rank0s_checkpoints_without_touching_its_saves(
+    launch: pytest.MonkeyPatch,
+) -> None:
+    import torch
+
+    from unitrack.checkpoint.storage import TEMP_PREFIX
+
+    as_process(launch, 0)
+    owner = ut.ExperimentTracker("ddp", QUIET)
+    model = torch.nn.Linear(3, 2)
+    owner.save_checkpoint(model, epoch=0, step=5)
+    owner.list_checkpoints()  # the save is done
+    as_process(launch, 1)
+    follower = ut.ExperimentTracker("ddp", QUIET)
+    in_progress = owner.run_dir / "checkpoints" / f"{TEMP_PREFIX}rank0-saving"
+    in_progress.mkdir(parents=True)
+
+    replica = torch.nn.Linear(3, 2)
+    assert follower.load_checkpoint("last", replica) == (0, 5)
+    assert torch.equal(replica.weight, model.weight)
+    owner.save_checkpoint(model, epoch=1, step=9)
+    owner.list_checkpoints()
+    assert [c.step for c in follower.list_checkpoints()] == [5, 9]  # read afresh: rank 0 keeps saving
+    assert in_progress.is_dir()  # a rank that only reads never cleans up rank 0's saves
+    follower.finish()
+    owner.finish()

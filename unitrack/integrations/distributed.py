@@ -39,7 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from unitrack.backends.base import Backend, RunInfo
-from unitrack.config import Config, TrackingConfig, load_config
+from unitrack.checkpoint.manager import CheckpointManager, checkpoint_folder, policy_from
+from unitrack.checkpoint.registry import REGISTRY_FILE, Registry
+from unitrack.config import CheckpointingConfig, Config, TrackingConfig, load_config
 from unitrack.dispatch import Dispatcher, WorkerSettings
 from unitrack.errors import UnitrackError
 from unitrack.events import Event
@@ -278,6 +280,20 @@ class RankJournal(Backend):
         atomic_write_json(self.paths.root / _STATUS_FILE, {"status": status, "time": time.time(), **fields})
 
 
+class RegistryReader(CheckpointManager):
+    """The reading half of a checkpoint manager, for ranks other than 0: it never saves, and
+    never removes the temporary folder of a save rank 0 may be making (the manager's own
+    constructor cleans those up)."""
+
+    def __init__(self, run_dir: Path, run_id: str, settings: CheckpointingConfig) -> None:
+        self.settings = settings
+        self.directory = checkpoint_folder(run_dir, run_id, settings.checkpoint_dir)
+        self.registry = Registry(run_dir / REGISTRY_FILE, policy_from(settings))
+        self._pending = None
+        self._executor = None
+        self._buffers = {}
+
+
 class RankFollower(ExperimentTracker):
     """The tracker of a rank other than 0: it joins rank 0's run and records only what its policy allows.
 
@@ -308,7 +324,6 @@ class RankFollower(ExperimentTracker):
         self._monitor = None
         self._dispatcher: Dispatcher | None = None
         self._journal: RankJournal | None = None
-        self._checkpoint_reader: Any = None
         self._queue: deque[tuple[Any, ...]] = deque(maxlen=0)  # appending to it drops: the no-op of rank0 policy
         self._queue_limit = tracking.queue_size
         self.store = RunStore(self.config.store_dir)
@@ -401,14 +416,8 @@ class RankFollower(ExperimentTracker):
         return self.load_checkpoint("best", model, optimizer, scheduler, scaler)
 
     def _checkpoints_of_run(self) -> Any:
-        from unitrack.checkpoint.manager import CheckpointManager
-        from unitrack.config import config_hash
-
-        if self._checkpoint_reader is None:
-            self._checkpoint_reader = CheckpointManager(
-                self.run_dir, self.run_id, self.config.checkpointing, lambda kind, data: None, config_hash(self.config)
-            )
-        return self._checkpoint_reader
+        """Rank 0's registry as it is now (read again on every call: rank 0 keeps saving)."""
+        return RegistryReader(self.run_dir, self.run_id, self.config.checkpointing)
 
     # --- life ------------------------------------------------------------------------------------
 
