@@ -31,6 +31,8 @@ test: install
 bench: install
 	$(PY) -m bench.log_overhead --write-doc
 	$(PY) -m bench.integrations_overhead --write-doc
+	$(PY) -m bench.workflow_speed --write-doc
+	$(PY) -m bench.backend_overhead --write-doc
 
 docs: install
 	$(PY) -m unitrack.config_reference --write docs/configuration.md

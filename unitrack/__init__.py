@@ -30,11 +30,16 @@ _EXPORTS: dict[str, str] = {
     "CheckpointSaveError": "unitrack.checkpoint.errors",
     "CheckpointCorruptError": "unitrack.checkpoint.errors",
     "CheckpointNotFoundError": "unitrack.checkpoint.errors",
+    # compare / explain (issue 6)
+    "gather_evidence": "unitrack.analysis",
+    "explain": "unitrack.analysis.explain",
 }
 
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from unitrack.analysis import gather_evidence
+    from unitrack.analysis.explain import explain
     from unitrack.backends.base import Backend, Capabilities, RunInfo
     from unitrack.checkpoint.errors import (
         CheckpointCorruptError,

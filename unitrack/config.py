@@ -178,6 +178,28 @@ class WeightsConfig(_Section):
     top_k: int = Field(5, ge=1, description="How many of the most-moved units (rows) a per-neuron report lists.")
 
 
+class AnalysisConfig(_Section):
+    """``unitrack compare`` and ``explain``: what counts as a difference, and who explains it."""
+
+    rel_tolerance: float = Field(1e-6, ge=0, description="Numbers closer than this (relative) compare equal.")
+    abs_tolerance: float = Field(1e-12, ge=0, description="Numbers closer than this (absolute) compare equal.")
+    ignore_keys: list[str] = Field(
+        default_factory=lambda: [
+            "*dir", "*path", "*logdir*", "*timestamp*", "*hostname*", "*run_name*", "*num_workers*",
+        ],
+        description="Config/param keys left out of the diff (shell-style patterns, matched on the full dotted key).",
+    )  # fmt: skip
+    provider: Literal["auto", "rules", "anthropic"] = Field(
+        "auto", description="Who explains: 'rules' (offline), 'anthropic', or 'auto' (anthropic when a key is set)."
+    )
+    model: str = Field("claude-sonnet-4-6", description="The Anthropic model that explains.")
+    api_key: str | None = Field(None, description="Anthropic API key; default: $ANTHROPIC_API_KEY.")
+    base_url: str | None = Field(None, description="Anthropic API base URL; default: the SDK's (or $ANTHROPIC_BASE_URL).")
+    timeout: float = Field(60.0, gt=0, description="Seconds one request to the LLM may take.")
+    retries: int = Field(2, ge=0, description="Retries of a failed LLM request before falling back to the rules.")
+    max_tokens: int = Field(1500, ge=100, description="Longest explanation the LLM may write (tokens).")
+
+
 class Config(_Section):
     """Everything unitrack can be told; see docs/configuration.md for every key."""
 
@@ -195,6 +217,7 @@ class Config(_Section):
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     capture: CaptureConfig = Field(default_factory=CaptureConfig)
     weights: WeightsConfig = Field(default_factory=WeightsConfig)
+    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
 
     @model_validator(mode="before")
     @classmethod

@@ -340,7 +340,6 @@ class BackendWorker:
         self._status: str | None = None
         self._breaker_until = 0.0
         self._failures_in_row = 0
-        self._last_cursor_write = 0.0
         self._acknowledged: set[int] = set()  # first seqs of batches delivered beyond the cursor
         self._pool: ThreadPoolExecutor | None = None
         self._thread = threading.Thread(target=self._run, name=f"unitrack-{backend.name}", daemon=True)
@@ -404,10 +403,11 @@ class BackendWorker:
     def _open(self) -> bool:
         try:
             self._retrying(lambda: self.backend.open(self._run_info()))
-        except _Aborted:
-            return False
-        except Exception as exc:
-            self.state.start_error = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # _Aborted too: still not started when the run's deadline came
+            self.state.start_error = self.state.last_error if isinstance(exc, _Aborted) else None
+            self.state.start_error = self.state.start_error or f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, _Aborted):
+                self.state.start_error = f"not started before the deadline; last error: {self.state.start_error}"
             log.warning(
                 "unitrack: backend %r could not start (%s); the run goes on with the local store, "
                 "and `unitrack sync %s` can deliver it later",
@@ -493,12 +493,12 @@ class BackendWorker:
             self._acknowledged.update(event.seq for event in group)
         if failure is not None:
             raise failure
-        self._save_cursor(durable=True)
+        self._save_cursor()
 
     def _deliver_acknowledged(self, group: list[Event]) -> None:
         self._deliver_retrying(group)
         self.state.seq = group[-1].seq
-        self._save_cursor(durable=True)
+        self._save_cursor()
 
     def _deliver_retrying(self, group: list[Event]) -> None:
         try:
@@ -582,6 +582,7 @@ class BackendWorker:
             ),
             retry=retry_if_not_exception_type((PermanentBackendError, _Aborted)),
             sleep=self._sleep,
+            before_sleep=lambda retry: self._record_error(retry.outcome.exception()),  # type: ignore[union-attr]
             reraise=True,
         ):
             with attempt:
@@ -609,10 +610,8 @@ class BackendWorker:
         self.state.last_error = f"{type(exc).__name__}: {exc}"[:500]
 
     def _save_cursor(self, durable: bool = False) -> None:
-        now = time.monotonic()
-        if not durable and now - self._last_cursor_write < 0.5:
-            return
-        self._last_cursor_write = now
+        """Write the cursor after every acknowledged batch: atomically always (a killed process
+        leaves it exact), fsynced at the end of each journal chunk and at close."""
         data = {"offset": self.state.offset, "seq": self.state.seq, "skipped_events": self.state.skipped_events}
         try:
             atomic_write_json(self.paths.cursor(self.backend.name), data, durable=durable)

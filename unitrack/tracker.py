@@ -62,6 +62,7 @@ log = logging.getLogger("unitrack")
 MESSAGE_ENV = "UNITRACK_MESSAGE"
 TAGS_ENV = "UNITRACK_TAGS"
 COMMAND_ENV = "UNITRACK_COMMAND"
+RUN_ID_ENV = "UNITRACK_RUN_ID"  # the run `unitrack commit` reserved: the script's tracker writes into it
 
 FINAL_STATUSES = ("completed", "failed", "interrupted")
 _RUNNING, _FINISHING, _FINISHED = "running", "finishing", "finished"
@@ -137,7 +138,11 @@ class ExperimentTracker:
 
         remotes = [*create_backends(self.config), *backends]  # before the run exists: a missing extra fails fast
         self.store = RunStore(self.config.store_dir)
-        self._paths = self.store.new_run() if resume is None else run_to_resume(self.store, resume, self.experiment)
+        self._paths = (
+            self.store.new_run(_run_id_from_env())
+            if resume is None
+            else run_to_resume(self.store, resume, self.experiment)
+        )
         self.run_id = self._paths.run_id
         self.run_dir = self._paths.root
         self._start = time.time()
@@ -470,7 +475,7 @@ class ExperimentTracker:
         capture = self.config.capture
         try:
             if capture.git:
-                self._git, patch = capture_git()
+                self._git, patch = capture_git(ignore=self.store.root)
                 self._run_file.update(git=self._git)
                 if patch:
                     self._store_artifact_text("git.patch", patch)
@@ -759,6 +764,11 @@ def _tags_from_env() -> dict[str, str]:
     except (ValueError, TypeError):
         log.warning("unitrack: ignoring %s: not a JSON object", TAGS_ENV)
         return {}
+
+
+def _run_id_from_env() -> str | None:
+    """The run id ``unitrack commit`` handed down; taken once, so a second tracker gets its own run."""
+    return os.environ.pop(RUN_ID_ENV, None) or None
 
 
 def _command_from_env() -> list[str] | None:

@@ -74,6 +74,9 @@ class MlflowBackend(Backend):
         return self._run_id
 
     def open(self, run: RunInfo) -> None:
+        # the dispatcher owns retries: MLflow's own (7 tries, minutes of back-off) would hide an outage
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(tracking_uri=self._uri)

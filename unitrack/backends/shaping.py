@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -109,10 +108,6 @@ def points(events: Iterable[Event], start_time: float) -> Iterator[tuple[str, fl
             step = system_step(event, start_time)
             for key, value in event.values.items():
                 yield system_key(key, event.rank), value, step, event.time
-
-
-def is_finite(value: float) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def wants_checkpoint(policy: str, event: RecordEvent) -> bool:

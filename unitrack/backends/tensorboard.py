@@ -6,10 +6,10 @@ start, histograms, the model graph from ``watch(example_input=...)``, the config
 close the hparams plugin's three summaries (experiment, session start, session end with the
 final status) in the run's own folder, with the final value of every metric.
 
-A ``rewind`` event (a run resumed at step N) becomes ``SessionLog.START`` at step N+1: TensorBoard
-then drops the points after N that the resumed run supersedes. Reopening the folder after a
-crash (``unitrack sync``) replays from the last acknowledged event; TensorBoard's out-of-order
-purge drops what the crashed writer may have left beyond it.
+A new folder starts with ``SessionLog.START``; a ``rewind`` event (a run resumed at step N)
+becomes a second ``START`` at step N+1, on which TensorBoard drops every point after N: the
+resumed run's points replace them. Reopening the folder (``unitrack sync``) appends from the last
+acknowledged batch; a batch written but not acknowledged before a crash can appear twice.
 """
 
 from __future__ import annotations
@@ -29,14 +29,17 @@ from unitrack.store.fsio import read_json
 if TYPE_CHECKING:
     from unitrack.config import Config
 
-# unitrack status -> the hparams plugin's session status
+# unitrack status -> the hparams plugin's session status (it has only success, failure, running and
+# unknown): a run that did not complete is a failure there, and its exact status is the
+# ``unitrack/status`` hparam beside the others
 SESSION_STATUS = {
     "completed": "STATUS_SUCCESS",
     "failed": "STATUS_FAILURE",
     "crashed": "STATUS_FAILURE",
-    "interrupted": "STATUS_ABORTED",
+    "interrupted": "STATUS_FAILURE",
     "running": "STATUS_RUNNING",
 }
+STATUS_HPARAM = "unitrack/status"
 
 
 def run_folder_name(run: RunInfo) -> str:
@@ -74,8 +77,9 @@ class TensorBoardBackend(Backend):
             self._params = read_json(run.run_dir / "params.json", {}) or {}
             summary = (read_json(run.run_dir / "summary.json", {}) or {}).get("metrics", {})
             self._metric_tags = {self._names(key) for key in summary}
-            self._writer.add_event(TbEvent(wall_time=time.time(), session_log=SessionLog(status=SessionLog.START)))
         else:
+            # the first START of a folder marks its beginning; a later one (a rewind) makes TensorBoard purge
+            self._writer.add_event(TbEvent(wall_time=run.start_time, step=0, session_log=SessionLog(status=SessionLog.START)))
             config = json.dumps(run.config, indent=2, sort_keys=True, default=str)
             self._add_summary(0, run.start_time, [self._text("config", f"```\n{config}\n```")])
         self._writer.flush()
@@ -170,7 +174,7 @@ class TensorBoardBackend(Backend):
 
     def _write_hparams(self, status: str) -> None:
         """The hparams plugin's experiment, session start and session end, in the run's own folder."""
-        from tensorboard.compat.proto.summary_pb2 import SummaryMetadata
+        from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
         from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 
         start = plugin_data_pb2.SessionStartInfo(group_name=self._run.run_id if self._run else "")
@@ -187,6 +191,8 @@ class TensorBoardBackend(Backend):
                 start.hparams[tag].string_value = value_text(value)
                 kind = "DATA_TYPE_STRING"
             infos.append(api_pb2.HParamInfo(name=tag, type=api_pb2.DataType.Value(kind)))
+        start.hparams[STATUS_HPARAM].string_value = status
+        infos.append(api_pb2.HParamInfo(name=STATUS_HPARAM, type=api_pb2.DataType.Value("DATA_TYPE_STRING")))
         start.start_time_secs = self._start_time
         metrics = [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag)) for tag in sorted(self._metric_tags)]
         experiment = api_pb2.Experiment(hparam_infos=infos, metric_infos=metrics)

@@ -33,6 +33,7 @@ def ls_command(
     ] = None,
     experiment: Annotated[Optional[str], typer.Option("--experiment", help="Only runs of this experiment.")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", "-n", min=1, help="Show at most N runs (newest first).")] = None,
+    group_by: Annotated[Optional[str], typer.Option("--group-by", help="List runs per git commit: --group-by git.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """List runs, newest first."""
@@ -42,12 +43,24 @@ def ls_command(
 
         runs_store = open_store(store, must_exist=False)
         runs = find_runs(runs_store, tag, git, status, filter_text, experiment)[:limit]
+        if group_by is not None:
+            from unitrack.cli.groups import group_runs, print_groups
+
+            groups = group_runs(runs, group_by)
+            print_json(groups) if as_json else print_groups(groups, runs_store)
+            return
         print_json(runs) if as_json else print_runs(runs, runs_store)
+
+
+_RUN_REF_HELP = (
+    "A run id or an unambiguous prefix of one; or a backend's run: mlflow://HOST:PORT/RUN_ID, "
+    "mlflow:RUN_ID (MLFLOW_TRACKING_URI), wandb:PATH_TO_RUN_DIR, tb:LOGDIR[#RUN]."
+)
 
 
 @app.command("show")
 def show_command(
-    run: Annotated[str, typer.Argument(help="A run id or an unambiguous prefix of one.")],
+    run: Annotated[str, typer.Argument(help=_RUN_REF_HELP)],
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -55,12 +68,14 @@ def show_command(
     with cli_errors():
         from unitrack.cli.runs import show_run
 
-        show_run(open_store(store), run, as_json)
+        from unitrack.readers import is_backend_ref
+
+        show_run(open_store(store, must_exist=not is_backend_ref(run)), run, as_json)
 
 
 @app.command("export")
 def export_command(
-    run: Annotated[str, typer.Argument(help="A run id or an unambiguous prefix of one.")],
+    run: Annotated[str, typer.Argument(help=_RUN_REF_HELP)],
     store: StoreOption = None,
     as_json: JsonOption = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Every metric point as CSV (metric, step, time, value).")] = False,
@@ -72,7 +87,9 @@ def export_command(
 
         if as_json and as_csv:
             raise ValueError("choose one of --json and --csv")
-        export_run(open_store(store), run, as_csv, out)
+        from unitrack.readers import is_backend_ref
+
+        export_run(open_store(store, must_exist=not is_backend_ref(run)), run, as_csv, out)
 
 
 @app.command("reindex")
@@ -83,6 +100,11 @@ def reindex_command(store: StoreOption = None) -> None:
         typer.echo(f"indexed {count} run(s)")
 
 
+from unitrack.cli import compare as _compare_commands  # noqa: E402  (issue 6)
+from unitrack.cli import workflow as _workflow_commands  # noqa: E402  (issue 6)
+
+_compare_commands.register(app)
+_workflow_commands.register(app)
 from unitrack.cli import sync as _sync  # noqa: E402 - issue 3: `unitrack sync`
 from unitrack.cli import weights as _weights_commands  # noqa: E402  (issue 5: delta, plot)
 
@@ -93,3 +115,7 @@ _weights_commands.register(app)
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

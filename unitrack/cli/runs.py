@@ -116,6 +116,11 @@ def print_runs(runs: list[dict[str, Any]], store: RunStore) -> None:
 
 def run_details(store: RunStore, ref: str) -> dict[str, Any]:
     """Everything recorded about a run, except the metric history."""
+    from unitrack.readers import is_backend_ref, read_run
+
+    if is_backend_ref(ref):  # an MLflow run, a W&B run directory, a TensorBoard log dir
+        view = read_run(ref, store)
+        return {**view.record, "artifacts": view.artifacts, "delivery": {}, "source": view.source}
     paths = store.resolve(ref)
     record = store.load(paths)
     data = record.to_dict()
@@ -198,10 +203,18 @@ def _print_mapping_table(out: Any, title: str, rows: dict[str, str]) -> None:
 
 
 def export_run(store: RunStore, ref: str, as_csv: bool, out_file: Path | None) -> None:
-    data = run_details(store, ref)
-    paths = store.resolve(ref)
-    data["metric_history"] = history.metric_history(paths)
-    data["system_history"] = history.system_history(paths)
+    from unitrack.readers import is_backend_ref, read_run
+
+    if is_backend_ref(ref):
+        view = read_run(ref, store)
+        data = {**view.record, "artifacts": view.artifacts, "delivery": {}, "source": view.source}
+        data["metric_history"] = view.metric_history
+        data["system_history"] = view.system_history
+    else:
+        data = run_details(store, ref)
+        paths = store.resolve(ref)
+        data["metric_history"] = history.metric_history(paths)
+        data["system_history"] = history.system_history(paths)
     handle = open(out_file, "w", encoding="utf-8", newline="") if out_file else sys.stdout
     try:
         if as_csv:

@@ -67,3 +67,9 @@ def read_run(ref: str, store: RunStore) -> RunView:
     from unitrack.readers.local import read_local_run
 
     return read_local_run(store, ref)
+
+
+# --- backend readers (issue 3): each registers its scheme; they import their package only when reading
+from unitrack.readers import mlflow as _mlflow_reader  # noqa: E402,F401
+from unitrack.readers import tensorboard as _tensorboard_reader  # noqa: E402,F401
+from unitrack.readers import wandb as _wandb_reader  # noqa: E402,F401

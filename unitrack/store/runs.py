@@ -132,11 +132,16 @@ class RunStore:
 
     # --- creating -----------------------------------------------------------------------------
 
-    def new_run(self) -> RunPaths:
-        """Create a fresh, uniquely named run folder."""
+    def new_run(self, run_id: str | None = None) -> RunPaths:
+        """Create a fresh, uniquely named run folder (named ``run_id`` when given: ``unitrack commit``'s run)."""
         self.layout.runs.mkdir(parents=True, exist_ok=True)
+        if run_id is not None:
+            if not is_run_id(run_id):
+                raise StoreError(f"run id {run_id!r} is not a run id: lower-case letters and digits")
+            if self.layout.run(run_id).root.exists():
+                raise StoreError(f"run {run_id} already exists in {self.root}")
         for _ in range(100):
-            paths = self.layout.run(new_run_id())
+            paths = self.layout.run(run_id or new_run_id())
             try:
                 paths.root.mkdir()
             except FileExistsError:

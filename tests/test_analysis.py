@@ -1,0 +1,77 @@
+"""compare's evidence and the rule engine on runs logged in-process (no model, no git)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import unitrack as ut
+from unitrack.analysis.diffing import settings_diff
+from unitrack.analysis.explain import explain
+from unitrack.analysis.metrics import diverged_at, goal
+from unitrack.config import AnalysisConfig
+from unitrack.store.runs import RunStore
+from tests.conftest import quiet_config
+
+
+def run(params: dict[str, Any], series: dict[str, list[float]]) -> str:
+    with ut.experiment_tracking("analysis", quiet_config()) as tracker:
+        tracker.log_hyperparameters(params)
+        for step in range(max(len(v) for v in series.values())):
+            tracker.log_metrics({k: v[step] for k, v in series.items() if step < len(v)}, step=step)
+    return tracker.run_id
+
+
+def evidence(a: str, b: str, store_dir: Any, **settings: Any) -> dict[str, Any]:
+    return ut.gather_evidence(RunStore(store_dir), a, b, AnalysisConfig(**settings))
+
+
+def test_numbers_within_tolerance_and_ignored_keys_are_not_changes() -> None:
+    diff = settings_diff(
+        {"lr": 0.1, "wd": 1e-4, "log_dir": "/tmp/a", "layers": [64, 64]},
+        {"lr": 0.1 + 1e-12, "wd": 2e-4, "log_dir": "/tmp/b", "layers": [64, 128]},
+        rel_tolerance=1e-6, abs_tolerance=0.0, ignore=["*dir"],
+    )  # fmt: skip
+    assert [c["key"] for c in diff["changed"]] == ["layers", "wd"]
+    assert diff["changed"][1]["ratio"] == pytest.approx(2.0)
+    assert diff["ignored"] == ["log_dir"]
+
+
+def test_metric_goals_and_divergence() -> None:
+    assert goal("val/acc") == "max" and goal("train_loss") == "min" and goal("progress/throughput") is None
+    points = [{"step": s, "value": v} for s, v in enumerate([1.0, 0.5, 0.4, 2.0, float("nan")])]
+    assert diverged_at(points) == 3
+
+
+def test_metrics_last_best_same_step_and_winner(store_dir: Any) -> None:
+    a = run({"lr": 0.1}, {"val_acc": [0.5, 0.8, 0.7], "val_loss": [1.0, 0.6, 0.7]})
+    b = run({"lr": 0.1}, {"val_acc": [0.6, 0.9], "val_loss": [0.9, 0.4]})
+    metrics = {m["key"]: m for m in evidence(a, b, store_dir)["metrics"]}
+    acc = metrics["val_acc"]
+    assert (acc["a"]["last"], acc["a"]["best"], acc["a"]["best_step"]) == (0.7, 0.8, 1)
+    assert acc["same_step"] == {"step": 1, "a": 0.8, "b": 0.9}
+    assert acc["winner"] == "b" and acc["rel_change"] == pytest.approx(0.9 / 0.7 - 1)
+    assert metrics["val_loss"]["winner"] == "b"
+
+
+def test_only_the_seed_differs_reads_as_noise(store_dir: Any) -> None:
+    a = run({"lr": 0.1, "seed": 1}, {"val_acc": [0.900]})
+    b = run({"lr": 0.1, "seed": 2}, {"val_acc": [0.905]})
+    result = explain(evidence(a, b, store_dir), provider="rules")
+    assert result.causes[0].title == "only the seed differs: within noise"
+    assert "seed 1 → 2" in result.causes[0].evidence
+    assert any("seeds" in step for step in result.next_steps)
+
+
+def test_lr_divergence_and_batch_size_are_named_with_numbers(store_dir: Any) -> None:
+    a = run({"lr": 0.001, "batch_size": 64}, {"train_loss": [1.0, 0.8, 0.6, 0.5], "val_acc": [0.5, 0.6, 0.7, 0.8]})
+    b = run({"lr": 0.05, "batch_size": 32}, {"train_loss": [1.0, 0.5, 4.0, 9.0], "val_acc": [0.5, 0.6, 0.3, 0.2]})
+    result = explain(evidence(a, b, store_dir), provider="rules")
+    top = result.causes[0]
+    assert top.title == "learning rate ×50 with the loss diverging"
+    assert top.evidence[:2] == ["lr 0.001 → 0.05 (×50)", "train_loss diverging after step 2"]
+    assert "val_acc 0.8 → 0.2 (-75.0%)" in top.evidence[2]
+    batch = next(c for c in result.causes if c.title.startswith("batch size"))
+    assert batch.title == "batch size halved" and batch.evidence[0] == "batch_size 64 → 32"
+    assert any("warm-up" in step for step in result.next_steps)
