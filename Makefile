@@ -6,7 +6,6 @@ PY := $(VENV)/bin/python
 UT := $(VENV)/bin/unitrack
 STAMP := $(VENV)/.installed
 TORCH_VERSION := 2.13.0
-DEMO_STORE := .unitrack-demo
 
 .PHONY: install demo test bench docs clean
 
@@ -20,16 +19,18 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	rm -rf $(DEMO_STORE)
-	UNITRACK_DIR=$(DEMO_STORE) $(PY) examples/train_digits.py --config configs/local.yaml --epochs 3
-	UNITRACK_DIR=$(DEMO_STORE) $(UT) ls
-	UNITRACK_DIR=$(DEMO_STORE) $(UT) show latest
+	$(PY) examples/train_digits.py --config configs/digits.yaml --epochs 3 --lr 0.05
+	$(PY) examples/train_digits.py --config configs/digits.yaml --epochs 3 --lr 0.2
+	$(UT) ls
+	$(UT) compare latest~1 latest
+	$(UT) explain latest~1 latest
 
 test: install
 	$(PY) -m pytest -q --durations=15
 
 bench: install
 	$(PY) -m bench.log_overhead --write-doc
+	$(PY) -m bench.integrations_overhead --write-doc
 	$(PY) -m bench.workflow_speed --write-doc
 	$(PY) -m bench.backend_overhead --write-doc
 	$(PY) -m bench.weight_delta --write-doc
@@ -39,4 +40,4 @@ docs: install
 	$(PY) -m unitrack.config_reference --write docs/configuration.md
 
 clean:
-	rm -rf $(VENV) $(DEMO_STORE) .pytest_cache
+	rm -rf $(VENV) .pytest_cache

@@ -78,6 +78,18 @@ class TrackingConfig(_Section):
     retry_attempts: int = Field(4, ge=1, description="Tries of one batch before the circuit breaker opens.")
     retry_max_wait: float = Field(8.0, gt=0, description="Longest back-off between two tries (seconds).")
     breaker_cooldown: float = Field(15.0, gt=0, description="Seconds an open circuit waits before probing again.")
+    rank_policy: Literal["rank0", "all"] = Field(
+        "rank0",
+        description="Distributed runs: 'rank0' records only rank 0 (the other ranks join its run as no-ops); "
+        "'all' adds the other ranks' system samples and the metrics matching rank_metrics, labelled by rank.",
+    )
+    rank_metrics: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Under rank_policy 'all': glob patterns of the metrics other ranks send (as rank<r>/<key>).",
+    )
+    rank_join_timeout: float = Field(
+        120.0, gt=0, description="Longest wait of a non-zero rank for rank 0's run (and of rank 0 for the others at finish)."
+    )
 
     @model_validator(mode="after")
     def _reconcile_switches(self) -> TrackingConfig:

@@ -109,6 +109,14 @@ class ExperimentTracker:
     ``checkpointing.resume_from: best``, best) checkpoint that verifies: see ``resumed_from``.
     """
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> ExperimentTracker:
+        # on a distributed rank other than 0, the tracker joins rank 0's run (integrations.distributed)
+        if cls is ExperimentTracker:
+            from unitrack.integrations.distributed import tracker_class_for_this_rank
+
+            cls = tracker_class_for_this_rank()
+        return super().__new__(cls)
+
     def __init__(
         self,
         name: str,
@@ -173,6 +181,9 @@ class ExperimentTracker:
             self.run_dir, self.run_id, self.config.checkpointing, self._emit_record, config_hash(self.config)
         )
         self.resumed_from: CheckpointInfo | None = self._rewind() if resume is not None else None
+        from unitrack.integrations.distributed import lead_run  # it builds on this module
+
+        self._ranks = lead_run(self)  # distributed: the other ranks join this run
         if run_tags:
             self._queue.append(("tags", self._start, dict(run_tags)))
         self._monitor: SystemMonitor | None = None
@@ -364,6 +375,8 @@ class ExperimentTracker:
             self._finish_weights()
             self._wait_jobs(min(_CAPTURE_WAIT_S, budget))
             self._checkpoints.close(max(0.0, deadline - time.monotonic()))
+            if self._ranks is not None:
+                self._ranks.close(min(self.config.tracking.rank_join_timeout, max(0.0, deadline - time.monotonic())))
             self._queue.append(("status", time.time(), status))
             states = self._dispatcher.close(max(0.0, deadline - time.monotonic()))
             self._local.close(status, backends=states, peak_rss_mb=_peak_rss_mb())

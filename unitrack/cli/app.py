@@ -12,7 +12,7 @@ from unitrack.cli.common import JsonOption, StoreOption, cli_errors, open_store
 
 app = typer.Typer(
     name="unitrack",
-    help="Experiment tracking for PyTorch: list, inspect and export runs of the local store.",
+    help="Experiment tracking for PyTorch: find, inspect, compare and explain runs; commit and re-run them; sync backends, verify checkpoints, see how the weights moved.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -99,20 +99,11 @@ def reindex_command(store: StoreOption = None) -> None:
         typer.echo(f"indexed {count} run(s)")
 
 
-from unitrack.cli import compare as _compare_commands  # noqa: E402  (issue 6)
-from unitrack.cli import workflow as _workflow_commands  # noqa: E402  (issue 6)
+# each command module adds its commands; imported here, at the end, because they use `app`'s helpers
+from unitrack.cli import compare, sync, verify, weights, workflow  # noqa: E402
 
-_compare_commands.register(app)
-_workflow_commands.register(app)
-from unitrack.cli import sync as _sync  # noqa: E402 - issue 3: `unitrack sync`
-
-_sync.register(app)
-from unitrack.cli import weights as _weights_commands  # noqa: E402  (issue 5: delta, plot)
-
-_weights_commands.register(app)
-from unitrack.cli import verify as _verify_commands  # noqa: E402  (issue 4: verify)
-
-_verify_commands.register(app)
+for _commands in (compare, workflow, sync, weights, verify):
+    _commands.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,80 @@
+"""Every example runs, quickly, and leaves the run it promises in the store (train_ddp: tests/integrations/test_ddp.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import journal
+from unitrack.store.runs import RunStore
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCAL = str(ROOT / "configs" / "local.yaml")
+
+
+def run_example(script: str, *args: str, cwd: Path) -> str:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "UNITRACK__CAPTURE__PACKAGES": "false"}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / script), *args],
+        capture_output=True, text=True, timeout=240, cwd=cwd, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result.stdout
+
+
+def only_run(store_dir: Path) -> Path:
+    runs = RunStore(store_dir).run_ids()
+    assert len(runs) == 1, runs
+    return store_dir / "runs" / runs[0]
+
+
+@pytest.mark.slow
+def test_train_digits_full_workflow_and_resume(tmp_path: Path, store_dir: Path) -> None:
+    digits = str(ROOT / "configs" / "digits.yaml")
+    run_example("train_digits.py", "--config", digits, "--epochs", "2", "--limit", "240", "--lr", "0.1", cwd=tmp_path)
+    out = run_example("train_digits.py", "--config", digits, "--epochs", "3", "--limit", "240", "--resume", "last", cwd=tmp_path)
+    run_dir = only_run(store_dir)  # resuming continued the same run
+    assert "resuming run" in out and "after epoch 1" in out
+    events = journal(run_dir)
+    assert [e["epoch"] for e in events if e["kind"] == "checkpoint"] == [0, 1, 2]
+    assert any(e["kind"] == "rewind" for e in events)
+    assert sum(e["kind"] == "snapshot" for e in events) >= 3
+    artifacts = run_dir / "artifacts"
+    assert (artifacts / "model" / "graph.pb").exists() and (artifacts / "plots" / "learning_curves.png").exists()
+    assert json.loads((run_dir / "params.json").read_text())["lr"] == 0.1
+    assert RunStore(store_dir).load(run_dir.name).status == "completed"
+
+
+@pytest.mark.slow
+def test_train_lightning(tmp_path: Path, store_dir: Path) -> None:
+    out = run_example("train_lightning.py", "--config", LOCAL, "--epochs", "2", "--limit", "200", cwd=tmp_path)
+    run_dir = only_run(store_dir)
+    assert "best checkpoint: epoch" in out
+    assert [e["epoch"] for e in journal(run_dir) if e["kind"] == "checkpoint"] == [0, 1]
+
+
+@pytest.mark.slow
+def test_train_huggingface(tmp_path: Path, store_dir: Path) -> None:
+    run_example("train_huggingface.py", "--config", LOCAL, "--steps", "4", cwd=tmp_path)
+    events = journal(only_run(store_dir))
+    assert [e["step"] for e in events if e["kind"] == "checkpoint"] == [1, 2, 3, 4]
+    assert any("eval/loss" in e["values"] for e in events if e["kind"] == "metric")
+
+
+@pytest.mark.slow
+def test_train_keras(tmp_path: Path, store_dir: Path) -> None:
+    run_example("train_keras.py", "--config", LOCAL, "--epochs", "2", "--limit", "200", cwd=tmp_path)
+    events = journal(only_run(store_dir))
+    assert sum(e["kind"] == "snapshot" for e in events) == 2
+    assert any("epoch/val_loss" in e["values"] for e in events if e["kind"] == "metric")
+
+
+def test_snapshot_pytree(tmp_path: Path, store_dir: Path) -> None:
+    run_example("snapshot_pytree.py", "--config", LOCAL, "--steps", "20", "--snapshot-every", "10", cwd=tmp_path)
+    snapshots = [e for e in journal(only_run(store_dir)) if e["kind"] == "snapshot"]
+    assert [(s["step"], s["tag"]) for s in snapshots] == [(0, "init"), (10, None), (20, None)]
