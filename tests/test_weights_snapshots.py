@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from tests.conftest import journal, metric_points, quiet_config
 from unitrack import ExperimentTracker
@@ -159,33 +158,22 @@ def test_retention_thins_old_snapshots_and_clean_frees_objects(store_dir: Path) 
     assert remaining == {t["digest"] for t in other_manifest["tensors"].values()}
 
 
-def add_checkpoint(run_dir: Path, name: str, step: int, model: torch.nn.Module, is_best: bool) -> None:
-    """A checkpoint as issue 4's save_checkpoint records it: a folder with model.safetensors and a journal event."""
-    folder = run_dir / "checkpoints" / name
-    folder.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
-    events = run_dir / "events.jsonl"
-    seq = len(events.read_text().splitlines()) + 1
-    event = {"seq": seq, "kind": "checkpoint", "time": 0.0, "name": name, "path": str(folder), "epoch": step, "step": step, "metrics": {}, "is_best": is_best, "aliases": ["best"] if is_best else [], "sha256": ""}
-    with open(events, "a") as handle:
-        handle.write(json.dumps(event) + "\n")
-
-
-def test_checkpoints_count_as_weights_and_runs_compare(store_dir: Path) -> None:
+@pytest.mark.parametrize("compression", ["none", "zstd"])
+def test_checkpoints_count_as_weights_and_runs_compare(store_dir: Path, compression: str) -> None:
     model_a, model_b = small_model(0), small_model(1)
-    with ExperimentTracker("a", quiet_config()) as run_a:
+    with ExperimentTracker("a", quiet_config(checkpointing={"compression": compression})) as run_a:
         run_a.snapshot_weights(model_a, step=0)
-    add_checkpoint(run_a.run_dir, "epoch-1", 10, model_b, is_best=True)
-    with torch.no_grad():
-        model_a[2].bias.add_(3.0)
-    add_checkpoint(run_a.run_dir, "epoch-2", 20, model_a, is_best=False)
+        run_a.save_checkpoint(model_b, epoch=1, step=10, is_best=True)
+        with torch.no_grad():
+            model_a[2].bias.add_(3.0)
+        last = run_a.save_checkpoint(model_a, epoch=2, step=20, is_best=False)
     with ExperimentTracker("b", quiet_config()) as run_b:
         pass
     store = RunStore(store_dir)
     points = run_weight_points(store, run_a.run_id)
     assert [(p.kind, p.step, p.is_best) for p in points] == [("snapshot", 0, False), ("checkpoint", 10, True), ("checkpoint", 20, False)]
     data = summarize_run_delta(store, f"{run_a.run_id}@0", run_a.run_id)  # initial snapshot vs last checkpoint
-    assert data is not None and data["source_b"].endswith("epoch-2")
+    assert data is not None and last is not None and data["source_b"].endswith(last.name)
     assert data["layers"][0]["name"] == "2.bias" and data["layers"][0]["max_abs"] == pytest.approx(3.0)
     assert all(layer["l2"] == 0.0 for layer in data["layers"][1:])
     best = open_weights(store, f"{run_a.run_id}@best")
