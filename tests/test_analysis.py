@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from typing import Any
 
 import pytest
@@ -42,6 +44,13 @@ def test_metric_goals_and_divergence() -> None:
     assert goal("val/acc") == "max" and goal("train_loss") == "min" and goal("progress/throughput") is None
     points = [{"step": s, "value": v} for s, v in enumerate([1.0, 0.5, 0.4, 2.0, float("nan")])]
     assert diverged_at(points) == 3
+    assert diverged_at(points[:3] + [{"step": 3, "value": float("inf")}]) == 3  # non-finite, no climb before it
+    # noisy minibatch losses that end near their low are not diverging, whatever a single batch did
+    rng = random.Random(0)
+    noisy = [{"step": s, "value": 2.0 * 0.97**s * rng.uniform(0.3, 1.7)} for s in range(100)]
+    assert diverged_at(noisy) is None
+    exploding = noisy[:50] + [{"step": s, "value": 0.5 * 1.2 ** (s - 50)} for s in range(50, 100)]
+    assert diverged_at(exploding) is not None and 50 <= diverged_at(exploding) <= 65
 
 
 def test_metrics_last_best_same_step_and_winner(store_dir: Any) -> None:

@@ -47,16 +47,29 @@ def _side(points: list[Point], direction: str | None) -> dict[str, Any]:
 
 
 def diverged_at(points: list[Point]) -> int | None:
-    """The first step where a loss went non-finite or climbed past 3× its running minimum, if any."""
-    low = math.inf
+    """The step from which a loss diverged, if it did: went non-finite, or ended (smoothed over a
+    tenth of the run, so that noisy minibatch losses don't count) above 3× its lowest value —
+    the step after the last one still within 2× of that low."""
+    finite: list[Point] = []
     for point in points:
         value = point["value"]
         if not isinstance(value, (int, float)) or not math.isfinite(value):
-            return int(point["step"])
-        if low < math.inf and low > 0 and value > 3 * low and value - low > 1e-3:
-            return int(point["step"])
-        low = min(low, value)
-    return None
+            return _climb_start(finite) or int(point["step"])
+        finite.append(point)
+    return _climb_start(finite)
+
+
+def _climb_start(points: list[Point]) -> int | None:
+    if not points:
+        return None
+    window = max(1, len(points) // 10)
+    values = [float(p["value"]) for p in points]
+    smooth = [sum(values[max(0, i - window + 1) : i + 1]) / (i + 1 - max(0, i - window + 1)) for i in range(len(values))]
+    low = min(smooth)
+    if low <= 0 or smooth[-1] <= 3 * low or smooth[-1] - low <= 1e-3:
+        return None
+    last_good = max(i for i, value in enumerate(smooth) if value <= 2 * low)
+    return int(points[last_good + 1]["step"])
 
 
 def _at_common_step(a: list[Point], b: list[Point]) -> dict[str, Any] | None:

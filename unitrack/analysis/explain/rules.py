@@ -144,7 +144,7 @@ def _setup_causes(evidence: dict[str, Any]) -> list[Cause]:
         facts = [
             f"{part}.{c['key']} {fmt(c['a'])} → {fmt(c['b'])}"
             for c in diff["changed"]
-            if not _is_key(c["key"], "lr", "initial_lr", "batch_size")
+            if not _is_key(c["key"], "lr", "initial_lr", "base_lrs", "_last_lr", "max_lrs", "batch_size")
         ]
         facts += [f"{part}.{c['key']} added ({fmt(c['value'])})" for c in diff["added"]]
         facts += [f"{part}.{c['key']} removed" for c in diff["removed"]]
