@@ -74,7 +74,16 @@ def test_train_keras(tmp_path: Path, store_dir: Path) -> None:
     assert any("epoch/val_loss" in e["values"] for e in events if e["kind"] == "metric")
 
 
-def test_snapshot_pytree(tmp_path: Path, store_dir: Path) -> None:
-    run_example("snapshot_pytree.py", "--config", LOCAL, "--steps", "20", "--snapshot-every", "10", cwd=tmp_path)
-    snapshots = [e for e in journal(only_run(store_dir)) if e["kind"] == "snapshot"]
-    assert [(s["step"], s["tag"]) for s in snapshots] == [(0, "init"), (10, None), (20, None)]
+def test_train_jax(tmp_path: Path, store_dir: Path) -> None:
+    pytest.importorskip("jax")
+    run_example("train_jax.py", "--config", LOCAL, "--epochs", "2", cwd=tmp_path)
+    run_dir = only_run(store_dir)
+    snapshots = [e for e in journal(run_dir) if e["kind"] == "snapshot"]
+    assert [s["tag"] for s in snapshots] == ["init", "epoch-0", "epoch-1"]
+    delta = subprocess.run(
+        [sys.executable, "-m", "unitrack.cli.app", "delta", f"{run_dir.name}@init", run_dir.name, "--json"],
+        capture_output=True, text=True, cwd=tmp_path, check=True,
+    )  # fmt: skip
+    rows = {row["name"]: row for row in json.loads(delta.stdout)["tensors"]}
+    assert set(rows) == {"dense0.kernel", "dense0.bias", "dense1.kernel", "dense1.bias"}
+    assert all(row["l2"] > 0 for row in rows.values())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -208,3 +209,29 @@ def test_histograms_of_weights_and_gradients_are_journaled(store_dir: Path) -> N
     assert sum(first["bucket_counts"]) == first["num"] == values.size
     assert len(first["bucket_limits"]) == len(first["bucket_counts"])
     assert set(gradients[0]["values"]) == {"grad/0.weight", "grad/0.bias", "grad/2.weight", "grad/2.bias"}
+
+
+def test_a_jax_pytree_is_snapshotted_and_its_deltas_match_numpy(store_dir: Path) -> None:
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    params = {
+        "dense1": {"kernel": jax.random.normal(keys[0], (4, 8)), "bias": jnp.zeros(8)},
+        "dense2": {"kernel": jax.random.normal(keys[1], (8, 2)).astype(jnp.bfloat16), "bias": jnp.zeros(2)},
+    }
+
+    def loss(p: Any, x: Any) -> Any:
+        hidden = jnp.tanh(x @ p["dense1"]["kernel"] + p["dense1"]["bias"])
+        return jnp.mean((hidden @ p["dense2"]["kernel"].astype(jnp.float32) + p["dense2"]["bias"]) ** 2)
+
+    grads = jax.grad(loss)(params, jnp.ones((3, 4)))
+    stepped = dict(params, dense1=jax.tree_util.tree_map(lambda w, g: w - 0.1 * g, params["dense1"], grads["dense1"]))
+    with ExperimentTracker("jax", quiet_config()) as tracker:
+        tracker.snapshot_weights(params, step=0)
+        tracker.snapshot_weights(stepped, step=1)
+    data = summarize_run_delta(RunStore(store_dir), f"{tracker.run_id}@0", f"{tracker.run_id}@1")
+    assert data is not None
+    layers = {layer["name"]: layer for layer in data["layers"]}
+    moved = np.asarray(stepped["dense1"]["kernel"], dtype=np.float64) - np.asarray(params["dense1"]["kernel"], dtype=np.float64)
+    assert layers["dense1.kernel"]["l2"] == pytest.approx(np.linalg.norm(moved), rel=1e-6)
+    assert layers["dense2.kernel"]["l2"] == 0.0  # a bfloat16 leaf left alone: stored once, no change
