@@ -90,11 +90,15 @@ def test_one_yaml_with_all_backends_lands_every_point_param_and_status_in_each(
 
 
 @pytest.mark.parametrize(("status", "mlflow_status"), [("failed", "FAILED"), ("interrupted", "KILLED")])
-def test_the_final_status_is_mapped_in_mlflow(mlflow_server: MlflowServer, status: str, mlflow_status: str) -> None:
+def test_the_final_status_is_mapped_in_mlflow(
+    mlflow_server: MlflowServer, status: str, mlflow_status: str, capfd: pytest.CaptureFixture[str]
+) -> None:
     tracker = ut.ExperimentTracker("statuses", quiet_config(tracking={"use_mlflow": True, "mlflow_tracking_uri": mlflow_server.uri}))
     tracker.log_metrics({"x": 1.0})
     tracker.finish(status)
-    assert mlflow_run(mlflow_server.uri, tracker.run_id, "statuses").info.status == mlflow_status
+    run = mlflow_run(mlflow_server.uri, tracker.run_id, "statuses")
+    assert run.info.status == mlflow_status and run.info.end_time is not None
+    assert capfd.readouterr().out == ""  # the backend never writes into the user's output (or a --json)
 
 
 def test_a_parameter_over_mlflows_limit_is_shortened_with_its_hash_and_kept_in_full(mlflow_server: MlflowServer) -> None:

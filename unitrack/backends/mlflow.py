@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -197,4 +198,9 @@ class MlflowBackend(Backend):
     def close(self, status: str) -> None:
         if self._checkpoint_policy == "last" and self._last_checkpoint is not None:
             self._upload_checkpoint(self._last_checkpoint)
-        self._client.set_terminated(self._run_id, status=STATUSES.get(status, "FINISHED"))
+        from mlflow.entities import RunStatus
+
+        # what MlflowClient.set_terminated does, without its "View run ..." lines on stdout: a
+        # backend must not write into the user's output (nor into `unitrack sync --json`)
+        store = self._client._tracking_client.store
+        store.update_run_info(self._run_id, RunStatus.from_string(STATUSES.get(status, "FINISHED")), int(time.time() * 1000), None)
