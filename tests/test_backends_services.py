@@ -160,6 +160,28 @@ def test_a_second_tracker_in_one_process_gets_its_own_wandb_run(tmp_path: Path) 
     assert wandb_history(second, "v") == [(s, 2.0) for s in range(5)]
 
 
+def test_wandb_gets_logged_files_and_checkpoints_as_artifacts(tmp_path: Path) -> None:
+    import torch
+
+    from tests.backend_services import wandb_records
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("what this run tried")
+    config = quiet_config(
+        tracking={"use_wandb": True, "wandb_dir": str(tmp_path / "wb")},
+        checkpointing={"upload": {"wandb": "all"}, "async_save": False},
+    )
+    with ut.experiment_tracking("wb-files", config) as tracker:
+        tracker.log_artifact(notes)
+        info = tracker.save_checkpoint(torch.nn.Linear(2, 2), epoch=0, step=0, val_loss=1.0)
+    records = wandb_records(wandb_run_dir(tmp_path, tracker.run_id))
+    files = [f["path"] for r in records if r["type"] == "files" for f in r["files"]["files"]]
+    assert "notes.txt" in files
+    (artifact,) = [r["artifact"] for r in records if r["type"] == "artifact"]
+    assert info is not None and info.name in artifact["aliases"]
+    assert {"model.safetensors", "manifest.json"} <= {entry["path"] for entry in artifact["manifest"]["contents"]}
+
+
 def test_tensorboard_gets_histograms_the_graph_hparams_status_and_honours_a_rewind(tmp_path: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import metadata, plugin_data_pb2
