@@ -19,14 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.common import emit, latency_stats, machine, markdown_table, run_contender, update_doc_section
-from bench.log_overhead import timed_loop
+from bench.common import emit, machine, markdown_table, run_contender, update_doc_section
+from bench.log_overhead import bench_tensorboard, bench_wandb, mlflow_direct, result, timed_loop
 
 SERVER_ENV = "UNITRACK_BENCH_MLFLOW_URI"
-
-
-def _result(name: str, steps: int, samples: list[int], loop_s: float, deliver_s: float, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "steps": steps, **latency_stats(samples), "loop_s": loop_s, "deliver_s": deliver_s, **extra}
 
 
 def _unitrack(backend: str, steps: int, workdir: Path) -> dict[str, Any]:
@@ -48,7 +44,7 @@ def _unitrack(backend: str, steps: int, workdir: Path) -> dict[str, Any]:
     tracker.finish()
     deliver_s = time.perf_counter() - started
     state = json.loads((tracker.run_dir / "run.json").read_text())["backends"][backend]
-    return _result(f"unitrack -> {backend}", steps, samples, loop_s, deliver_s, in_sync=state["in_sync"])
+    return result(f"unitrack -> {backend}", steps, samples, loop_s, deliver_s, in_sync=state["in_sync"])
 
 
 def bench_unitrack_mlflow(steps: int, workdir: Path) -> dict[str, Any]:
@@ -63,52 +59,12 @@ def bench_unitrack_wandb(steps: int, workdir: Path) -> dict[str, Any]:
     return _unitrack("wandb", steps, workdir)
 
 
-def _mlflow_direct(steps: int, synchronous: bool) -> dict[str, Any]:
-    import mlflow
-
-    mlflow.set_tracking_uri(os.environ[SERVER_ENV])
-    mlflow.set_experiment("bench-direct")
-    with mlflow.start_run():
-        samples, loop_s = timed_loop(steps, lambda values, step: mlflow.log_metrics(values, step=step, synchronous=synchronous))
-        started = time.perf_counter()
-        if not synchronous:
-            mlflow.flush_async_logging()
-    mode = "synchronous" if synchronous else "asynchronous"
-    return _result(f"MLflow log_metrics, {mode}", steps, samples, loop_s, time.perf_counter() - started)
-
-
 def bench_mlflow_async(steps: int, workdir: Path) -> dict[str, Any]:
-    return _mlflow_direct(steps, synchronous=False)
+    return mlflow_direct(steps, os.environ[SERVER_ENV], synchronous=False)
 
 
 def bench_mlflow_sync(steps: int, workdir: Path) -> dict[str, Any]:
-    return _mlflow_direct(steps, synchronous=True)
-
-
-def bench_tensorboard(steps: int, workdir: Path) -> dict[str, Any]:
-    from torch.utils.tensorboard import SummaryWriter
-
-    writer = SummaryWriter(log_dir=str(workdir / "tb"))
-
-    def log(values: dict[str, float], step: int) -> None:
-        for key, value in values.items():
-            writer.add_scalar(key, value, step)
-
-    samples, loop_s = timed_loop(steps, log)
-    started = time.perf_counter()
-    writer.close()
-    return _result("TensorBoard SummaryWriter.add_scalar x5", steps, samples, loop_s, time.perf_counter() - started)
-
-
-def bench_wandb(steps: int, workdir: Path) -> dict[str, Any]:
-    os.environ["WANDB_SILENT"] = "true"
-    import wandb
-
-    run = wandb.init(project="bench", mode="offline", dir=str(workdir), settings=wandb.Settings(console="off"))
-    samples, loop_s = timed_loop(steps, lambda values, step: run.log(values, step=step))
-    started = time.perf_counter()
-    run.finish()
-    return _result("W&B offline wandb.log", steps, samples, loop_s, time.perf_counter() - started)
+    return mlflow_direct(steps, os.environ[SERVER_ENV], synchronous=True)
 
 
 CONTENDERS: dict[str, Callable[[int, Path], dict[str, Any]]] = {
