@@ -127,9 +127,7 @@ class ExperimentTracker:
         backends: Sequence[Backend] = (),
         resume: str | None = None,
     ) -> None:
-        self.experiment = validate_name(name, "experiment name")
-        self.config = load_config(config)
-        self.name = validate_name(run_name or self.config.run_name or self.experiment, "run name")
+        self._set_identity(name, config, run_name)
         tracking = self.config.tracking
 
         # hot-path state, read by log_metrics on every call
@@ -198,6 +196,12 @@ class ExperimentTracker:
         atexit.register(self._at_exit)
 
     # --- the public API -----------------------------------------------------------------------
+
+    def _set_identity(self, name: str, config: Any, run_name: str | None) -> None:
+        """The experiment, the loaded config and the run name: what every rank's tracker starts from."""
+        self.experiment = validate_name(name, "experiment name")
+        self.config = load_config(config)
+        self.name = validate_name(run_name or self.config.run_name or self.experiment, "run name")
 
     @property
     def step(self) -> int:

@@ -41,11 +41,10 @@ from typing import Any
 from unitrack.backends.base import Backend, RunInfo
 from unitrack.checkpoint.manager import CheckpointManager, checkpoint_folder, policy_from
 from unitrack.checkpoint.registry import REGISTRY_FILE, Registry
-from unitrack.config import CheckpointingConfig, Config, TrackingConfig, load_config
+from unitrack.config import CheckpointingConfig, Config, TrackingConfig
 from unitrack.dispatch import Dispatcher, WorkerSettings
 from unitrack.errors import UnitrackError
 from unitrack.events import Event
-from unitrack.names import validate_name
 from unitrack.progress import ProgressReporter
 from unitrack.store.fsio import atomic_write_json, read_json
 from unitrack.store.journal import JournalWriter, read_journal
@@ -311,9 +310,7 @@ class RankFollower(ExperimentTracker):
         backends: Sequence[Backend] = (),
         resume: str | None = None,
     ) -> None:
-        self.experiment = validate_name(name, "experiment name")
-        self.config = load_config(config)
-        self.name = validate_name(run_name or self.config.run_name or self.experiment, "run name")
+        self._set_identity(name, config, run_name)
         self.rank = current_rank().rank
         tracking: TrackingConfig = self.config.tracking
         self._state = _RUNNING
