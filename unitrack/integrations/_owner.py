@@ -48,3 +48,10 @@ class TrackerOwner:
         """Finish the run if it was created here; a tracker you passed in stays open for you."""
         if self._owns and self._tracker is not None:
             self._tracker.finish(status)
+
+
+def check_schedules(**every: int | None) -> None:
+    """Each ``every_n_...`` setting is a positive count, or None for off: say which one is not."""
+    for key, value in every.items():
+        if value is not None and value < 1:
+            raise ValueError(f"{key} must be at least 1 (or None to turn it off), not {value}")

@@ -20,7 +20,7 @@ if "keras" not in sys.modules:
 
 import keras  # noqa: E402
 
-from unitrack.integrations._owner import ConfigSource, TrackerOwner  # noqa: E402
+from unitrack.integrations._owner import ConfigSource, TrackerOwner, check_schedules  # noqa: E402
 from unitrack.tracker import ExperimentTracker  # noqa: E402
 
 
@@ -45,9 +45,7 @@ class UnitrackKerasCallback(keras.callbacks.Callback):
         snapshot_every_n_epochs: int | None = None,
     ) -> None:
         super().__init__()
-        for key, value in (("log_every_n_batches", log_every_n_batches), ("snapshot_every_n_epochs", snapshot_every_n_epochs)):
-            if value is not None and value < 1:
-                raise ValueError(f"{key} must be at least 1 (or None to turn it off), not {value}")
+        check_schedules(log_every_n_batches=log_every_n_batches, snapshot_every_n_epochs=snapshot_every_n_epochs)
         self._owner = TrackerOwner(tracker, name, config, run_name, tags)
         self.log_every_n_batches = log_every_n_batches
         self.snapshot_every_n_epochs = snapshot_every_n_epochs

@@ -18,7 +18,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 
-from unitrack.integrations._owner import ConfigSource, TrackerOwner
+from unitrack.integrations._owner import ConfigSource, TrackerOwner, check_schedules
 from unitrack.tracker import ExperimentTracker
 
 # Lightning's finalize() statuses; "success" comes after fit, validate and test alike
@@ -126,9 +126,7 @@ class UnitrackCheckpoint(Callback):
     ) -> None:
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', not {mode!r}")
-        for key, value in (("every_n_epochs", every_n_epochs), ("snapshot_every_n_epochs", snapshot_every_n_epochs)):
-            if value is not None and value < 1:
-                raise ValueError(f"{key} must be at least 1 (or None to turn it off), not {value}")
+        check_schedules(every_n_epochs=every_n_epochs, snapshot_every_n_epochs=snapshot_every_n_epochs)
         self.monitor = monitor
         self.mode = mode
         self.every_n_epochs = every_n_epochs
