@@ -146,6 +146,20 @@ def test_a_backend_that_cannot_start_warns_once_and_sync_delivers_it_later_exact
     assert shown["delivery"]["mlflow"]["in_sync"] is True
 
 
+def test_mlflow_without_a_server_uses_the_sqlite_store_of_mlflow_tracking_uri(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # no mlflow_tracking_uri in the config
+    with ut.experiment_tracking("local-db", quiet_config(tracking={"use_mlflow": True})) as tracker:
+        tracker.log_hyperparameters({"lr": 0.5})
+        for step in range(3):
+            tracker.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
+    run = mlflow_run(uri, tracker.run_id, "local-db")
+    assert run.info.status == "FINISHED" and run.data.params["lr"] == "0.5"
+    assert mlflow_points(uri, run.info.run_id, "loss") == [(0, 1.0), (1, 0.5), (2, pytest.approx(1 / 3))]
+
+
 def test_a_second_tracker_in_one_process_gets_its_own_wandb_run(tmp_path: Path) -> None:
     config = quiet_config(tracking={"use_wandb": True, "wandb_dir": str(tmp_path / "wb")})
     run_ids = []
