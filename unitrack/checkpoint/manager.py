@@ -52,7 +52,11 @@ def checkpoint_folder(run_dir: Path, run_id: str, checkpoint_dir: str | None) ->
 class CheckpointManager:
     """Saves, keeps and restores the checkpoints of one run."""
 
-    def __init__(self, run_dir: Path, run_id: str, settings: Any, emit: Emit, config_hash: str) -> None:
+    def __init__(
+        self, run_dir: Path, run_id: str, settings: Any, emit: Emit, config_hash: str, *, owner: bool = True
+    ) -> None:
+        """``owner=False`` reads the registry only (another distributed rank): it never removes the
+        temporary folder of a save the owner may be making, nor registers what it finds."""
         self.settings = settings
         self.directory = checkpoint_folder(run_dir, run_id, settings.checkpoint_dir)
         self.registry = Registry(run_dir / REGISTRY_FILE, policy_from(settings))
@@ -61,6 +65,8 @@ class CheckpointManager:
         self._executor: ThreadPoolExecutor | None = None
         self._pending: Future[None] | None = None
         self._buffers: dict[str, dict[str, Any]] = {"model": {}, "state": {}}
+        if not owner:
+            return
         for leftover in remove_temporaries(self.directory):
             log.warning("unitrack: removed %s, left by a save that never finished", leftover)
         self._adopt_committed_orphans()

@@ -39,9 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from unitrack.backends.base import Backend, RunInfo
-from unitrack.checkpoint.manager import CheckpointManager, checkpoint_folder, policy_from
-from unitrack.checkpoint.registry import REGISTRY_FILE, Registry
-from unitrack.config import CheckpointingConfig, Config, TrackingConfig
+from unitrack.checkpoint.manager import CheckpointManager
+from unitrack.config import Config, TrackingConfig
 from unitrack.dispatch import Dispatcher, WorkerSettings
 from unitrack.errors import UnitrackError
 from unitrack.events import Event
@@ -279,18 +278,8 @@ class RankJournal(Backend):
         atomic_write_json(self.paths.root / _STATUS_FILE, {"status": status, "time": time.time(), **fields})
 
 
-class RegistryReader(CheckpointManager):
-    """The reading half of a checkpoint manager, for ranks other than 0: it never saves, and
-    never removes the temporary folder of a save rank 0 may be making (the manager's own
-    constructor cleans those up)."""
-
-    def __init__(self, run_dir: Path, run_id: str, settings: CheckpointingConfig) -> None:
-        self.settings = settings
-        self.directory = checkpoint_folder(run_dir, run_id, settings.checkpoint_dir)
-        self.registry = Registry(run_dir / REGISTRY_FILE, policy_from(settings))
-        self._pending = None
-        self._executor = None
-        self._buffers = {}
+def _ignore_event(kind: str, data: dict[str, Any]) -> None:
+    """A follower's checkpoint reader records nothing: rank 0 owns the journal."""
 
 
 class RankFollower(ExperimentTracker):
@@ -414,7 +403,7 @@ class RankFollower(ExperimentTracker):
 
     def _checkpoints_of_run(self) -> Any:
         """Rank 0's registry as it is now (read again on every call: rank 0 keeps saving)."""
-        return RegistryReader(self.run_dir, self.run_id, self.config.checkpointing)
+        return CheckpointManager(self.run_dir, self.run_id, self.config.checkpointing, _ignore_event, "", owner=False)
 
     # --- life ------------------------------------------------------------------------------------
 
