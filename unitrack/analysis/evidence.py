@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -222,7 +221,3 @@ def gather_evidence(
     if weights is not None:
         evidence["weights"] = weights
     return evidence
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
