@@ -200,7 +200,8 @@ def test_tensorboard_gets_histograms_the_graph_hparams_status_and_honours_a_rewi
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import metadata, plugin_data_pb2
 
-    torch = pytest.importorskip("torch")
+    import torch
+
     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
     config = quiet_config(tracking={"use_tensorboard": True, "tensorboard_log_dir": str(tmp_path / "tb")})
     histogram = {"min": -1.0, "max": 1.0, "num": 4, "sum": 0.0, "sum_squares": 2.0,

@@ -25,7 +25,7 @@ _EXPORTS: dict[str, str] = {
     "UnitrackError": "unitrack.errors",
     "ConfigError": "unitrack.errors",
     "RunNotFoundError": "unitrack.errors",
-    # compare / explain (issue 6)
+    # compare / explain
     "gather_evidence": "unitrack.analysis",
     "explain": "unitrack.analysis.explain",
     "CheckpointInfo": "unitrack.checkpoint.registry",

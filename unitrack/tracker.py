@@ -570,7 +570,7 @@ class ExperimentTracker:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
 
-    # --- weights (issue 5) ---
+    # --- weights -----------------------------------------------------------------------------------
 
     def snapshot_weights(self, model: Any, step: int | None = None, tag: str | None = None) -> Any:
         """Store the weights of ``model`` (a torch module or state dict, a pytree or dict of NumPy
@@ -608,7 +608,7 @@ class ExperimentTracker:
         except Exception as exc:  # plots and snapshots are worth a warning, never a failed finish
             log.warning("unitrack: weights at finish failed: %s: %s", type(exc).__name__, exc)
 
-    # --- checkpoints (issue 4) -----------------------------------------------------------------
+    # --- checkpoints ------------------------------------------------------------------------------
 
     def save_checkpoint(
         self,

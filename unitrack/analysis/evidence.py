@@ -183,11 +183,9 @@ def _system_section(a: RunView, b: RunView) -> dict[str, Any]:
 
 
 def _weights_section(store: RunStore, ref_a: str, ref_b: str) -> dict[str, Any] | None:
-    """Issue 5's per-layer delta of the final weights; absent when that part of unitrack is not installed."""
-    try:
-        from unitrack.weights.compare import summarize_run_delta
-    except ImportError:
-        return None
+    """The per-layer delta of the two runs' final weights (None when either has none)."""
+    from unitrack.weights.compare import summarize_run_delta  # numpy work, only when comparing
+
     try:
         return summarize_run_delta(store, ref_a, ref_b)
     except Exception as exc:  # a weights problem never hides the rest of the comparison

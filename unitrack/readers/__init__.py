@@ -69,7 +69,7 @@ def read_run(ref: str, store: RunStore) -> RunView:
     return read_local_run(store, ref)
 
 
-# --- backend readers (issue 3): each registers its scheme; they import their package only when reading
+# --- backend readers: each registers its scheme; they import their package only when reading
 from unitrack.readers import mlflow as _mlflow_reader  # noqa: E402,F401
 from unitrack.readers import tensorboard as _tensorboard_reader  # noqa: E402,F401
 from unitrack.readers import wandb as _wandb_reader  # noqa: E402,F401

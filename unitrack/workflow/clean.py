@@ -94,17 +94,15 @@ def select_runs(
 
 
 def _snapshot_removal(store: RunStore, run_id: str) -> Removal | None:
-    """The run's weight snapshot manifests (issue 5's ``snapshots/`` folder), if it has any."""
+    """The run's weight snapshot manifests (its ``snapshots/`` folder), if it has any."""
     path = store.layout.run(run_id).root / "snapshots"
     return Removal(run_id, "snapshots", path, folder_size(path)) if path.is_dir() else None
 
 
 def _release_snapshots(store: RunStore, run_id: str) -> int:
     """Let the weights module drop the run's snapshots and the objects only they used; bytes freed."""
-    try:
-        from unitrack.weights.snapshots import remove_run_snapshots
-    except ImportError:
-        return 0
+    from unitrack.weights.snapshots import remove_run_snapshots
+
     return int(remove_run_snapshots(store.root, run_id)[1])
 
 
