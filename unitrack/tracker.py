@@ -526,7 +526,7 @@ class ExperimentTracker:
         self._queue.append(("metric", step, time.time(), sample.as_metrics()))
 
     def _emit_system(self, values: dict[str, float]) -> None:
-        if self._state is _RUNNING:
+        if self._state is not _FINISHED:  # the monitor's last sample comes while finishing
             self._queue.append(("system", time.time(), values, None))
 
     def _warn_owed(self, states: dict[str, dict[str, Any]]) -> None:

@@ -1,7 +1,9 @@
 """``wandb:PATH``: a W&B run directory (``wandb/offline-run-...``, or its ``.wandb`` file) as a ``RunView``.
 
 The records are read by W&B's own reader, ``wandb leet inspect --json``, so no W&B account and no
-network are needed. W&B keeps no point it refused, so a W&B run has no superseded points to drop.
+network are needed. Each point gets back the step the loop logged (``unitrack/step``; W&B's own
+step is only the row's number), and the points a resumed run superseded (``unitrack/rewinds`` in
+the summary) are dropped, as the local store drops them.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from unitrack.backends.wandb import REWINDS_KEY, SEQ_KEY, STEP_KEY
 from unitrack.errors import RunNotFoundError
 from unitrack.readers import RunView, register_reader
 from unitrack.readers.summary import make_record, split_system
+from unitrack.store.history import drop_superseded
 
 STATES = {"finished": "completed", "failed": "failed", "crashed": "crashed", "killed": "interrupted", "running": "running"}
 
@@ -65,11 +69,12 @@ def read_wandb_run(ref: str) -> RunView:
             config.update((record["config"] or {}).get("update") or {})
         elif kind == "history":
             item = record["history"]["item"]
-            step = int(record["history"].get("step", {}).get("num", item.get("_step", 0)))
+            step = int(item.get(STEP_KEY, record["history"].get("step", {}).get("num", item.get("_step", 0))))
             when = float(item.get("_timestamp", 0.0))
             for key, value in item.items():
-                if not key.startswith("_") and isinstance(value, (int, float)):
+                if not key.startswith("_") and key not in (SEQ_KEY, STEP_KEY) and isinstance(value, (int, float)):
                     history.setdefault(key, []).append({"step": step, "time": when, "value": value})
+    history = drop_superseded(history, list((summary.get("summary") or {}).get(REWINDS_KEY) or []))
     metrics, system = split_system(history)
     config.pop("_wandb", None)
     unitrack = config.pop("unitrack", None) or {}
