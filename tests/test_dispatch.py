@@ -200,7 +200,7 @@ def test_a_hanging_backend_cannot_stall_finish() -> None:
     assert RunStore(tracker.store.root).load(tracker.run_id).status == "completed"
 
 
-def test_a_permanently_rejected_batch_is_skipped_and_counted() -> None:
+def test_a_permanently_rejected_batch_is_skipped_counted_and_not_in_sync(caplog: pytest.LogCaptureFixture) -> None:
     class Picky(Recorder):
         name = "picky"
 
@@ -209,13 +209,27 @@ def test_a_permanently_rejected_batch_is_skipped_and_counted() -> None:
                 raise PermanentBackendError("param names are invalid here")
             super().write(events)
 
+    from typer.testing import CliRunner
+
+    from unitrack.cli.app import app
+
     backend = Picky()
-    with ut.experiment_tracking("exp", quiet_config(tracking=FAST_RETRIES), backends=[backend]) as tracker:
-        tracker.log_hyperparameters({"x": 1})
-        log_steps(tracker, 20)
+    with caplog.at_level(logging.WARNING, logger="unitrack"):
+        with ut.experiment_tracking("exp", quiet_config(tracking=FAST_RETRIES), backends=[backend]) as tracker:
+            tracker.log_hyperparameters({"x": 1})
+            log_steps(tracker, 20)
     run = json.loads((tracker.run_dir / "run.json").read_text())
-    assert run["backends"]["picky"]["skipped_events"] >= 1
+    assert run["backends"]["picky"]["skipped_events"] == 1
     assert len(backend.points("loss")) == 20
+    # what a backend refused is not delivered: never "in sync", and the count is said everywhere
+    assert run["backends"]["picky"]["in_sync"] is False and run["backends"]["picky"]["owed"] == 0
+    assert any("refused 1 event(s)" in r.getMessage() and "not in sync" in r.getMessage() for r in caplog.records)
+    delivery = json.loads(CliRunner().invoke(app, ["show", tracker.run_id, "--json"]).stdout)["delivery"]["picky"]
+    assert delivery["in_sync"] is False and delivery["skipped_events"] == 1
+    assert "refused 1 event(s) for good" in CliRunner().invoke(app, ["show", tracker.run_id]).stdout
+    (synced,) = json.loads(CliRunner().invoke(app, ["sync", tracker.run_id, "--json"]).stdout)
+    assert (synced["backend"], synced["in_sync"], synced["refused"]) == ("picky", False, 1)
+    assert "refused 1 event(s) for good" in CliRunner().invoke(app, ["sync", tracker.run_id]).stdout
 
 
 def test_the_cursor_is_persisted_and_a_later_worker_resumes_from_it(store_dir: Path) -> None:

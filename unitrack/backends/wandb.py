@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from unitrack.backends.base import Backend, Capabilities, RunInfo
 from unitrack.backends.shaping import KeyNames, system_key, wants_checkpoint
 from unitrack.events import Event, MetricEvent, ParamsEvent, RecordEvent, SystemEvent, TagsEvent
+from unitrack.failure import failure_line
 
 if TYPE_CHECKING:
     from unitrack.config import Config
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 SEQ_KEY = "unitrack/seq"  # the x-axis of every chart: the journal's sequence number, never going back
 STEP_KEY = "unitrack/step"  # the step the training loop logged (may go back, e.g. every epoch)
 REWINDS_KEY = "unitrack/rewinds"
+ERROR_KEY = "unitrack/error"  # why a failed run failed, in one line; the traceback in ERROR_KEY + "_traceback"
 EXIT_CODES = {"completed": 0, "failed": 1, "crashed": 1, "interrupted": 255}
 _MINIMISED = re.compile(r"loss|err|perplexity|ppl|mse|mae|rmse|wer|cer", re.IGNORECASE)
 
@@ -148,6 +150,9 @@ class WandbBackend(Backend):
         if event.kind_name == "rewind":  # the time W&B stamps the rows with, to compare theirs against
             self._rewinds.append({"time": time.time(), "step": int(event.data.get("step", 0))})
             self._run.summary[REWINDS_KEY] = self._rewinds
+        elif event.kind_name == "error":
+            self._run.summary[ERROR_KEY] = failure_line(event.data, width=1000)
+            self._run.summary[f"{ERROR_KEY}_traceback"] = str(event.data.get("traceback") or "")
         elif event.kind_name == "checkpoint":
             self._last_checkpoint = event.data
             if wants_checkpoint(self._checkpoint_policy, event):

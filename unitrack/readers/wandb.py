@@ -17,8 +17,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from unitrack.backends.wandb import REWINDS_KEY, SEQ_KEY, STEP_KEY
+from unitrack.backends.wandb import ERROR_KEY, REWINDS_KEY, SEQ_KEY, STEP_KEY
 from unitrack.errors import RunNotFoundError
+from unitrack.failure import failure_from_line
 from unitrack.readers import RunView, register_reader
 from unitrack.readers.summary import make_record, split_system
 from unitrack.store.history import drop_superseded
@@ -74,7 +75,8 @@ def read_wandb_run(ref: str) -> RunView:
             for key, value in item.items():
                 if not key.startswith("_") and key not in (SEQ_KEY, STEP_KEY) and isinstance(value, (int, float)):
                     history.setdefault(key, []).append({"step": step, "time": when, "value": value})
-    history = drop_superseded(history, list((summary.get("summary") or {}).get(REWINDS_KEY) or []))
+    run_summary = summary.get("summary") or {}
+    history = drop_superseded(history, list(run_summary.get(REWINDS_KEY) or []))
     metrics, system = split_system(history)
     config.pop("_wandb", None)
     unitrack = config.pop("unitrack", None) or {}
@@ -99,6 +101,7 @@ def read_wandb_run(ref: str) -> RunView:
         message=summary.get("notes") or None,
         start_time=start,
         end_time=end,
+        error=failure_from_line(run_summary.get(ERROR_KEY), run_summary.get(f"{ERROR_KEY}_traceback")),
         info={"source": "wandb", "unitrack_run_id": unitrack.get("run_id"), "git": unitrack.get("git") or {}, "summary": summary.get("summary")},
         path=str(path),
     )

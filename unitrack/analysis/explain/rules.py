@@ -203,9 +203,28 @@ def _seed_only(evidence: dict[str, Any], headline: dict[str, Any] | None) -> Cau
     return Cause(title, facts, 0.9)
 
 
+def _failure_causes(evidence: dict[str, Any]) -> list[Cause]:
+    """A run that ended with an exception: that is the first thing to explain about it."""
+    causes = []
+    for side in ("a", "b"):
+        run = evidence["runs"][side]
+        error = run.get("error")
+        if error:
+            facts = [f"{error['type']}: {error['message']}" if error.get("message") else str(error["type"])]
+            if error.get("where"):
+                facts.append(f"raised at {error['where']}")
+            title = f"run {side.upper()} failed with {error['type']}"
+            causes.append(Cause(title, facts, 1.0 if side == "b" else 0.95))
+    return causes
+
+
 def _next_steps(causes: list[Cause], evidence: dict[str, Any]) -> list[str]:
     steps = []
     titles = " | ".join(c.title for c in causes)
+    for cause in causes:
+        if " failed with " in cause.title:
+            where = next((f[len("raised at ") :] for f in cause.evidence if f.startswith("raised at ")), None)
+            steps.append(f"fix the {cause.title.rsplit(' ', 1)[-1]} first" + (f" ({where})" if where else "") + ": its metrics stop where it failed")
     for same in _lr_changes(evidence):
         change = same[0]
         if change["ratio"]:
@@ -233,6 +252,7 @@ def explain_with_rules(evidence: dict[str, Any]) -> Explanation:
     model_causes = _model_causes(evidence)
     causes += model_causes + _setup_causes(evidence) + _other_param_causes(evidence, seen)
     causes += _environment_causes(evidence) + _code_outside_model(evidence, bool(model_causes))
+    causes += _failure_causes(evidence)
     seed = _seed_only(evidence, headline)
     if seed is not None:
         causes.insert(0, seed)
