@@ -93,7 +93,7 @@ class TrackingConfig(_Section):
 
     @model_validator(mode="after")
     def _reconcile_switches(self) -> TrackingConfig:
-        listed = set(self.backends or [])
+        listed: set[str] = set(self.backends or [])
         for name in REMOTE_BACKENDS:
             flag = getattr(self, f"use_{name}")
             if flag is False and name in listed:
@@ -353,10 +353,12 @@ def _walk_node(node: yaml.Node, path: Path_, filename: str, origins: dict[Path_,
         key = str(key_node.value)
         where = f"{filename}:{key_node.start_mark.line + 1}"
         if key in seen:
-            raise ConfigError(f"{where}: duplicate key {'.'.join((*path, key))!r}")
+            dotted = ".".join((*path, key))
+            raise ConfigError(f"{where}: duplicate key {dotted!r}")
         seen.add(key)
-        origins[(*path, key)] = where
-        _walk_node(value_node, (*path, key), filename, origins)
+        here = (*path, key)
+        origins[here] = where
+        _walk_node(value_node, here, filename, origins)
 
 
 # --- merging, environment, origins -----------------------------------------------------------
