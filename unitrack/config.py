@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from unitrack.errors import ConfigError
 from unitrack.redact import redact_mapping
-from unitrack.store.layout import DEFAULT_STORE_DIR, STORE_ENV  # noqa: F401  (re-exported: config.STORE_ENV)
+from unitrack.store.layout import DEFAULT_STORE_DIR, STORE_ENV  # re-exported: config.STORE_ENV
 
 BackendName = Literal["local", "mlflow", "wandb", "tensorboard"]
 REMOTE_BACKENDS: tuple[str, ...] = ("mlflow", "wandb", "tensorboard")
