@@ -1,4 +1,8 @@
-"""The system monitor: a daemon thread sampling CPU, memory, disk and GPUs every few seconds."""
+"""The system monitor: a daemon thread sampling CPU, memory, disk and GPUs every few seconds.
+
+A failure is logged once with its cause (never silently swallowed: a run without system metrics
+should say why), and never ends monitoring or reaches the training loop.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,9 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from unitrack.capture.gpu import gpu_sample
+from unitrack.capture.gpu import gpu_sample, report_once
 from unitrack.config import MonitoringConfig
 
 Sample = dict[str, float]
@@ -25,7 +30,7 @@ class SystemMonitor:
         self._emit = emit
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="unitrack-monitor", daemon=True)
-        self._process = None
+        self._process: Any = None
 
     def start(self) -> None:
         self._thread.start()
@@ -54,8 +59,8 @@ class SystemMonitor:
         if s.log_disk_usage:
             try:
                 values["disk/used_percent"] = psutil.disk_usage(str(self._disk_path)).percent
-            except OSError:
-                pass
+            except OSError as exc:
+                report_once(f"reading the disk usage of {self._disk_path}", exc)
         if s.log_gpu_usage:
             values.update(gpu_sample())
         return values
@@ -63,7 +68,8 @@ class SystemMonitor:
     def _run(self) -> None:
         try:
             first = self.sample()  # also the baseline for the CPU percentages
-        except Exception:
+        except Exception as exc:
+            report_once("the system monitor's first sample (no system metrics for this run)", exc)
             return
         # CPU percentages need an interval to be measured over: the first sample has none
         self._send(lambda: {k: v for k, v in first.items() if not k.startswith("cpu/")})
@@ -76,5 +82,5 @@ class SystemMonitor:
             values = take()
             if values:
                 self._emit(values)
-        except Exception:  # one bad sample never ends monitoring
-            pass
+        except Exception as exc:  # one bad sample never ends monitoring
+            report_once("a system monitor sample", exc)
