@@ -117,7 +117,7 @@ class WandbBackend(Backend):
             notes=run.description or run.message,
             tags=[label[:64] for label in labels] or None,
             dir=self._dir,
-            mode=self._mode,  # type: ignore[arg-type]
+            mode=self._mode,
             resume="allow",
             reinit="create_new",
             config={"unitrack": {"run_id": run.run_id, "config_hash": run.config_hash, "git": run.git}},
