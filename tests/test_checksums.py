@@ -83,7 +83,7 @@ def test_a_sha256_checkpoint_of_the_previous_version_loads_and_verifies(tmp_path
         assert tracker.load_checkpoint(folder, model, optimizer) == (3, 42)
     for key, value in expected.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key
-    for param, reference in zip(model.parameters(), expected.parameters()):
+    for param, reference in zip(model.parameters(), expected.parameters(), strict=True):
         assert reference.grad is not None
         assert torch.equal(optimizer.state[param]["momentum_buffer"], reference.grad)
 

@@ -64,7 +64,7 @@ def new_hasher(algorithm: str = DEFAULT_ALGORITHM, data: Any = None, *, threads:
     hasher = _blake3().blake3(max_threads=max(1, threads))
     if data is not None:
         hasher.update(data)
-    return hasher  # type: ignore[no-any-return]
+    return hasher
 
 
 def digest_bytes(data: Any, algorithm: str = DEFAULT_ALGORITHM, *, threads: int = 1) -> str:

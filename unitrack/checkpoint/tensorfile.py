@@ -133,7 +133,7 @@ def _raw_bytes(tensor: torch.Tensor) -> memoryview:
     flat = tensor.reshape(-1)
     if flat.numel() == 0:
         return memoryview(b"")
-    return memoryview(flat.view(torch.uint8).numpy()).cast("B")
+    return flat.view(torch.uint8).numpy().data.cast("B")
 
 
 def _header(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> bytes:
@@ -333,7 +333,7 @@ def hash_ranges(
         digests.update((name, one(name, 1)) for name in rest)
         return digests
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="unitrack-hash") as pool:
-        digests.update(zip(rest, pool.map(lambda name: one(name, 1), rest)))
+        digests.update(zip(rest, pool.map(lambda name: one(name, 1), rest), strict=True))
     return digests
 
 
@@ -372,7 +372,7 @@ def _read_streamed(
             found.layout = _parse_header(stream.read(8), stream.read, label, path.name)
             for name, dtype, shape, begin, end in found.layout.entries:
                 buffer = torch.empty(end - begin, dtype=torch.uint8)
-                view = memoryview(buffer.numpy()).cast("B") if end > begin else memoryview(bytearray())
+                view = buffer.numpy().data.cast("B") if end > begin else memoryview(bytearray())
                 for start in range(0, len(view), CHUNK):
                     chunk = view[start : start + CHUNK]
                     got = read_exact(stream, chunk)

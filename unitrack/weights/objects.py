@@ -34,7 +34,7 @@ def object_path(store_root: Path, digest: str, algorithm: str = ALGORITHM) -> Pa
 
 def digest_of(array: np.ndarray, algorithm: str = ALGORITHM) -> str:
     """The digest of an array's bytes, on the calling thread only (snapshots hash beside training)."""
-    return digest_bytes(memoryview(np.ascontiguousarray(array)).cast("B"), algorithm)
+    return digest_bytes(np.ascontiguousarray(array).data.cast("B"), algorithm)
 
 
 def put_object(store_root: Path, array: np.ndarray, digest: str | None = None) -> tuple[str, bool]:
@@ -47,7 +47,7 @@ def put_object(store_root: Path, array: np.ndarray, digest: str | None = None) -
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(temporary, "wb") as handle:
-        handle.write(memoryview(np.ascontiguousarray(array)).cast("B"))
+        handle.write(np.ascontiguousarray(array).data.cast("B"))
     os.replace(temporary, path)
     return digest, True
 
