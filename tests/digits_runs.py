@@ -18,12 +18,12 @@ BASE: dict[str, Any] = {
 }  # fmt: skip
 
 BOOKKEEPING: tuple[dict[str, Any], dict[str, Any]] = (
-    {"out_dir": "runs/base", "log_every": 10, "num_workers": 0, "save_to": "/tmp/ckpt/a.pt", "verbose": 1},
-    {"out_dir": "runs/other", "log_every": 50, "num_workers": 4, "save_to": "/tmp/ckpt/b.pt", "verbose": 2},
+    {"out_dir": "runs/base", "log_every": 10, "num_workers": 0, "report": "/tmp/ckpt/a.pt", "verbose": 1},
+    {"out_dir": "runs/other", "log_every": 50, "num_workers": 4, "report": "/tmp/ckpt/b.pt", "verbose": 2},
 )
 
 CAUSES: dict[str, dict[str, Any]] = {
-    "lr_up": {"lr": 0.5},
+    "lr_up": {"lr": 1.0},
     "lr_down": {"lr": 0.002},
     "batch_size": {"batch_size": 512},
     "width": {"hidden": 3},
@@ -92,7 +92,7 @@ def train(params: dict[str, Any], config: dict[str, Any]) -> str:
                 loss = loss_fn(model(xt[batch]), yt[batch])
                 loss.backward()
                 optimizer.step()
-                total, batches = total + float(loss), batches + 1
+                total, batches = total + loss.item(), batches + 1
             scheduler.step()
             model.eval()
             with torch.no_grad():

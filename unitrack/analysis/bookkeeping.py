@@ -10,11 +10,11 @@ and by the shape of their value (a path, a URL, a timestamp), unless their last 
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
-
-from unitrack.analysis.diffing import is_ignored
 
 _PATH = re.compile(r"^(~|\.{1,2})?/?([\w.+@-]+[/\\])+[\w.+@-]*$")
 _FILE = re.compile(r"^[\w.+@/\\-]+\.(pt|pth|ckpt|bin|safetensors|json|ya?ml|log|txt|csv|npz|h5|onnx)$", re.IGNORECASE)
@@ -39,14 +39,21 @@ def value_shape(value: Any) -> str | None:
     return None
 
 
+@lru_cache(maxsize=64)
+def _matcher(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    """One compiled regex for many shell-style patterns (a store's worth of keys is matched often)."""
+    return re.compile("|".join(f"({fnmatch.translate(p.lower())})" for p in patterns) or "(?!)")
+
+
 def bookkeeping_reason(key: str, values: Sequence[Any], ignore: Sequence[str], keep: Sequence[str]) -> str | None:
     """Why ``key`` (with the values the runs gave it) is bookkeeping, or None when it may matter."""
-    if is_ignored(_last_part(key), keep):
+    last = _last_part(key).lower()
+    if _matcher(tuple(keep)).match(last):
         return None
-    for part in dict.fromkeys((key, _last_part(key))):
-        for pattern in ignore:
-            if is_ignored(part, [pattern]):
-                return f"name matches {pattern!r}"
+    for part in dict.fromkeys((key.lower(), last)):
+        found = _matcher(tuple(ignore)).match(part)
+        if found and found.lastindex:
+            return f"name matches {ignore[found.lastindex - 1]!r}"
     shapes = {value_shape(v) for v in values if v is not None}
     if len(shapes) == 1 and None not in shapes:
         return f"value is {shapes.pop()}"

@@ -204,7 +204,7 @@ def _add_noise(store: RunStore, a: RunView, b: RunView, metrics: list[dict[str, 
             continue
         key = metric["key"]
         peers = peer_spread(group_curves(groups, key)) if groups else None
-        metric["noise"] = metric_noise(curve(a.metric_history.get(key, [])), curve(b.metric_history.get(key, [])), peers)
+        metric["noise"] = metric_noise(curve(a, key), curve(b, key), peers)
     return sum(len(g) for g in groups)
 
 

@@ -22,26 +22,29 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-Point = dict[str, Any]
+if TYPE_CHECKING:
+    from unitrack.readers import RunView
+
 Curve = tuple[np.ndarray, np.ndarray]  # steps, values (finite only)
 
 BAND_WIDTH = 2.0 * math.sqrt(2.0)
 REJOINED_Z = 3.0
 
 
-def curve(points: Sequence[Point]) -> Curve:
-    """A run's finite points of one metric as arrays (the last value of a repeated step wins)."""
-    by_step: dict[int, float] = {}
-    for point in points:
-        value = point.get("value")
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            by_step[int(point["step"])] = float(value)
-    steps = np.array(sorted(by_step), dtype=np.int64)
-    return steps, np.array([by_step[int(s)] for s in steps], dtype=np.float64)
+def curve(view: RunView, key: str) -> Curve:
+    """A run's finite points of metric ``key`` as (steps, values); a run whose steps go back (a loop
+    that restarts ``step`` every epoch) is indexed by the order its points were logged instead."""
+    if key not in view.metric_keys:
+        return np.zeros(0, np.int64), np.zeros(0, np.float64)
+    steps, values = view.history(key)
+    if len(steps) > 1 and not bool(np.all(np.diff(steps) > 0)):
+        steps = np.arange(len(values), dtype=np.int64)
+    finite = np.isfinite(values)
+    return steps[finite], values[finite]
 
 
 def tail_points(n: int) -> int:

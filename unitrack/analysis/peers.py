@@ -1,8 +1,8 @@
 """Other runs of the same experiment that differ from a run only in the seed (and bookkeeping).
 
 Their spread is the most direct measure of seed-to-seed noise there is, so ``explain`` looks for
-them in the store's index (params, experiment, commit: no run folder opened) and reads the
-curves of at most ``analysis.peer_runs`` of them.
+them through ``unitrack.runs`` (the store's index: params, experiment, commit; no run folder
+opened) and reads the curves of at most ``analysis.peer_runs`` of them.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ from typing import TYPE_CHECKING, Any
 from unitrack.analysis.bookkeeping import bookkeeping_reason
 from unitrack.analysis.noise import Curve, curve
 from unitrack.config import AnalysisConfig
-from unitrack.readers import RunView, read_run
+from unitrack.readers import RunView
 
 if TYPE_CHECKING:
-    from unitrack.store.index import IndexRow
     from unitrack.store.runs import RunStore
 
 SEED_NAMES = ("seed", "random_seed", "manual_seed", "rng_seed", "random_state")
@@ -50,37 +49,36 @@ def alike(a: dict[str, Any], b: dict[str, Any], settings: AnalysisConfig) -> boo
     return left.keys() == right.keys() and all(_same(left[k], right[k], settings) for k in left)
 
 
-def _siblings(view: RunView, rows: list[IndexRow], settings: AnalysisConfig) -> list[str]:
-    record = view.record
-    commit = ((record.get("info") or {}).get("git") or {}).get("commit")
-    params = dict(record.get("params") or {})
+def _siblings(view: RunView, listed: list[RunView], settings: AnalysisConfig) -> list[RunView]:
+    from unitrack.reading import run_summary  # a listed run's commit without opening its folder
+
+    commit = view.git.get("commit")
     return [
-        row.run_id
-        for row in rows
-        if row.attributes.get("experiment") == record.get("experiment")
-        and row.attributes.get("status") == "completed"
-        and row.attributes.get("git_commit") == commit
-        and alike(row.params, params, settings)
+        other
+        for other in listed
+        if alike(other.params, view.params, settings) and run_summary(other)["git_commit"] == commit
     ]
 
 
 def peer_groups(store: RunStore, a: RunView, b: RunView, settings: AnalysisConfig) -> list[list[RunView]]:
     """Groups of runs alike but for the seed: A's with A, B's with B (one group when A and B are
-    alike), each holding at least one run other than A and B, at most ``peer_runs`` read in all."""
+    alike), each holding at least one run other than A and B, at most ``peer_runs`` read in all.
+    The candidates come from the store's index (newest first); only the chosen runs' curves are read."""
     if settings.peer_runs <= 0 or a.source != "local" or b.source != "local":
         return []
-    rows = store.rows()
+    from unitrack.reading import runs
+
     pair = {a.run_id, b.run_id}
     budget = settings.peer_runs
     groups: list[list[RunView]] = []
-    members = [[a, b]] if alike(dict(a.record.get("params") or {}), dict(b.record.get("params") or {}), settings) else [[a], [b]]
-    for group in members:
-        others = [run_id for run_id in reversed(_siblings(group[0], rows, settings)) if run_id not in pair][:budget]
+    for group in [[a, b]] if alike(a.params, b.params, settings) else [[a], [b]]:
+        listed = [v for v in runs(store=store, experiment=group[0].experiment, status="completed") if v.run_id not in pair]
+        others = _siblings(group[0], listed, settings)[:budget]
         budget -= len(others)
         if others:
-            groups.append(group + [read_run(run_id, store) for run_id in others])
+            groups.append(group + others)
     return groups
 
 
 def group_curves(groups: list[list[RunView]], key: str) -> list[list[Curve]]:
-    return [[curve(view.metric_history.get(key, [])) for view in group] for group in groups]
+    return [[curve(view, key) for view in group] for group in groups]
