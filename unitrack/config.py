@@ -50,6 +50,11 @@ class TrackingConfig(_Section):
         None, description="MLflow tracking URI; default: MLFLOW_TRACKING_URI, then MLflow's own default."
     )
     mlflow_experiment: str | None = Field(None, description="MLflow experiment; default: the experiment name.")
+    mlflow_artifact_location: str | None = Field(
+        None,
+        description="Artifact location (a path or URI) of MLflow experiments unitrack creates; default: the "
+        "server's, or <store_dir>/mlflow-artifacts for a database URI without a server (never ./mlruns).",
+    )
     wandb_project: str | None = Field(None, description="W&B project; default: the experiment name.")
     wandb_entity: str | None = Field(None, description="W&B entity (team or user).")
     wandb_mode: Literal["online", "offline", "disabled"] | None = Field(
