@@ -89,3 +89,39 @@ def test_the_documented_loop_lands_every_point_in_every_backend(tmp_path: Path, 
     shown_mlflow = CliRunner().invoke(app, ["show", refs["mlflow"]])
     assert shown_mlflow.exit_code == 0 and "checkpoints" in shown_mlflow.stdout, shown_mlflow.output
     assert "None" not in shown_mlflow.stdout
+
+
+def test_why_a_run_failed_reaches_every_backend(tmp_path: Path, mlflow_server: MlflowServer) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = quiet_config(
+        tracking={
+            "use_mlflow": True, "mlflow_tracking_uri": mlflow_server.uri,
+            "use_tensorboard": True, "tensorboard_log_dir": str(tmp_path / "tb"),
+            "use_wandb": True, "wandb_dir": str(tmp_path / "wb"),
+        },
+    )  # fmt: skip
+    tracker = ut.ExperimentTracker("failing", config)
+    with pytest.raises(ValueError), tracker:
+        tracker.log_metrics({"loss": 1.0}, step=0)
+        raise ValueError("labels out of range")
+
+    run = mlflow_run(mlflow_server.uri, tracker.run_id, "failing")
+    assert run.info.status == "FAILED"
+    assert run.data.tags["unitrack.error"] == "ValueError: labels out of range"
+    assert 'raise ValueError("labels out of range")' in run.data.tags["unitrack.error.traceback"]
+
+    (wb,) = (tmp_path / "wb" / "wandb").glob(f"offline-run-*-{tracker.run_id}")
+    summary = wandb_summary(wb)["summary"]
+    assert summary["unitrack/error"] == "ValueError: labels out of range"
+    assert "Traceback" in summary["unitrack/error_traceback"]
+
+    folder = tmp_path / "tb" / f"failing_{tracker.run_id}"
+    accumulator = EventAccumulator(str(folder), size_guidance={"tensors": 0}).Reload()
+    (text,) = accumulator.Tensors("unitrack/error")
+    assert "ValueError: labels out of range" in text.tensor_proto.string_val[0].decode()
+
+    host = mlflow_server.uri.removeprefix("http://")
+    for ref in (f"mlflow://{host}/{run.info.run_id}", f"wandb:{wb}"):  # and the readers give it back
+        error = json.loads(CliRunner().invoke(app, ["show", ref, "--json"]).stdout)["error"]
+        assert (error["type"], error["message"]) == ("ValueError", "labels out of range"), ref
