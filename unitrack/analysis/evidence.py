@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from unitrack.analysis.diffing import ratio, settings_diff, sources_diff, text_diff
-from unitrack.analysis.metrics import compare_metrics, overfitting_gap
+from unitrack.analysis.metrics import Curve, compare_metrics, overfitting_gap
 from unitrack.config import AnalysisConfig
 from unitrack.readers import RunView, read_run
 
@@ -193,6 +193,10 @@ def _weights_section(store: RunStore, ref_a: str, ref_b: str) -> dict[str, Any] 
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
+def _curves(view: RunView) -> dict[str, Curve]:
+    return {key: (steps, values, view.int_valued(key)) for key, (steps, values) in view.curves().items()}
+
+
 def _seed_keys(params: dict[str, Any]) -> list[str]:
     return [k for k in params if k.lower().split("/")[-1].split(".")[-1] in ("seed", "random_seed", "manual_seed")]
 
@@ -204,12 +208,13 @@ def gather_evidence(
     settings = settings or AnalysisConfig()
     view_a, view_b = read_run(ref_a, store), read_run(ref_b, store)
     params_a, params_b = dict(view_a.record.get("params") or {}), dict(view_b.record.get("params") or {})
+    curves_a, curves_b = _curves(view_a), _curves(view_b)
     evidence: dict[str, Any] = {
         "runs": {"a": _identity(view_a), "b": _identity(view_b)},
         "config": settings_diff(params_a, params_b, settings.rel_tolerance, settings.abs_tolerance, settings.ignore_keys),
         "seed_keys": _seed_keys({**params_a, **params_b}),
-        "metrics": compare_metrics(view_a.metric_history, view_b.metric_history),
-        "overfitting": {"a": overfitting_gap(view_a.metric_history), "b": overfitting_gap(view_b.metric_history)},
+        "metrics": compare_metrics(curves_a, curves_b),
+        "overfitting": {"a": overfitting_gap(curves_a), "b": overfitting_gap(curves_b)},
         "model": _model_section(view_a, view_b, settings),
         "environment": _environment_section(view_a, view_b),
         "git": _git_section(view_a, view_b),

@@ -34,6 +34,10 @@ class Series(Protocol):
         """``{key: [{step, time, value}]}``: the JSON shape ``export`` prints."""
         ...
 
+    def int_valued(self, key: str) -> bool:
+        """True when every value of ``key`` was logged as an int."""
+        ...
+
 
 class PointSeries:
     """A :class:`Series` over points already in memory (what a backend's reader returns)."""
@@ -56,6 +60,9 @@ class PointSeries:
     def points(self) -> dict[str, list[Point]]:
         return self._history
 
+    def int_valued(self, key: str) -> bool:
+        return all(type(p["value"]) is int for p in self._history.get(key, []))
+
 
 class RunView:
     """One run, read-only, wherever it was recorded (the local store, MLflow, a W&B run directory,
@@ -73,6 +80,7 @@ class RunView:
     Curves, as numpy arrays (a local run's are memory-mapped from its columnar history)::
 
         steps, values = run.history("val/loss")   # int64, float64; every point in logged order
+        run.curves()                              # {key: (steps, values)} of every metric
         run.history("val/loss", with_time=True)   # (steps, values, times)
         run.to_pandas()                           # long frame: key, step, time, value (pandas needed)
 
@@ -248,6 +256,15 @@ class RunView:
             keys = ", ".join(self.metric_keys[:20]) or "none"
             raise KeyError(f"run {self.run_id} has no metric {key!r} (its metrics: {keys})") from None
         return (steps, values, times) if with_time else (steps, values)
+
+    def curves(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """``{key: (steps, values)}`` of every metric, in the order the keys were first logged."""
+        series = self._load_series()
+        return {key: series.arrays(key)[:2] for key in series.keys()}
+
+    def int_valued(self, key: str) -> bool:
+        """True when every value of ``key`` was logged as an int (``export`` prints them as ints)."""
+        return self._load_series().int_valued(key)
 
     @property
     def metric_history(self) -> dict[str, list[Point]]:

@@ -124,6 +124,29 @@ def read_journal(path: Path, offset: int = 0, max_records: int | None = None) ->
     return chunk
 
 
+def iter_lines(path: Path, offset: int = 0) -> Iterator[tuple[bytes, int]]:
+    """Every complete, non-empty line from byte ``offset`` with the offset just after it; a torn
+    last line (no newline yet) is left out."""
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        return
+    with handle:
+        handle.seek(offset)
+        leftover = b""
+        position = offset
+        while True:
+            data = handle.read(_READ_CHUNK)
+            if not data:
+                return
+            lines = (leftover + data).split(b"\n")
+            leftover = lines.pop()
+            for line in lines:
+                position += len(line) + 1
+                if line.strip():
+                    yield line, position
+
+
 def iter_journal(path: Path) -> Iterator[dict[str, Any]]:
     """Every readable record of a journal, in order."""
     offset = 0
