@@ -125,7 +125,7 @@ def _winner(direction: str | None, a: Any, b: Any) -> str | None:
 
 def compare_metrics(curves_a: Mapping[str, Curve], curves_b: Mapping[str, Curve]) -> list[dict[str, Any]]:
     """One entry per metric of either run; results (accuracy, loss...) first, biggest relative change first."""
-    entries = []
+    entries: list[dict[str, Any]] = []
     for key in sorted(set(curves_a) | set(curves_b)):
         points_a, points_b = curves_a.get(key, _EMPTY), curves_b.get(key, _EMPTY)
         direction = goal(key)

@@ -39,7 +39,7 @@ class ColumnarSeries:
 
     # --- Series -----------------------------------------------------------------------------------
 
-    def keys(self) -> list[str]:
+    def names(self) -> list[str]:
         return list(self._keys)
 
     def arrays(self, key: str) -> Arrays:
@@ -88,7 +88,7 @@ class ColumnarSeries:
             if self.int_valued(key):
                 numbers = [int(v) for v in numbers]
             history[key] = [
-                {"step": s, "time": t, "value": v} for s, t, v in zip(steps.tolist(), times.tolist(), numbers)
+                {"step": s, "time": t, "value": v} for s, t, v in zip(steps.tolist(), times.tolist(), numbers, strict=True)
             ]
         return history
 

@@ -24,7 +24,7 @@ Point = dict[str, Any]
 class Series(Protocol):
     """Where a run's metric points come from (every point of a key, logged order, superseded points removed)."""
 
-    def keys(self) -> list[str]: ...
+    def names(self) -> list[str]: ...
 
     def arrays(self, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(steps int64, values float64, times float64)`` of ``key``; KeyError when the run has no such key."""
@@ -45,7 +45,7 @@ class PointSeries:
     def __init__(self, history: dict[str, list[Point]]) -> None:
         self._history = history
 
-    def keys(self) -> list[str]:
+    def names(self) -> list[str]:
         return list(self._history)
 
     def arrays(self, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -164,7 +164,7 @@ class RunView:
         """Sorted metric names (from the summary until the curves are read, then from the curves too)."""
         keys = set(self._record.get("metric_summary") or {})
         if self._series is not None:
-            keys |= set(self._series.keys())
+            keys |= set(self._series.names())
         return sorted(keys)
 
     @property
@@ -260,7 +260,7 @@ class RunView:
     def curves(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """``{key: (steps, values)}`` of every metric, in the order the keys were first logged."""
         series = self._load_series()
-        return {key: series.arrays(key)[:2] for key in series.keys()}
+        return {key: series.arrays(key)[:2] for key in series.names()}
 
     def int_valued(self, key: str) -> bool:
         """True when every value of ``key`` was logged as an int (``export`` prints them as ints)."""
@@ -281,7 +281,7 @@ class RunView:
         import numpy as np
 
         frames = []
-        for key in self._load_series().keys():
+        for key in self._load_series().names():
             steps, values, times = self._load_series().arrays(key)
             frames.append(pd.DataFrame({"key": key, "step": steps, "time": times, "value": values}))
         if not frames:

@@ -145,7 +145,8 @@ def parse_journal(journal: Path, offset: int) -> tuple[Pending, int]:
 
     pending = Pending()
     end = offset
-    for line, end in iter_lines(journal, offset):
+    for line, position in iter_lines(journal, offset):
+        end = position
         try:
             record = json.loads(line)
         except ValueError:
@@ -196,9 +197,9 @@ def commit(run_dir: Path, journal: Path, index: dict[str, Any], pending: Pending
         entry["last"] = [column.steps[-1], _bits(column.values[-1])]
     system_bytes = int(index.get("system_bytes", 0))
     if pending.system:
-        data = b"".join(pending.system)
-        _append(folder / "system.jsonl", system_bytes, data)
-        system_bytes += len(data)
+        lines = b"".join(pending.system)
+        _append(folder / "system.jsonl", system_bytes, lines)
+        system_bytes += len(lines)
     new = {
         "format": FORMAT,
         "offset": end_offset,

@@ -130,7 +130,7 @@ class RunIndex:
             "INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
                 (run_id, key, json.dumps(s.get("last")), s.get("step"), json.dumps(s.get("min")),
-                 json.dumps(s.get("max")), s.get("count"))  # fmt: skip
+                 json.dumps(s.get("max")), s.get("count"))
                 for key, s in row.metrics.items()
             ],
         )
@@ -182,7 +182,7 @@ class RunIndex:
         conn = self._connect()
         try:
             runs = {
-                r[0]: IndexRow(dict(zip(_RUN_COLUMNS, r)))
+                r[0]: IndexRow(dict(zip(_RUN_COLUMNS, r, strict=True)))
                 for r in conn.execute(f"SELECT {','.join(_RUN_COLUMNS)} FROM runs ORDER BY run_id")
             }
             params, tags, metrics = (json.loads(conn.execute(query).fetchone()[0] or "[]") for query in _TRIPLES)

@@ -100,7 +100,7 @@ def read_journal(path: Path, offset: int = 0, max_records: int | None = None) ->
     """Read complete lines from ``offset``; a torn last line is left for a later read."""
     chunk = JournalChunk(end_offset=offset)
     try:
-        handle = open(path, "rb")
+        handle = open(path, "rb")  # noqa: SIM115 - opened apart so that only a missing file is caught; closed by the with below
     except FileNotFoundError:
         return chunk
     with handle:
@@ -128,23 +128,19 @@ def iter_lines(path: Path, offset: int = 0) -> Iterator[tuple[bytes, int]]:
     """Every complete, non-empty line from byte ``offset`` with the offset just after it; a torn
     last line (no newline yet) is left out."""
     try:
-        handle = open(path, "rb")
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            leftover = b""
+            position = offset
+            while data := handle.read(_READ_CHUNK):
+                lines = (leftover + data).split(b"\n")
+                leftover = lines.pop()
+                for line in lines:
+                    position += len(line) + 1
+                    if line.strip():
+                        yield line, position
     except FileNotFoundError:
         return
-    with handle:
-        handle.seek(offset)
-        leftover = b""
-        position = offset
-        while True:
-            data = handle.read(_READ_CHUNK)
-            if not data:
-                return
-            lines = (leftover + data).split(b"\n")
-            leftover = lines.pop()
-            for line in lines:
-                position += len(line) + 1
-                if line.strip():
-                    yield line, position
 
 
 def iter_journal(path: Path) -> Iterator[dict[str, Any]]:
@@ -161,7 +157,7 @@ def iter_journal(path: Path) -> Iterator[dict[str, Any]]:
 def last_record(path: Path) -> dict[str, Any] | None:
     """The last complete, readable record of a journal, read from its end."""
     try:
-        handle = open(path, "rb")
+        handle = open(path, "rb")  # noqa: SIM115 - opened apart so that only a missing file is caught; closed by the with below
     except FileNotFoundError:
         return None
     with handle:
