@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 Point = dict[str, Any]
-Curve = tuple[np.ndarray, np.ndarray, bool]  # steps (int64), values (float64), every value an int
-_EMPTY: Curve = (np.zeros(0, np.int64), np.zeros(0, np.float64), False)
+LoggedCurve = tuple[np.ndarray, np.ndarray, bool]  # steps (int64), values (float64), every value an int
+_EMPTY: LoggedCurve = (np.zeros(0, np.int64), np.zeros(0, np.float64), False)
 
 _HIGHER_IS_BETTER = ("acc", "f1", "auc", "precision", "recall", "score", "iou", "map", "bleu", "rouge", "r2", "dice")
 _LOWER_IS_BETTER = ("loss", "err", "perplexity", "ppl", "mse", "mae", "rmse", "wer", "cer", "nll")
@@ -38,7 +38,7 @@ def _number(value: Any, ints: bool) -> Any:
     return int(value) if ints and math.isfinite(value) else float(value)
 
 
-def _side(curve: Curve, direction: str | None) -> dict[str, Any]:
+def _side(curve: LoggedCurve, direction: str | None) -> dict[str, Any]:
     steps, values, ints = curve
     finite = np.isfinite(values)
     count = int(finite.sum())
@@ -94,7 +94,7 @@ def _climb_start(steps: np.ndarray, values: np.ndarray) -> int | None:
     return int(steps[last_good + 1])
 
 
-def _at_common_step(a: Curve, b: Curve) -> dict[str, Any] | None:
+def _at_common_step(a: LoggedCurve, b: LoggedCurve) -> dict[str, Any] | None:
     common = np.flatnonzero(np.isin(a[0], b[0]))
     if not len(common):
         return None
@@ -123,7 +123,7 @@ def _winner(direction: str | None, a: Any, b: Any) -> str | None:
     return ("b" if b > a else "a") if direction == "max" else ("b" if b < a else "a")
 
 
-def compare_metrics(curves_a: Mapping[str, Curve], curves_b: Mapping[str, Curve]) -> list[dict[str, Any]]:
+def compare_metrics(curves_a: Mapping[str, LoggedCurve], curves_b: Mapping[str, LoggedCurve]) -> list[dict[str, Any]]:
     """One entry per metric of either run; results (accuracy, loss...) first, biggest relative change first."""
     entries: list[dict[str, Any]] = []
     for key in sorted(set(curves_a) | set(curves_b)):
@@ -148,7 +148,7 @@ def compare_metrics(curves_a: Mapping[str, Curve], curves_b: Mapping[str, Curve]
     return entries
 
 
-def overfitting_gap(curves: Mapping[str, Curve]) -> dict[str, Any] | None:
+def overfitting_gap(curves: Mapping[str, LoggedCurve]) -> dict[str, Any] | None:
     """The last validation loss minus the last training loss, when the run logged both."""
     train = next((k for k in curves if "loss" in k.lower() and "train" in k.lower()), None)
     valid = next((k for k in curves if "loss" in k.lower() and ("val" in k.lower() or "test" in k.lower())), None)

@@ -203,10 +203,19 @@ def print_explanation(explanation: Any) -> None:
     out.print(f"[bold]{escape(explanation.headline)}[/bold]  [dim]explained by {source}[/dim]")
     if not explanation.causes:
         out.print("no likely cause found in the recorded evidence")
+    noise = explanation.noise
+    if noise:
+        verdict = "within" if noise["within"] else "beyond"
+        out.print(f"noise: {noise['metric']} band ±{noise['band']:.4g}, the difference is {verdict} it", markup=False)
     for rank, cause in enumerate(explanation.causes, start=1):
         out.print(f"{rank}. [bold]{escape(cause.title)}[/bold] [dim](confidence {cause.score:.2f})[/dim]")
         for fact in cause.evidence:
             out.print(f"     - {fact}", markup=False)
+    if explanation.bookkeeping:
+        listed = ", ".join(f"{e['key']} ({e['reason']})" for e in explanation.bookkeeping)
+        out.print(f"not causes (bookkeeping): {listed}", markup=False)
+    for dropped in explanation.dropped:
+        out.print(f"dropped: {dropped['title']} ({dropped['reason']})", markup=False)
     if explanation.next_steps:
         out.print("[bold]what to try next[/bold]")
         for step in explanation.next_steps:
