@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from unitrack.failure import failure_line
 from unitrack.readers.view import RunView
 from unitrack.store.layout import DEFAULT_STORE_DIR, STORE_ENV
 
@@ -95,6 +96,7 @@ def run_summary(view: RunView) -> dict[str, Any]:
         "experiment": view.experiment,
         "status": view.status,
         "message": view.message,
+        "error": failure_line(view.record.get("error")),
         "start_time": start,
         "end_time": end,
         "duration": (end - start) if start and end else None,
@@ -115,6 +117,7 @@ def run_summary_from_row(row: IndexRow) -> dict[str, Any]:
         "experiment": attributes.get("experiment"),
         "status": attributes.get("status"),
         "message": attributes.get("message"),
+        "error": attributes.get("error"),
         "start_time": start,
         "end_time": end,
         "duration": (end - start) if start and end else None,

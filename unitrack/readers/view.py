@@ -70,7 +70,7 @@ class RunView:
 
     Identity and results, read from the store's index for a listed run::
 
-        run.run_id, run.name, run.experiment, run.status, run.message
+        run.run_id, run.name, run.experiment, run.status, run.message, run.error (a failed run's why)
         run.params          {flattened key: value}          e.g. {"optimizer/lr": 0.001}
         run.tags            {key: value}
         run.metric_keys     sorted metric names
@@ -145,6 +145,12 @@ class RunView:
     @property
     def message(self) -> str | None:
         return self._record.get("message")
+
+    @property
+    def error(self) -> dict[str, Any] | None:
+        """Why a failed run failed: ``{type, message, traceback, where}`` (redacted), else None."""
+        error = self.record.get("error")
+        return error if isinstance(error, dict) else None
 
     @property
     def params(self) -> dict[str, Any]:
