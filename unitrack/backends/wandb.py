@@ -27,7 +27,7 @@ from unitrack.events import Event, MetricEvent, ParamsEvent, RecordEvent, System
 if TYPE_CHECKING:
     from unitrack.config import Config
 
-EXIT_CODES = {"completed": 0, "failed": 1, "crashed": 1, "interrupted": 255}
+EXIT_CODES = {"completed": 0, "failed": 1, "crashed": 1, "interrupted": 255, "pruned": 255}
 _MINIMISED = re.compile(r"loss|err|perplexity|ppl|mse|mae|rmse|wer|cer", re.IGNORECASE)
 
 
