@@ -20,12 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from unitrack.errors import ConfigError
 from unitrack.redact import redact_mapping
+from unitrack.store.layout import DEFAULT_STORE_DIR, STORE_ENV  # noqa: F401  (re-exported: config.STORE_ENV)
 
 BackendName = Literal["local", "mlflow", "wandb", "tensorboard"]
 REMOTE_BACKENDS: tuple[str, ...] = ("mlflow", "wandb", "tensorboard")
 ENV_PREFIX = "UNITRACK__"
-STORE_ENV = "UNITRACK_DIR"
-DEFAULT_STORE_DIR = ".unitrack"
 
 # Seed 003's "Basic Configuration" puts these at the top level; they belong to `checkpointing`.
 _TOP_LEVEL_CHECKPOINT_KEYS = ("checkpoint_dir", "max_checkpoints", "save_frequency", "compression")

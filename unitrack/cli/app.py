@@ -41,7 +41,7 @@ def ls_command(
         from unitrack.cli.runs import find_runs, print_runs
 
         runs_store = open_store(store, must_exist=False)
-        runs = find_runs(runs_store, tag, git, status, filter_text, experiment)[:limit]
+        runs = find_runs(runs_store, tag, git, status, filter_text, experiment, limit)
         if group_by is not None:
             from unitrack.cli.groups import group_runs, print_groups
 
