@@ -152,7 +152,7 @@ def _print_mapping_table(out: Any, title: str, rows: dict[str, str]) -> None:
 
 def export_run(store: RunStore, ref: str, as_csv: bool, out_file: Path | None) -> None:
     data = run_details(store, ref, with_history=True)
-    handle = open(out_file, "w", encoding="utf-8", newline="") if out_file else sys.stdout
+    handle = open(out_file, "w", encoding="utf-8", newline="") if out_file else sys.stdout  # noqa: SIM115 - stdout is not ours to close
     try:
         if as_csv:
             writer = csv.writer(handle)

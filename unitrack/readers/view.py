@@ -264,7 +264,7 @@ class RunView:
         import numpy as np
 
         frames = []
-        for key in self._load_series().keys():
+        for key in self._load_series().keys():  # noqa: SIM118 - a Series has keys(), not iteration
             steps, values, times = self._load_series().arrays(key)
             frames.append(pd.DataFrame({"key": key, "step": steps, "time": times, "value": values}))
         if not frames:

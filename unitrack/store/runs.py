@@ -223,6 +223,7 @@ class RunStore:
         """Write down that a run crashed, so that the answer no longer depends on pids."""
         if run.get("host") != socket.gethostname():
             return  # another host's run may only be slow to beat; keep deriving it
+        end: float | None
         try:
             end = paths.heartbeat.stat().st_mtime
         except FileNotFoundError:
