@@ -14,7 +14,7 @@ optuna = pytest.importorskip("optuna")
 
 from backends.mlflow_server import MlflowServer  # noqa: E402
 from tests.backend_services import mlflow_run, tensorboard_scalars  # noqa: E402
-from tests.conftest import quiet_config, run_script  # noqa: E402
+from tests.conftest import quiet_config  # noqa: E402
 from unitrack.integrations.optuna import UnitrackOptunaCallback  # noqa: E402
 from unitrack.integrations.studies import read_study  # noqa: E402
 from unitrack.store.runs import RunStore  # noqa: E402
@@ -156,7 +156,7 @@ def test_two_processes_sharing_one_sqlite_storage_give_one_run_per_trial(tmp_pat
     code = WORKER.format(root=root, storage=storage)
     workers = [start_script(code, tmp_path, str(i)) for i in range(2)]
     for worker in workers:
-        out, err = worker.communicate(timeout=300)
+        _, err = worker.communicate(timeout=300)
         assert worker.returncode == 0, err[-3000:]
     runs = runs_by_trial(store_dir)
     assert sorted(runs) == list(range(8))  # none lost, none duplicated

@@ -31,7 +31,7 @@ def group_runs(runs: list[dict[str, Any]], by: str, store: RunStore | None = Non
     groups: dict[str, list[dict[str, Any]]] = {}
     for run in runs:  # already newest first
         groups.setdefault(str(key_of(run) or "(none)"), []).append(run)
-    result = [{"key": key, "runs": members} for key, members in groups.items()]
+    result: list[dict[str, Any]] = [{"key": key, "runs": members} for key, members in groups.items()]
     if by == "study" and store is not None:
         from unitrack.integrations.studies import read_study
 

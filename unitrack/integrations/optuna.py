@@ -48,7 +48,7 @@ class TrialTracker:
     Every other member is the tracker's own (a misspelt name raises AttributeError as usual).
     """
 
-    def __init__(self, tracker: ExperimentTracker, trial: optuna.trial.BaseTrial, monitor: str | None) -> None:
+    def __init__(self, tracker: ExperimentTracker, trial: optuna.Trial, monitor: str | None) -> None:
         self.tracker = tracker
         self.trial = trial
         self._monitor = monitor
@@ -106,7 +106,7 @@ class UnitrackOptunaCallback:
 
     # --- starting a trial's run ---------------------------------------------------------------
 
-    def start(self, trial: optuna.trial.BaseTrial) -> TrialTracker:
+    def start(self, trial: optuna.Trial) -> TrialTracker:
         """Start the trial's run (without a ``with`` block): the callback closes it when the trial ends."""
         study = trial.study
         self._close_told(study)
@@ -128,7 +128,7 @@ class UnitrackOptunaCallback:
         return run
 
     @contextmanager
-    def track(self, trial: optuna.trial.BaseTrial) -> Iterator[TrialTracker]:
+    def track(self, trial: optuna.Trial) -> Iterator[TrialTracker]:
         """The trial's run for a ``with`` block: pruned or failed when the block raises.
 
         A block that ends normally leaves the run open for the trial's result (its value and
@@ -196,14 +196,14 @@ class UnitrackOptunaCallback:
             return record
 
 
-def _trial_id(trial: optuna.trial.BaseTrial) -> int:
+def _trial_id(trial: optuna.Trial | optuna.trial.FrozenTrial) -> int:
     """The trial's id in its storage: unique across threads and processes sharing the storage."""
-    return int(trial._trial_id)  # type: ignore[attr-defined]  # Trial and FrozenTrial both have it
+    return int(trial._trial_id)
 
 
-def _stored_trial(trial: optuna.trial.BaseTrial) -> optuna.trial.FrozenTrial | None:
+def _stored_trial(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
     try:
-        return trial.study._storage.get_trial(_trial_id(trial))  # type: ignore[attr-defined]
+        return trial.study._storage.get_trial(_trial_id(trial))
     except Exception:  # a storage that went away: close the run as its own state says
         return None
 
