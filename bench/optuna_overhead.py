@@ -37,6 +37,7 @@ def contenders(store: Path, stack: ExitStack) -> Iterator[tuple[str, Log]]:
     study = optuna.create_study(pruner=optuna.pruners.MedianPruner(n_warmup_steps=10**9))  # never prunes
     for monitor, label in ((None, "trial tracker, nothing monitored"), ("loss", "trial tracker, monitored key reported")):
         callback = UnitrackOptunaCallback("bench-optuna", config, monitor=monitor)
+        stack.callback(callback.close)  # the runs end before the store is removed
         trial = study.ask()
         run = stack.enter_context(callback.track(trial))
         yield label, lambda v, s, run=run: run.log_metrics(v, step=s)
