@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from unitrack.events import decode_number
+from unitrack.failure import failure_line
 from unitrack.readers.view import RunView
 from unitrack.store.layout import DEFAULT_STORE_DIR, STORE_ENV
 
@@ -96,6 +97,7 @@ def run_summary(view: RunView) -> dict[str, Any]:
         "experiment": view.experiment,
         "status": view.status,
         "message": view.message,
+        "error": failure_line(view.record.get("error")),
         "start_time": start,
         "end_time": end,
         "duration": (end - start) if start and end else None,
@@ -116,6 +118,7 @@ def run_summary_from_row(row: IndexRow) -> dict[str, Any]:
         "experiment": attributes.get("experiment"),
         "status": attributes.get("status"),
         "message": attributes.get("message"),
+        "error": attributes.get("error"),
         "start_time": start,
         "end_time": end,
         "duration": (end - start) if start and end else None,

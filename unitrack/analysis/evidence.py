@@ -75,10 +75,18 @@ def _identity(view: RunView) -> dict[str, Any]:
         "experiment": record.get("experiment"),
         "status": record.get("status"),
         "message": record.get("message"),
+        "error": _failure(record.get("error")),
         "source": view.source,
         "start_time": record.get("start_time"),
         "git_commit": git.get("commit"),
     }
+
+
+def _failure(error: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The exception that ended a failed run, without its traceback (``where`` says the line)."""
+    if not error:
+        return None
+    return {"type": error.get("type"), "message": error.get("message"), "where": error.get("where")}
 
 
 def _pair(a: Any, b: Any) -> dict[str, Any]:

@@ -12,7 +12,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from unitrack.backends.base import Backend, RunInfo
-from unitrack.events import Event, MetricEvent, ParamsEvent, SystemEvent, TagsEvent, decode_number, encode_number
+from unitrack.events import (
+    Event,
+    MetricEvent,
+    ParamsEvent,
+    RecordEvent,
+    SystemEvent,
+    TagsEvent,
+    decode_number,
+    encode_number,
+)
 from unitrack.store.fsio import atomic_write_json, read_json
 from unitrack.store.history import metric_history
 from unitrack.store.journal import JournalWriter
@@ -151,6 +160,8 @@ class LocalBackend(Backend):
                 self.run_file.merge("tags", event.values)
             elif event.kind == "rewind":
                 rewound = True
+            elif isinstance(event, RecordEvent) and event.kind_name == "error":
+                self.run_file.update(error=event.data)  # why the run failed, for show, ls and explain
         if rewound:  # a resumed run: the superseded points leave the summary
             self._unfolded = []
             self._metrics = {}

@@ -21,12 +21,14 @@ from typing import TYPE_CHECKING, Any
 from unitrack.backends.base import Backend, Capabilities, PermanentBackendError, RunInfo
 from unitrack.backends.shaping import KeyNames, chunks, fit_values, points, wants_checkpoint
 from unitrack.events import Event, ParamsEvent, RecordEvent, TagsEvent
+from unitrack.failure import failure_line
 
 if TYPE_CHECKING:
     from unitrack.config import Config
 
 RUN_ID_TAG = "unitrack.run_id"
 REWINDS_TAG = "unitrack.rewinds"
+ERROR_TAG = "unitrack.error"  # why a failed run failed, in one line; the traceback in ERROR_TAG + ".traceback"
 PARAMS_ARTIFACT = "params.json"
 # MLflow has no "pruned": an early-stopped trial is KILLED there, and the STATUS_TAG says which it was
 STATUSES = {"completed": "FINISHED", "failed": "FAILED", "interrupted": "KILLED", "pruned": "KILLED", "crashed": "FAILED"}
@@ -163,6 +165,10 @@ class MlflowBackend(Backend):
             # back, so that readers (ours) drop the superseded points; the MLflow UI shows both.
             self._rewinds.append({"step": int(event.data.get("step", 0)), "time": event.time})
             tags[REWINDS_TAG] = json.dumps(self._rewinds)
+        elif event.kind_name == "error":
+            limit = self.capabilities.max_tag_value_length or 5000
+            tags[ERROR_TAG] = failure_line(event.data, width=limit)
+            tags[f"{ERROR_TAG}.traceback"] = str(event.data.get("traceback") or "")[-(limit // 2) :]  # its end
         elif event.kind_name == "checkpoint":
             self._last_checkpoint = event.data
             if wants_checkpoint(self._checkpoint_policy, event):

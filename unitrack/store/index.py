@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: runs.error (the one-line reason a run failed)
 _BUSY_TIMEOUT_S = 60.0
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
     name TEXT, experiment TEXT, status TEXT, message TEXT,
     start_time REAL, end_time REAL, git_commit TEXT, config_hash TEXT,
-    host TEXT, pid INTEGER, pid_start_time REAL
+    host TEXT, pid INTEGER, pid_start_time REAL, error TEXT
 );
 CREATE TABLE IF NOT EXISTS params (run_id TEXT, key TEXT, value TEXT, PRIMARY KEY (run_id, key));
 CREATE TABLE IF NOT EXISTS tags (run_id TEXT, key TEXT, value TEXT, PRIMARY KEY (run_id, key));
@@ -35,7 +35,7 @@ CREATE INDEX IF NOT EXISTS runs_by_start ON runs (start_time);
 """
 _RUN_COLUMNS = (
     "run_id", "name", "experiment", "status", "message", "start_time", "end_time",
-    "git_commit", "config_hash", "host", "pid", "pid_start_time",
+    "git_commit", "config_hash", "host", "pid", "pid_start_time", "error",
 )  # fmt: skip
 
 
@@ -75,12 +75,25 @@ class RunIndex:
                 if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                     conn.execute("PRAGMA journal_mode=WAL")
                 if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-                    conn.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version={SCHEMA_VERSION};COMMIT;")
+                    conn.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}")  # the transaction stays open: one migrator
+                    try:
+                        self._migrate(conn)
+                        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        conn.execute("ROLLBACK")
+                        raise
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        """Bring an index made by an older unitrack (schema 1) to this schema, in the open transaction."""
+        if "error" not in {row[1] for row in conn.execute("PRAGMA table_info(runs)")}:
+            conn.execute("ALTER TABLE runs ADD COLUMN error TEXT")
 
     def upsert(self, rows: Iterable[IndexRow]) -> None:
         """Insert or replace runs (with their params, tags and metrics) in one transaction."""
