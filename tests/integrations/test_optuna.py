@@ -81,6 +81,8 @@ def test_a_study_of_eight_trials_gives_eight_runs_with_params_tags_statuses_curv
     expected_status = {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed"}
     states = [t.state.name for t in study.trials]
     assert "PRUNED" in states and states[5] == "FAIL"  # the pruner did stop some, and trial 5 broke
+    failed = json.loads((store_dir / "runs" / runs[5].run_id / "run.json").read_text())
+    assert failed["error"]["type"] == "ValueError" and "the objective broke" in failed["error"]["message"]
     for trial in study.trials:
         run = runs[trial.number]
         assert run.status == expected_status[trial.state.name]

@@ -138,6 +138,7 @@ class UnitrackOptunaCallback:
         try:
             yield run
         except BaseException as exc:
+            # finished here, in the except block: a failed run records this exception as its cause
             self._end(trial.study, trial.number, _trial_id(trial), _status_of(exc), None)
             raise
         with self._lock:
