@@ -8,7 +8,10 @@ from typing import Annotated
 
 import typer
 
+from unitrack.cli import coercion
 from unitrack.cli.common import JsonOption, StoreOption, cli_errors, open_store
+
+coercion.install()
 
 app = typer.Typer(
     name="unitrack",
