@@ -65,7 +65,7 @@ TAGS_ENV = "UNITRACK_TAGS"
 COMMAND_ENV = "UNITRACK_COMMAND"
 RUN_ID_ENV = "UNITRACK_RUN_ID"  # the run `unitrack commit` reserved: the script's tracker writes into it
 
-FINAL_STATUSES = ("completed", "failed", "interrupted")
+FINAL_STATUSES = ("completed", "failed", "interrupted", "pruned")
 _RUNNING, _FINISHING, _FINISHED = "running", "finishing", "finished"
 _CAPTURE_WAIT_S = 15.0
 

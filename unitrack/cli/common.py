@@ -28,6 +28,7 @@ STATUS_STYLES = {
     "completed": "green",
     "failed": "red",
     "interrupted": "yellow",
+    "pruned": "magenta",
     "crashed": "bold red",
 }
 

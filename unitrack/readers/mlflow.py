@@ -63,7 +63,7 @@ def read_mlflow_run(ref: str) -> RunView:
         run_id=run_id,
         name=run.info.run_name or run_id,
         experiment=experiment.name if experiment else "",
-        status=STATUSES.get(run.info.status, run.info.status.lower()),
+        status=tags.get("unitrack.status") or STATUSES.get(run.info.status, run.info.status.lower()),
         history=metrics,
         params={k: parse_param(v) for k, v in run.data.params.items()},
         tags=user_tags,

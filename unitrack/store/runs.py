@@ -22,8 +22,8 @@ from unitrack.store.fsio import atomic_write_json, read_json
 from unitrack.store.index import IndexRow, RunIndex
 from unitrack.store.layout import RunPaths, StoreLayout
 
-STATUSES = ("running", "completed", "failed", "interrupted", "crashed")
-FINISHED_STATUSES = ("completed", "failed", "interrupted", "crashed")
+STATUSES = ("running", "completed", "failed", "interrupted", "pruned", "crashed")
+FINISHED_STATUSES = ("completed", "failed", "interrupted", "pruned", "crashed")
 HEARTBEAT_INTERVAL_S = 5.0
 STALE_HEARTBEAT_S = 120.0
 
