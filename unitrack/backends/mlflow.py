@@ -32,7 +32,9 @@ REWINDS_TAG = "unitrack.rewinds"
 ERROR_TAG = "unitrack.error"  # why a failed run failed, in one line; the traceback in ERROR_TAG + ".traceback"
 PARAMS_ARTIFACT = "params.json"
 _DATABASE_SCHEMES = {"sqlite", "postgresql", "mysql", "mssql"}
-STATUSES = {"completed": "FINISHED", "failed": "FAILED", "interrupted": "KILLED", "crashed": "FAILED"}
+# MLflow has no "pruned": an early-stopped trial is KILLED there, and the STATUS_TAG says which it was
+STATUSES = {"completed": "FINISHED", "failed": "FAILED", "interrupted": "KILLED", "pruned": "KILLED", "crashed": "FAILED"}
+STATUS_TAG = "unitrack.status"
 
 
 def _mlflow_limits() -> Capabilities:
@@ -228,4 +230,6 @@ class MlflowBackend(Backend):
         # what MlflowClient.set_terminated does, without its "View run ..." lines on stdout: a
         # backend must not write into the user's output (nor into `unitrack sync --json`)
         store = self._client._tracking_client.store
+        if STATUSES.get(status) == "KILLED":
+            self._client.set_tag(self._run_id, STATUS_TAG, status)  # interrupted or pruned
         store.update_run_info(self._run_id, RunStatus.from_string(STATUSES.get(status, "FINISHED")), int(time.time() * 1000), None)

@@ -38,6 +38,7 @@ SESSION_STATUS = {
     "failed": "STATUS_FAILURE",
     "crashed": "STATUS_FAILURE",
     "interrupted": "STATUS_FAILURE",
+    "pruned": "STATUS_FAILURE",
     "running": "STATUS_RUNNING",
 }
 STATUS_HPARAM = "unitrack/status"

@@ -39,7 +39,7 @@ SEQ_KEY = "unitrack/seq"  # the x-axis of every chart: the journal's sequence nu
 STEP_KEY = "unitrack/step"  # the step the training loop logged (may go back, e.g. every epoch)
 REWINDS_KEY = "unitrack/rewinds"
 ERROR_KEY = "unitrack/error"  # why a failed run failed, in one line; the traceback in ERROR_KEY + "_traceback"
-EXIT_CODES = {"completed": 0, "failed": 1, "crashed": 1, "interrupted": 255}
+EXIT_CODES = {"completed": 0, "failed": 1, "crashed": 1, "interrupted": 255, "pruned": 255}
 _MINIMISED = re.compile(r"loss|err|perplexity|ppl|mse|mae|rmse|wer|cer", re.IGNORECASE)
 
 

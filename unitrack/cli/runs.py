@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 from typing import Any
@@ -43,42 +42,45 @@ def find_runs(
 
 
 def print_runs(runs: list[dict[str, Any]], store: RunStore) -> None:
-    from rich.table import Table
+    from unitrack.cli.common import STATUS_STYLES
+    from unitrack.cli.plain import paint, table, use_color
 
-    out = console()
     if not runs:
-        out.print(f"no runs in {store.root}")
+        sys.stdout.write(f"no runs in {store.root}\n")
         return
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("run", "name", "status", "started", "took", "git", "metrics", "message"):
-        wraps = column in ("metrics", "message")
-        table.add_column(column, overflow="fold" if wraps else "ellipsis", no_wrap=not wraps)
+    rows, styles = [], []
+    color = use_color()
     for run in runs:
         metrics = "  ".join(f"{k}={fmt_value(run['metrics'][k])}" for k in headline_metrics(run["metrics"]))
         if len(run["metrics"]) > _TABLE_METRICS:
             metrics += f"  (+{len(run['metrics']) - _TABLE_METRICS})"
-        table.add_row(
-            run["run_id"],
-            run["name"] or "-",
-            fmt_status(run["status"]),
-            fmt_time(run["start_time"]),
-            fmt_duration(run["duration"]),
-            (run["git_commit"] or "-")[:8],
-            metrics or "-",
-            _message_cell(run),
+        rows.append(
+            [
+                run["run_id"],
+                run["name"] or "-",
+                run["status"],
+                fmt_time(run["start_time"]),
+                fmt_duration(run["duration"]),
+                (run["git_commit"] or "-")[:8],
+                metrics or "-",
+                _message_cell(run, color),
+            ]
         )
-    out.print(table)
-    out.print(f"[dim]{len(runs)} run(s) in {store.root}[/dim]")
+        styles.append([None, None, STATUS_STYLES.get(run["status"]), None, None, None, None, None])
+    header = ("run", "name", "status", "started", "took", "git", "metrics", "message")
+    sys.stdout.write(table(header, rows, styles) + "\n")
+    sys.stdout.write(paint(f"{len(runs)} run(s) in {store.root}", "dim", color) + "\n")
 
 
-def _message_cell(run: dict[str, Any]) -> str:
-    """The run's message, and for a failed run the one line of why (``ValueError: ...``)."""
-    from rich.markup import escape
+def _message_cell(run: dict[str, Any], color: bool) -> str:
+    """The run's message, and for a failed run the one line of why (``ValueError: ...``), in red
+    (the last column: its colour codes pad nothing)."""
+    from unitrack.cli.plain import paint
 
-    message = escape((run["message"] or "")[:60])
+    message = " ".join((run["message"] or "")[:60].split())
     if not run.get("error"):
         return message
-    return f"{message}  [red]{escape(run['error'][:80])}[/red]".strip()
+    return f"{message}  {paint(run['error'][:80], 'red', color)}".strip()
 
 
 def run_details(store: RunStore, ref: str, with_history: bool = False) -> dict[str, Any]:
@@ -184,24 +186,16 @@ def _print_mapping_table(out: Any, title: str, rows: dict[str, str]) -> None:
 
 
 def export_run(store: RunStore, ref: str, as_csv: bool, out_file: Path | None) -> None:
-    data = run_details(store, ref, with_history=True)
+    from unitrack.cli.export import export_json, write_csv
+    from unitrack.reading import open_run
+
+    view = open_run(ref, store)
     handle = open(out_file, "w", encoding="utf-8", newline="") if out_file else sys.stdout  # noqa: SIM115 - stdout is not ours to close
     try:
         if as_csv:
-            writer = csv.writer(handle)
-            writer.writerow(["metric", "step", "time", "value"])
-            for key, points in data["metric_history"].items():
-                for point in points:
-                    writer.writerow([key, point["step"], f"{point['time']:.6f}", point["value"]])
-        elif out_file:
-            import json
-
-            from unitrack.cli.common import json_safe
-
-            json.dump(json_safe(data), handle, indent=2, allow_nan=False, default=str)
-            handle.write("\n")
+            write_csv(view, handle)
         else:
-            print_json(data)
+            handle.write(export_json(view) + "\n")
     finally:
         if out_file:
             handle.close()

@@ -22,8 +22,8 @@ from unitrack.store.fsio import atomic_write_json, read_json
 from unitrack.store.index import IndexRow, RunIndex
 from unitrack.store.layout import RunPaths, StoreLayout
 
-STATUSES = ("running", "completed", "failed", "interrupted", "crashed")
-FINISHED_STATUSES = ("completed", "failed", "interrupted", "crashed")
+STATUSES = ("running", "completed", "failed", "interrupted", "pruned", "crashed")
+FINISHED_STATUSES = ("completed", "failed", "interrupted", "pruned", "crashed")
 HEARTBEAT_INTERVAL_S = 5.0
 STALE_HEARTBEAT_S = 120.0
 
@@ -264,14 +264,16 @@ class RunStore:
             on_disk = {name for name in os.listdir(self.layout.runs) if is_run_id(name)}
         except FileNotFoundError:
             on_disk = set()
-        indexed = self.index.run_ids()
+        rows = self.index.rows()
+        indexed = {row.run_id for row in rows}
         missing = sorted(r for r in on_disk - indexed if self.layout.run(r).run_json.exists())
         if missing:
             self.index.upsert(self.index_row(self.layout.run(run_id)) for run_id in missing)
         gone = indexed - on_disk
         if gone:
             self.index.delete(gone)
-        rows = self.index.rows()
+        if missing or gone:
+            rows = self.index.rows()
         for row in rows:
             if row.attributes.get("status") == "running":
                 paths = self.layout.run(row.run_id)
