@@ -4,6 +4,8 @@
 ``manifest.json``. Everything is written into a temporary folder beside the target, fsynced,
 then the manifest (the commit marker, with every file's and tensor's SHA-256) is written last
 and the folder renamed into place. A folder without a valid manifest is not a checkpoint.
+A sharded checkpoint (``layout: dcp``, see ``sharded``) holds torch Distributed Checkpoint files
+instead of the two tensor files, under the same manifest.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from unitrack.store.fsio import fsync_dir
 MANIFEST = "manifest.json"
 STATE_JSON = "state.json"
 MANIFEST_FORMAT = "unitrack.checkpoint/1"
+SHARDED_LAYOUT = "dcp"  # manifest "layout" of a sharded checkpoint (torch Distributed Checkpoint files)
 TEMP_PREFIX = ".tmp-"
 _SPACE_MARGIN = 1.05
 
@@ -60,14 +63,14 @@ def write_checkpoint(
     """Write ``state`` (a TrainingState of CPU tensors) as folder ``target``; return (manifest, its SHA-256).
 
     With ``key`` the tensor files are encrypted (AES-256-GCM); ``state.json`` holds no tensors."""
-    from unitrack.checkpoint.tensorfile import hash_file, write_tensor_file
+    from unitrack.checkpoint.tensorfile import write_tensor_file
 
     parent = target.parent
     parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
         raise CheckpointSaveError(f"checkpoint folder {target} already exists")
     check_free_space(parent, state.nbytes)
-    temp = parent / f"{TEMP_PREFIX}{target.name}-{uuid.uuid4().hex[:8]}"
+    temp = temporary_folder(target)
     try:
         temp.mkdir()
         files: dict[str, Any] = {}
@@ -75,34 +78,56 @@ def write_checkpoint(
         for stem, tensors in (("model", state.model), ("state", state.tensors)):
             name = tensor_file_name(stem, compression, encrypted=key is not None)
             files[name] = write_tensor_file(temp / name, tensors, metadata, compression, key).to_dict()
-        state_json = temp / STATE_JSON
-        with open(state_json, "x", encoding="utf-8") as handle:
-            json.dump(state.info, handle, indent=1, sort_keys=True, allow_nan=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        sha, size = hash_file(state_json)
-        files[STATE_JSON] = {"sha256": sha, "size": size}
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            "name": target.name,
-            "epoch": state.info["epoch"],
-            "step": state.info["step"],
-            "time": time.time(),
-            "files": files,
-        }
-        data = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
-        with open(temp / MANIFEST, "xb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        fsync_dir(temp)
-        os.rename(temp, target)
-        fsync_dir(parent)
+        files[STATE_JSON] = write_state_json(temp, state.info)
+        return commit_folder(temp, target, files, state.info)
     except BaseException as exc:
         shutil.rmtree(temp, ignore_errors=True)
         if isinstance(exc, OSError) and not isinstance(exc, CheckpointSaveError):
             raise CheckpointSaveError(f"could not save checkpoint {target.name} in {parent}: {exc}") from exc
         raise
+
+
+def temporary_folder(target: Path) -> Path:
+    """A fresh name beside ``target`` for a save in progress (removed at the next start if it is left)."""
+    return target.parent / f"{TEMP_PREFIX}{target.name}-{uuid.uuid4().hex[:8]}"
+
+
+def write_state_json(folder: Path, info: dict[str, Any]) -> dict[str, Any]:
+    """Write ``state.json`` (epoch, step, metrics and the non-tensor state) durably; return its manifest entry."""
+    from unitrack.checkpoint.tensorfile import hash_file
+
+    path = folder / STATE_JSON
+    with open(path, "x", encoding="utf-8") as handle:
+        json.dump(info, handle, indent=1, sort_keys=True, allow_nan=False)
+        handle.flush()
+        os.fsync(handle.fileno())
+    sha, size = hash_file(path)
+    return {"sha256": sha, "size": size}
+
+
+def commit_folder(
+    temp: Path, target: Path, files: dict[str, Any], info: dict[str, Any], layout: str | None = None
+) -> tuple[dict[str, Any], str]:
+    """Write the manifest (every file's checksum) last into ``temp``, fsync, rename ``temp`` to
+    ``target``: the checkpoint exists whole or not at all. Returns (manifest, its SHA-256)."""
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "name": target.name,
+        "epoch": info["epoch"],
+        "step": info["step"],
+        "time": time.time(),
+        "files": files,
+    }
+    if layout is not None:
+        manifest["layout"] = layout
+    data = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
+    with open(temp / MANIFEST, "xb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    fsync_dir(temp)
+    os.rename(temp, target)
+    fsync_dir(target.parent)
     return manifest, hashlib.sha256(data).hexdigest()
 
 
@@ -129,9 +154,13 @@ def read_checkpoint(folder: Path, expected_sha: str | None = None, key_env: str 
 
     Encrypted files are decrypted with the key in ``$key_env``."""
     from unitrack.checkpoint.state import TrainingState
-    from unitrack.checkpoint.tensorfile import hash_file, read_tensor_file
+    from unitrack.checkpoint.tensorfile import read_tensor_file
 
     manifest = read_manifest(folder, expected_sha)
+    if manifest.get("layout") == SHARDED_LAYOUT:
+        from unitrack.checkpoint.sharded import read_whole
+
+        return read_whole(folder, manifest)
     problems: list[str] = []
     maps: dict[str, Any] = {}
     for name, entry in manifest["files"].items():
@@ -140,9 +169,7 @@ def read_checkpoint(folder: Path, expected_sha: str | None = None, key_env: str 
             problems.append(f"{name}: missing")
             continue
         if name == STATE_JSON:
-            sha, _ = hash_file(path)
-            if sha != entry["sha256"]:
-                problems.append(f"{name}: file fails its SHA-256")
+            problems.extend(check_file(folder, name, entry))
             continue
         tensors, _, found = read_tensor_file(path, entry, str(folder), lambda: load_key(key_env))
         problems.extend(found)
@@ -161,7 +188,28 @@ def read_weights(folder: Path, expected_sha: str | None = None, key_env: str = D
 def verify_checkpoint(folder: Path, expected_sha: str | None = None, key_env: str = DEFAULT_KEY_ENV) -> list[str]:
     """Every problem of a checkpoint folder (empty when it is intact)."""
     try:
+        manifest = read_manifest(folder, expected_sha)
+        if manifest.get("layout") == SHARDED_LAYOUT:  # plain files: checking them needs no loading
+            return [problem for name, entry in manifest["files"].items() for problem in check_file(folder, name, entry)]
         read_checkpoint(folder, expected_sha, key_env)
     except CheckpointCorruptError as exc:
         return exc.problems
+    return []
+
+
+def check_file(folder: Path, name: str, entry: dict[str, Any]) -> list[str]:
+    """The problems of one file the manifest lists by its size and SHA-256 (empty when it matches)."""
+    from unitrack.checkpoint.tensorfile import hash_file
+
+    path = folder / name
+    try:
+        sha, size = hash_file(path)
+    except FileNotFoundError:
+        return [f"{name}: missing"]
+    except OSError as exc:
+        return [f"{name}: unreadable ({exc})"]
+    if size != entry.get("size", size):
+        return [f"{name}: size is {size} bytes, the manifest says {entry['size']}"]
+    if sha != entry["sha256"]:
+        return [f"{name}: file fails its SHA-256"]
     return []

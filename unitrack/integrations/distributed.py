@@ -315,6 +315,7 @@ class RankFollower(ExperimentTracker):
         self.store = RunStore(self.config.store_dir)
         self._rendezvous = RunRendezvous(self.store.root, self.experiment)
         self._run_id: str | None = None
+        self._shards: CheckpointManager | None = None  # writes this rank's shards of sharded checkpoints
         if tracking.rank_policy == "all":
             self._record_own_events(tracking)
 
@@ -377,9 +378,27 @@ class RankFollower(ExperimentTracker):
         """Rank 0 shows the bar: this one is never started."""
         return ProgressReporter(total_steps, lambda: self._step, lambda sample, step: None, interval=interval)
 
-    def save_checkpoint(self, model: Any, epoch: int, step: int, *args: Any, **kwargs: Any) -> None:
-        """Checkpoints are written by rank 0: returns None, as for a skipped save."""
-        return None
+    def save_checkpoint(
+        self,
+        model: Any,
+        epoch: int,
+        step: int,
+        optimizer: Any = None,
+        scheduler: Any = None,
+        scaler: Any = None,
+        is_best: bool | None = None,
+        extra: Any = None,
+        **metrics: Any,
+    ) -> Any:
+        """A whole model is saved by rank 0 (returns None here, as for a skipped save); a sharded one
+        (DTensor parameters, FSDP2) by every rank together: this rank writes its shards."""
+        from unitrack.checkpoint.state import is_sharded
+
+        if not is_sharded(model):
+            return None
+        if self._shards is None:
+            self._shards = self._checkpoints_of_run()
+        return self._shards.save(model, epoch, step, optimizer, scheduler, scaler, is_best, extra, metrics)
 
     def snapshot_weights(self, model: Any, step: int | None = None, tag: str | None = None) -> None:
         """Snapshots are taken by rank 0: a no-op here."""
@@ -396,6 +415,8 @@ class RankFollower(ExperimentTracker):
     def load_checkpoint(
         self, checkpoint: Any, model: Any, optimizer: Any = None, scheduler: Any = None, scaler: Any = None
     ) -> tuple[int, int]:
+        if self._shards is not None:
+            self._shards.wait()
         return self._checkpoints_of_run().load(checkpoint, model, optimizer, scheduler, scaler)
 
     def load_best(self, model: Any, optimizer: Any = None, scheduler: Any = None, scaler: Any = None) -> tuple[int, int]:
@@ -408,6 +429,8 @@ class RankFollower(ExperimentTracker):
     # --- life ------------------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> bool:
+        if self._shards is not None:
+            self._shards.wait()
         return self._dispatcher.flush(timeout) if self._dispatcher is not None else True
 
     def finish(self, status: str = "completed", timeout: float | None = None) -> None:
@@ -418,6 +441,8 @@ class RankFollower(ExperimentTracker):
             return
         self._state = _FINISHING
         try:
+            if self._shards is not None:
+                self._shards.close(self.config.tracking.finish_timeout if timeout is None else timeout)
             if self._monitor is not None:
                 self._monitor.stop()
             if self._dispatcher is not None and self._journal is not None:
