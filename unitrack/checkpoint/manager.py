@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -149,16 +150,20 @@ class CheckpointManager:
         except Exception as exc:
             self._failed(CheckpointSaveError(f"could not capture checkpoint {info.name}: {exc}"), exc)
             return None
+        return self._finish_save(info, partial(self._write, info, captured))
+
+    def _finish_save(self, info: CheckpointInfo, write: Callable[[], None]) -> CheckpointInfo | None:
+        """Run ``write`` now, or on the background thread with ``async_save`` (its error surfaces at the next call)."""
         if not self.settings.async_save:
             try:
-                self._write(info, captured)
+                write()
             except Exception as exc:
                 self._failed(exc, exc)
                 return None
             return info
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unitrack-checkpoint")
-        self._pending = self._executor.submit(self._write, info, captured)
+        self._pending = self._executor.submit(write)
         return info
 
     def _save_sharded(
@@ -169,22 +174,16 @@ class CheckpointManager:
         from unitrack.checkpoint import sharded
 
         if self.settings.encrypt:
-            return self._failed(CheckpointSaveError("sharded checkpoints cannot be encrypted"), None)
-        background = self.settings.async_save
+            self._failed(CheckpointSaveError("sharded checkpoints cannot be encrypted"), None)
+            return None
         try:
-            job = sharded.start_save(info.path, group, header, model, optimizer, scheduler, scaler, extra, background)
+            job = sharded.start_save(
+                info.path, group, header, model, optimizer, scheduler, scaler, extra, self.settings.async_save
+            )
         except Exception as exc:
-            return self._failed(exc, exc)
-        if not background:
-            try:
-                self._commit_sharded(info, job)
-            except Exception as exc:
-                return self._failed(exc, exc)
-            return info
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unitrack-checkpoint")
-        self._pending = self._executor.submit(self._commit_sharded, info, job)
-        return info
+            self._failed(exc, exc)
+            return None
+        return self._finish_save(info, partial(self._commit_sharded, info, job))
 
     def _commit_sharded(self, info: CheckpointInfo, job: Any) -> None:
         info.sha256 = job.commit()

@@ -204,7 +204,7 @@ def start_save(
     dist.barrier(group=group)
     if background:
         pending = dcp.async_save(tensors, checkpoint_id=str(job.temp), process_group=group)
-        job.writing = getattr(pending, "upload_completion", pending)
+        job.writing = pending if isinstance(pending, Future) else pending.upload_completion
     else:
         job.writing = _done(dcp.save(tensors, checkpoint_id=str(job.temp), process_group=group))
     return job

@@ -119,7 +119,7 @@ def export_weights_command(
     to: Annotated[Path, typer.Option("--to", help="The .safetensors file to write.")],
     store: StoreOption = None,
 ) -> None:
-    """Write a model's whole state dict (a sharded checkpoint gathered) as one .safetensors file, verified on the way."""
+    """Write a model's whole state dict (a sharded checkpoint gathered and verified) as one .safetensors file."""
     with cli_errors():
         from unitrack.weights.export import export_safetensors
         from unitrack.weights.refs import open_weights
