@@ -160,8 +160,7 @@ def test_a_flipped_byte_in_a_shard_fails_verify_and_load_best_falls_back(trained
     assert all(torch.equal(loaded[k], v) for k, v in expected.items())
     # and into a plain model in this process
     model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
-    with ut.ExperimentTracker("fsdp", {"monitoring": {"enabled": False}, "capture": {"packages": False},
-                                       "checkpointing": {"monitor": "val_loss"}}, resume=run) as tracker:
-        with pytest.warns(RuntimeWarning, match="__1_0.distcp"):
-            assert tracker.load_best(model) == (0, 3)
+    config = {"monitoring": {"enabled": False}, "capture": {"packages": False}, "checkpointing": {"monitor": "val_loss"}}
+    with ut.ExperimentTracker("fsdp", config, resume=run) as tracker, pytest.warns(RuntimeWarning, match="__1_0.distcp"):
+        assert tracker.load_best(model) == (0, 3)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in expected.items())
