@@ -87,7 +87,7 @@ def test_every_rank_saves_its_shards_and_rank0_registers_once(trained: dict[str,
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["layout"] == "dcp"
     assert {"__0_0.distcp", "__1_0.distcp", ".metadata", "state.json"} <= set(manifest["files"])
-    assert all(len(entry["sha256"]) == 64 for entry in manifest["files"].values())
+    assert manifest["algorithm"] == "blake3" and all(len(e["digest"]) == 64 for e in manifest["files"].values())
     assert not list(folder.parent.glob(".tmp-*"))
     assert cli(store, "verify", run).exit_code == 0
 

@@ -8,7 +8,6 @@ error surfaces on the next call. Loading, listing and ``flush`` wait for a pendi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -25,7 +24,14 @@ from typing import Any
 from unitrack.checkpoint.crypto import load_key
 from unitrack.checkpoint.errors import CheckpointCorruptError, CheckpointNotFoundError, CheckpointSaveError
 from unitrack.checkpoint.registry import REGISTRY_FILE, CheckpointInfo, Registry, RetentionPolicy
-from unitrack.checkpoint.storage import MANIFEST, SHARDED_LAYOUT, STATE_JSON, read_manifest, remove_temporaries
+from unitrack.checkpoint.storage import (
+    MANIFEST,
+    SHARDED_LAYOUT,
+    STATE_JSON,
+    manifest_checksum,
+    read_manifest,
+    remove_temporaries,
+)
 
 log = logging.getLogger("unitrack")
 
@@ -84,7 +90,7 @@ class CheckpointManager:
                 continue
             try:
                 info = json.loads((folder / STATE_JSON).read_text(encoding="utf-8"))
-                sha = hashlib.sha256((folder / MANIFEST).read_bytes()).hexdigest()
+                sha = manifest_checksum((folder / MANIFEST).read_bytes())
                 metrics = {k: float(v) for k, v in (info.get("metrics") or {}).items()}
                 orphan = CheckpointInfo(
                     name=folder.name, path=folder, epoch=int(info["epoch"]), step=int(info["step"]),
@@ -308,7 +314,7 @@ class CheckpointManager:
                 if not fallback:
                     raise
                 warnings.warn(f"unitrack: skipping checkpoint {folder.name}: {exc}", RuntimeWarning, stacklevel=4)
-        raise CheckpointNotFoundError(f"no intact checkpoint to load as {ref!r} in {self.registry.path}")
+        raise CheckpointNotFoundError(self.none_to_load(ref, tried=len(choices)))
 
     def targets(self, ref: Any) -> tuple[list[tuple[CheckpointInfo | None, Path]], bool]:
         """The checkpoints ``ref`` may mean, in the order to try them (with their registry entry when
@@ -317,6 +323,20 @@ class CheckpointManager:
             return [(c, c.path) for c in self.candidates(ref)], True
         info = ref if isinstance(ref, CheckpointInfo) else self._by_name_or_path(ref)
         return [(info, info.path if info is not None else _folder_of(Path(os.fspath(ref))))], False
+
+    def none_to_load(self, ref: Any, tried: int) -> str:
+        """Why nothing could be loaded as ``ref``: none saved, none marked best, or every one damaged."""
+        with self.registry.lock:
+            saved = len(self.registry.entries)
+        if tried:
+            return f"no intact checkpoint to load as {ref!r} in {self.registry.path}: all {tried} failed verification"
+        if saved == 0:
+            return f"no checkpoint has been saved in {self.registry.path} yet"
+        return (
+            f"none of the {saved} checkpoint(s) in {self.registry.path} is marked best: pass is_best=True to "
+            "save_checkpoint, or set checkpointing.monitor (e.g. val_loss) to have the best one chosen; "
+            "or load 'last'"
+        )
 
     def candidates(self, which: str) -> list[CheckpointInfo]:
         """Checkpoints to try for "best" (the best, then newest first) or "last" (newest first)."""

@@ -43,9 +43,10 @@ from unitrack.checkpoint.storage import (
     SHARDED_LAYOUT,
     STATE_JSON,
     TEMP_PREFIX,
-    check_file,
+    check_files,
     check_free_space,
     commit_folder,
+    file_entry,
     read_manifest,
     write_state_json,
 )
@@ -139,7 +140,7 @@ class ShardedSave:
         try:
             if self.writing is not None:
                 self.writing.result()
-            digests = {p.name: _file_entry(p) for p in _written_by(self.temp, rank)}
+            digests = {p.name: file_entry(p) for p in _written_by(self.temp, rank)}
         except Exception as exc:
             error = f"rank {rank}: {type(exc).__name__}: {exc}"
         gathered: list[Any] | None = [None] * dist.get_world_size(self.group) if rank == 0 else None
@@ -226,13 +227,6 @@ def _written_by(folder: Path, rank: int) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.name.startswith(prefix) or (rank == 0 and p.name == DCP_METADATA))
 
 
-def _file_entry(path: Path) -> dict[str, Any]:
-    from unitrack.checkpoint.tensorfile import hash_file
-
-    sha, size = hash_file(path)
-    return {"sha256": sha, "size": size}
-
-
 def _rename_unless_there(temp: Path, target: Path) -> None:
     try:
         os.rename(temp, target)
@@ -254,13 +248,14 @@ def load_sharded(
     if dist.get_rank(group) == 0:
         try:
             choices, fallback = manager.targets(ref)
-            plan = ("ok", [(str(folder), info.sha256 if info else None) for info, folder in choices], fallback)
+            found = [(str(folder), info.sha256 if info else None) for info, folder in choices]
+            plan = ("ok", found, fallback, manager.none_to_load(ref, tried=len(found)))
         except Exception as exc:
             plan = ("error", exc)
     plan = agree(group, plan)
     if plan[0] != "ok":
         raise plan[1]
-    _, choices, fallback = plan
+    _, choices, fallback, none_left = plan
     for folder_text, expected in choices:
         folder = Path(folder_text)
         problems = verify_together(folder, expected, group)
@@ -269,7 +264,7 @@ def load_sharded(
         if not fallback:
             raise CheckpointCorruptError(str(folder), problems)
         warnings.warn(f"unitrack: skipping checkpoint {folder.name}: {'; '.join(problems)}", RuntimeWarning, stacklevel=4)
-    raise CheckpointNotFoundError(f"no intact checkpoint to load as {ref!r}")
+    raise CheckpointNotFoundError(none_left)
 
 
 def verify_together(folder: Path, expected: str | None, group: Any) -> list[str]:
@@ -282,8 +277,7 @@ def verify_together(folder: Path, expected: str | None, group: Any) -> list[str]
                 f"checkpoint {folder} holds a whole model: load it into the model before fully_shard(), "
                 "or into a plain model"
             )
-        names = sorted(manifest["files"])[rank::world]
-        mine = [problem for name in names for problem in check_file(folder, name, manifest["files"][name])]
+        mine = check_files(folder, manifest, sorted(manifest["files"])[rank::world])
     except CheckpointCorruptError as exc:
         mine = exc.problems
     except CheckpointError as exc:
@@ -318,7 +312,7 @@ def read_whole(folder: Path, manifest: dict[str, Any]) -> TrainingState:
     """A sharded checkpoint as one whole state in this process (every shard verified first)."""
     import torch.distributed.checkpoint as dcp
 
-    problems = [problem for name, entry in manifest["files"].items() for problem in check_file(folder, name, entry)]
+    problems = check_files(folder, manifest, sorted(manifest["files"]))
     if problems:
         raise CheckpointCorruptError(str(folder), problems)
     content = json.loads((folder / STATE_JSON).read_text(encoding="utf-8"))
