@@ -18,6 +18,7 @@ Nothing here is a collective: a rank that stops logging, or dies, never blocks a
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -29,6 +30,8 @@ from typing import Any
 from unitrack.errors import UnitrackError
 from unitrack.events import Event
 from unitrack.store.layout import RunPaths
+
+log = logging.getLogger("unitrack")
 
 _PREFIX = "unitrack/"
 _POLL_S = 0.1
@@ -108,9 +111,13 @@ class StoreSender:
         """Nothing to open: the store is there for the whole job."""
 
     def write(self, events: Sequence[Event]) -> None:
-        """Send one batch; a failure (the store unreachable) raises, and the writer keeps the batch and retries."""
-        self.store.set(f"{self.prefix}/{self._sent}", "\n".join(event.to_json() for event in events))
-        self.store.add(f"{self.prefix}/count", 1)
+        """Send one batch. When the store cannot be reached this raises an OSError: the writer keeps
+        the batch (and what comes after it) and sends it again under the same number."""
+        try:
+            self.store.set(f"{self.prefix}/{self._sent}", "\n".join(event.to_json() for event in events))
+            self.store.add(f"{self.prefix}/count", 1)
+        except RuntimeError as exc:  # torch's DistStoreError / DistNetworkError
+            raise ConnectionError(f"torch.distributed's store is unreachable: {exc}") from exc
         self._sent += 1
 
     def flush(self) -> None:
@@ -121,7 +128,10 @@ class StoreSender:
 
     def close(self, status: str, **fields: Any) -> None:
         """Say that this rank sent everything: rank 0 waits for this key before its last merge."""
-        self.store.set(f"{self.prefix}/closed", json.dumps({"status": status, "time": time.time(), **fields}))
+        try:
+            self.store.set(f"{self.prefix}/closed", json.dumps({"status": status, "time": time.time(), **fields}))
+        except RuntimeError as exc:  # the job's store is gone (rank 0's node ended): nobody waits any more
+            log.warning("unitrack: could not tell rank 0 that this rank finished: %s", exc)
 
 
 class StoreReceiver:
