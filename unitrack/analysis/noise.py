@@ -11,6 +11,8 @@ Three estimates of one run's noise (a standard deviation, in the metric's unit) 
 - ``peers``: the spread of other runs of the same experiment that differ only in the seed, step
   by step and at the end (``unitrack.analysis.peers``), when the store holds some.
 
+A curve longer than ``MAX_POINTS`` steps is first averaged over buckets of steps (the same for
+every run compared), so that a per-batch loss is judged by its trend, not its single batches.
 The band for a difference between two runs is ``2·√2·σ`` (about 95 % for two independent runs
 with the same noise); a difference inside it is "within noise". The curves *part* at the first
 common step from which the difference stays beyond that step's band for two points in a row
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 Curve = tuple[np.ndarray, np.ndarray]  # steps, values (finite only)
 
 BAND_WIDTH = 2.0 * math.sqrt(2.0)
+MAX_POINTS = 240  # longer curves are compared as bucket means
 REJOINED_Z = 3.0
 
 
@@ -45,6 +48,25 @@ def curve(view: RunView, key: str) -> Curve:
         steps = np.arange(len(values), dtype=np.int64)
     finite = np.isfinite(values)
     return steps[finite], values[finite]
+
+
+def bucket_width(curves: Sequence[Curve]) -> int:
+    """Steps per bucket so that the longest of ``curves`` has at most ``MAX_POINTS`` buckets."""
+    last = max((int(steps[-1]) for steps, _ in curves if len(steps)), default=0)
+    return max(1, -(-(last + 1) // MAX_POINTS))
+
+
+def bucketed(c: Curve, width: int) -> Curve:
+    """A long curve as the means of buckets of ``width`` steps (each at its first step), so that
+    a per-batch loss is judged on its trend, the same buckets for every run compared."""
+    steps, values = c
+    if width <= 1 or not len(steps):
+        return c
+    index = steps // width
+    buckets, start = np.unique(index, return_index=True)
+    sums = np.add.reduceat(values, start)
+    counts = np.diff(np.append(start, len(values)))
+    return buckets * width, sums / counts
 
 
 def tail_points(n: int) -> int:
@@ -139,14 +161,17 @@ def metric_noise(a: Curve, b: Curve, peers: dict[str, Any] | None = None) -> dic
     band = BAND_WIDTH * sigma
     final_a, final_b = final_value(values_a), final_value(values_b)
     delta = final_b - final_a
-    step_bands = []
-    for i, step in enumerate(common.tolist()):
-        # the early spread holds over the first third, then fades out by the end of the second
-        fade = 1.0 if i < early else max(0.0, 1.0 - (i - early + 1) / max(1, early))
-        early_sigma = sources["early"] * fade if sources["early"] is not None else None
-        local = _max(sigma, early_sigma, (peers or {}).get("by_step", {}).get(step))
-        step_bands.append(BAND_WIDTH * local)
-    parted = _parting(common, diff, np.array(step_bands), abs(delta) > band)
+    # per common step, the largest of: sigma; the early spread, which holds over the first third and
+    # fades out by the end of the second; the peers' spread at that step (arrays: 100,000 steps in ms)
+    local = np.full(len(common), sigma, dtype=np.float64)
+    if sources["early"] is not None:
+        index = np.arange(len(common), dtype=np.float64)
+        fade = np.where(index < early, 1.0, np.maximum(0.0, 1.0 - (index - early + 1) / max(1, early)))
+        local = np.maximum(local, sources["early"] * fade)
+    by_step = (peers or {}).get("by_step") or {}
+    if by_step:
+        local = np.maximum(local, np.array([by_step.get(step, -math.inf) for step in common.tolist()], dtype=np.float64))
+    parted = _parting(common, diff, BAND_WIDTH * local, abs(delta) > band)
     return {
         "band": band,
         "sigma": sigma,
@@ -163,8 +188,8 @@ def metric_noise(a: Curve, b: Curve, peers: dict[str, Any] | None = None) -> dic
 
 
 def _parting(steps: np.ndarray, diff: np.ndarray, bands: np.ndarray, final_beyond: bool) -> dict[str, Any] | None:
-    beyond = np.abs(diff) > bands
-    sign = np.sign(diff)
+    beyond = (np.abs(diff) > bands).tolist()  # lists: the scan below indexes them point by point
+    sign = np.sign(diff).tolist()
     i = 0
     while i < len(diff):
         held = i + 1 < len(diff) and beyond[i + 1] and sign[i + 1] == sign[i]
