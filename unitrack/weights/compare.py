@@ -34,6 +34,7 @@ class TensorChange:
     delta: TensorDelta
     dtype_b: str | None = None
     from_init_l2: float | None = None
+    sparsity: tuple[float, float] | None = None  # the fraction of zeros in a and in b, when both are known
     extra: dict[str, float] = field(default_factory=dict)
 
     def neurons(self, top_k: int, tolerance: float = 0.0) -> dict[str, Any] | None:
@@ -73,6 +74,8 @@ class TensorChange:
             row["dtype_b"] = self.dtype_b
         if self.from_init_l2 is not None:
             row["from_init_l2"] = self.from_init_l2
+        if self.sparsity is not None:
+            row["sparsity"] = {"a": self.sparsity[0], "b": self.sparsity[1]}
         neurons = self.neurons(top_k, tolerance)
         if neurons is not None:
             row["neurons"] = neurons
@@ -185,6 +188,8 @@ def _change(
     else:
         delta = tensor_delta(a.array(name), b.array(name), ma.dtype, mb.dtype, tolerance=tolerance, per_row=per_row)
     change = TensorChange(name, ma.shape, ma.dtype, delta, dtype_b=mb.dtype)
+    if ma.zeros is not None and mb.zeros is not None and delta.numel:
+        change.sparsity = (ma.zeros / delta.numel, mb.zeros / delta.numel)
     if METRICS:
         left, right = as_float(a.array(name), ma.dtype), as_float(b.array(name), mb.dtype)
         change.extra = {metric: float(fn(left, right)) for metric, fn in METRICS.items()}
@@ -236,6 +241,7 @@ def summarize_run_delta(store: Any, ref_a: str, ref_b: str) -> dict[str, Any] | 
                 "cosine": c.delta.cosine,
                 "max_abs": c.delta.max_abs,
                 "changed_fraction": c.delta.changed_fraction,
+                **({"sparsity": {"a": c.sparsity[0], "b": c.sparsity[1]}} if c.sparsity else {}),
             }
             for c in report.largest_first()
         ],

@@ -20,7 +20,7 @@ import numpy as np
 
 from unitrack.weights.arrays import BFLOAT16, HostTensor, host_tensors
 from unitrack.weights.objects import map_object
-from unitrack.weights.snapshots import manifest_algorithm, read_manifest
+from unitrack.weights.snapshots import manifest_algorithm, read_manifest, zero_count
 
 SAFETENSORS_DTYPES = {
     "F64": "float64", "F32": "float32", "F16": "float16", "BF16": BFLOAT16,
@@ -36,6 +36,7 @@ class TensorMeta:
     shape: tuple[int, ...]
     dtype: str
     digest: str | None = None  # content hash when the source knows it (snapshots): equal means unchanged
+    zeros: int | None = None  # how many elements are zero, when known (snapshots, tensors in memory)
 
 
 def storage_dtype(dtype: str) -> np.dtype:
@@ -68,7 +69,7 @@ class ManifestSource(WeightSource):
         self.step = int(self.manifest.get("step") or 0)
         self.label = label or f"snapshot {self.manifest.get('name', Path(manifest).stem)}"
         self._meta = {
-            name: TensorMeta(tuple(entry["shape"]), entry["dtype"], entry["digest"])
+            name: TensorMeta(tuple(entry["shape"]), entry["dtype"], entry["digest"], entry.get("zeros"))
             for name, entry in self.manifest["tensors"].items()
         }
 
@@ -133,7 +134,10 @@ class ArraySource(WeightSource):
         return cls(host_tensors(weights), label)
 
     def tensors(self) -> dict[str, TensorMeta]:
-        return {name: TensorMeta(tuple(t.array.shape), t.dtype) for name, t in self._tensors.items()}
+        return {
+            name: TensorMeta(tuple(t.array.shape), t.dtype, zeros=zero_count(t.array, t.dtype))
+            for name, t in self._tensors.items()
+        }
 
     def array(self, name: str) -> np.ndarray:
         return self._tensors[name].array
