@@ -92,3 +92,24 @@ def test_bad_requests_say_what_is_wrong(sweep: Path) -> None:
         assert result.exit_code == 1 and message in result.stderr, (args, result.stderr)
     with pytest.raises(SweepError, match="pass --metric KEY"):
         sweep_importance([])
+
+
+def test_an_optuna_study_is_ranked_the_same_way() -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def objective(trial: optuna.Trial) -> float:
+        lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        trial.suggest_int("batch_size", 16, 128, log=True)
+        trial.suggest_categorical("optimizer", ["sgd", "adam"])
+        trial.suggest_float("dropout", 0.0, 0.5)
+        return 0.95 - 0.4 * abs(math.log10(lr) + 2.5) ** 1.5 / 1.5**1.5
+
+    study = optuna.create_study(study_name="lr-study", direction="maximize", sampler=optuna.samplers.RandomSampler(seed=3))
+    study.optimize(objective, n_trials=30)
+    result = ut.explain_sweep(study)
+    assert (result.experiment, result.metric, result.runs) == ("lr-study", "value", 30)
+    ranked = {p.key: p.importance for p in result.params}
+    assert result.params[0].key == "lr" and ranked["lr"] > 0.7, ranked
+    assert all(ranked[key] < 0.05 for key in ("batch_size", "optimizer", "dropout")), ranked

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from unitrack.analysis.bookkeeping import split_bookkeeping
 from unitrack.analysis.diffing import ratio, settings_diff, sources_diff, text_diff
 from unitrack.analysis.metrics import LoggedCurve, compare_metrics, overfitting_gap
-from unitrack.analysis.noise import curve, metric_noise, peer_spread
+from unitrack.analysis.noise import bucket_width, bucketed, curve, metric_noise, peer_spread
 from unitrack.analysis.peers import group_curves, peer_groups, seed_keys
 from unitrack.config import AnalysisConfig
 from unitrack.readers import RunView, read_run
@@ -215,8 +215,10 @@ def _add_noise(store: RunStore, a: RunView, b: RunView, metrics: list[dict[str, 
         if metric["goal"] is None:
             continue
         key = metric["key"]
-        peers = peer_spread(group_curves(groups, key)) if groups else None
-        metric["noise"] = metric_noise(curve(a, key), curve(b, key), peers)
+        pair, peer_curves = [curve(a, key), curve(b, key)], group_curves(groups, key)
+        width = bucket_width([*pair, *(c for group in peer_curves for c in group)])
+        peers = peer_spread([[bucketed(c, width) for c in group] for group in peer_curves]) if groups else None
+        metric["noise"] = metric_noise(bucketed(pair[0], width), bucketed(pair[1], width), peers)
     return sum(len(g) for g in groups)
 
 

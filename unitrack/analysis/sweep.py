@@ -224,12 +224,35 @@ def sweep_importance(views: Sequence[RunView], metric: str | None = None, settin
 
 
 def explain_sweep(
-    experiment: str, metric: str | None = None, *, store: Any = None, settings: AnalysisConfig | None = None
+    sweep: Any, metric: str | None = None, *, store: Any = None, settings: AnalysisConfig | None = None
 ) -> SweepImportance:
-    """The param importance of every finished run of ``experiment`` in the local store."""
+    """The param importance of a sweep: every finished run of experiment ``sweep`` (a name) in the
+    local store, or the completed trials of ``sweep`` when it is an Optuna study (its objective
+    ``value``, or ``metric`` naming one of its trials' user attributes)."""
+    if not isinstance(sweep, str):
+        return sweep_importance(_study_runs(sweep, metric or "value"), metric or "value", settings)
     from unitrack.reading import runs
 
-    views = runs(store=store, experiment=experiment, status=["completed", "failed", "interrupted", "crashed"])
+    views = runs(store=store, experiment=sweep, status=["completed", "failed", "interrupted", "crashed"])
     if not views:
-        raise SweepError(f"no finished run of experiment {experiment!r} in the store")
+        raise SweepError(f"no finished run of experiment {sweep!r} in the store")
     return sweep_importance(views, metric, settings)
+
+
+def _study_runs(study: Any, metric: str) -> list[RunView]:
+    """An Optuna study's completed trials as runs (read through the study's own API, no import)."""
+    from unitrack.readers import RunView
+
+    if not hasattr(study, "trials") or not hasattr(study, "study_name"):
+        raise SweepError(f"explain_sweep takes an experiment name or an Optuna study, not {type(study).__name__}")
+    views = []
+    for trial in study.trials:
+        if getattr(trial.state, "name", "") != "COMPLETE":
+            continue
+        if trial.values is not None and len(trial.values) > 1 and metric == "value":
+            raise SweepError("a multi-objective study: pass metric=NAME of a trial user attribute to rank by")
+        value = trial.value if metric == "value" else trial.user_attrs.get(metric)
+        summary = {metric: {"last": value, "min": value, "max": value}} if value is not None else {}
+        record = {"run_id": f"trial-{trial.number:05d}", "experiment": study.study_name, "params": dict(trial.params), "metric_summary": summary}
+        views.append(RunView(record, source="optuna"))
+    return views

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 _TOP = 3  # params shown with the metric against them
 _BAR = 30  # characters of the widest bar
 
 
-def sweep_command(experiment: str | None, metric: str | None, store: Path | None, settings: Any, as_json: bool, given: list[str]) -> None:
+def sweep_command(experiment: str | None, metric: str | None, store: str | None, settings: Any, as_json: bool, given: list[str]) -> None:
     """Rank ``experiment``'s params; refuse a half-given pair of runs or runs given with --sweep."""
     if experiment is None or given:
         what = "give two runs (explain A B) or --sweep EXPERIMENT" if experiment is None else "--sweep takes no runs"

@@ -264,8 +264,6 @@ def _noise_cause(evidence: dict[str, Any], headline: dict[str, Any] | None, real
     judged = [m["noise"] for m in evidence["metrics"] if m.get("noise")]
     within = all(n["within"] for n in judged) if noise else None
     facts = seed_facts + _effect_facts(evidence, headline, telling_metric(evidence, headline))[:2]
-    if evidence["config"].get("bookkeeping"):
-        facts.append("bookkeeping, never causes: " + ", ".join(e["key"] for e in evidence["config"]["bookkeeping"]))
     if not real:
         subject = "only the seed differs" if seed_facts else "no param that matters differs"
         verdict = {True: "within noise", False: "beyond the measured noise band", None: "noise not measurable"}[within]
