@@ -65,12 +65,15 @@ class WeightsSession:
     def watch_activations(self, model: Any, every: int | None, modules: Any) -> None:
         """Sample module outputs every ``every`` steps (else the config's); replaces an earlier watch."""
         settings = self._settings
+        every = every if every is not None else settings.activations_every
+        if every is None:
+            raise ValueError("watch activations: give activations_every=N (or weights.activations_every in the config)")
         histograms = settings.activations_histograms
         if self.activations is not None:
             self.activations.close()
         self.activations = ActivationWatcher(
             model,
-            every if every is not None else settings.activations_every,
+            every,
             self._log_metrics,
             self._emit,
             modules=modules if modules is not None else settings.activations_modules,
