@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 from typing import Any
@@ -187,24 +186,16 @@ def _print_mapping_table(out: Any, title: str, rows: dict[str, str]) -> None:
 
 
 def export_run(store: RunStore, ref: str, as_csv: bool, out_file: Path | None) -> None:
-    data = run_details(store, ref, with_history=True)
+    from unitrack.cli.export import export_json, write_csv
+    from unitrack.reading import open_run
+
+    view = open_run(ref, store)
     handle = open(out_file, "w", encoding="utf-8", newline="") if out_file else sys.stdout  # noqa: SIM115 - stdout is not ours to close
     try:
         if as_csv:
-            writer = csv.writer(handle)
-            writer.writerow(["metric", "step", "time", "value"])
-            for key, points in data["metric_history"].items():
-                for point in points:
-                    writer.writerow([key, point["step"], f"{point['time']:.6f}", point["value"]])
-        elif out_file:
-            import json
-
-            from unitrack.cli.common import json_safe
-
-            json.dump(json_safe(data), handle, indent=2, allow_nan=False, default=str)
-            handle.write("\n")
+            write_csv(view, handle)
         else:
-            print_json(data)
+            handle.write(export_json(view) + "\n")
     finally:
         if out_file:
             handle.close()
