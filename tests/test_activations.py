@@ -115,3 +115,27 @@ def test_histograms_of_activations_are_events_in_tensorboards_shape() -> None:
     relu = histograms[0]["values"]["activations/1"]
     assert relu["min"] == 0.0 and relu["num"] == 64 * 32 and sum(relu["bucket_counts"]) == relu["num"]
     assert len(relu["bucket_limits"]) == len(relu["bucket_counts"]) == 30
+
+
+def test_explain_names_a_layer_that_died_in_one_run() -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from unitrack.cli.app import app
+
+    runs = []
+    for dead in (None, -100.0):
+        model = net(dead_bias=dead)
+        with ExperimentTracker("acts", quiet_config()) as tracker:
+            tracker.log_hyperparameters({"init_bias": dead or 0.0})
+            tracker.watch(model, activations_every=2)
+            train(model, tracker, steps=10)
+        runs.append(tracker.run_id)
+    result = CliRunner().invoke(app, ["explain", runs[0], runs[1], "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    explanation = json.loads(result.output)
+    dead = [c for c in explanation["causes"] if c["title"] == "layer 3 is dead in run B"]
+    assert dead and "layer 3: 100 % of units dead from step 0 in run B" in dead[0]["evidence"]
+    assert any("revive the dead layer" in step for step in explanation["next_steps"])
+    assert not any("layer 1 is dead" in c["title"] for c in explanation["causes"])  # healthy in both

@@ -115,3 +115,22 @@ def test_a_sparse_tensor_is_read_dense() -> None:
     dense = torch.tensor([[0.0, 2.0], [3.0, 0.0]])
     tensors = host_tensors({"w": dense.to_sparse()})
     np.testing.assert_array_equal(tensors["w"].array, dense.numpy())
+
+
+def test_plot_draws_sparsity_over_snapshots_and_activation_statistics(tmp_path: Any) -> None:
+    model = mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    with ExperimentTracker("pruned", quiet_config()) as tracker:
+        tracker.watch(model, optimizer=optimizer, snapshot_every=4, activations_every=2)
+        for step in range(12):
+            if step == 5:
+                prune.l1_unstructured(model[2], "weight", amount=0.5)
+            loss = model(torch.randn(32, 8)).pow(2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            tracker.log_metrics({"loss": loss.item()}, step=step)
+    result = CliRunner().invoke(app, ["plot", tracker.run_id, "--out", str(tmp_path / "plots")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    for name in ("sparsity", "activations"):
+        assert (tmp_path / "plots" / f"{name}.png").read_bytes().startswith(b"\x89PNG"), name

@@ -104,7 +104,13 @@ class ActivationWatcher:
         self._pending: list[tuple[str, Any, bool]] = []  # name, stats tensor, whether it holds a histogram
         self._sample_handles: list[Any] = []
         self._step_of_sample = 0
+        self._model = model
         self._handles = [model.register_forward_pre_hook(self._before), model.register_forward_hook(self._after)]
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ActivationWatcher:
+        """A deep copy of the watched model (an EMA copy, ``quantize_dynamic``) keeps the hooks, not a
+        second watcher: they ignore any model but the one watched."""
+        return self
 
     @property
     def module_names(self) -> list[str]:
@@ -116,7 +122,7 @@ class ActivationWatcher:
         self._handles, self._sample_handles, self._pending = [], [], []
 
     def _before(self, model: Any, args: Any) -> None:
-        if not model.training:
+        if not model.training or model is not self._model:
             return
         step = self.steps
         self.steps += 1
