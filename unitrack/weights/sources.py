@@ -128,16 +128,19 @@ class ArraySource(WeightSource):
     def __init__(self, tensors: Mapping[str, HostTensor], label: str) -> None:
         self._tensors = dict(tensors)
         self.label = label
+        self._meta: dict[str, TensorMeta] | None = None
 
     @classmethod
     def of(cls, weights: Any, label: str = "in memory") -> ArraySource:
         return cls(host_tensors(weights), label)
 
     def tensors(self) -> dict[str, TensorMeta]:
-        return {
-            name: TensorMeta(tuple(t.array.shape), t.dtype, zeros=zero_count(t.array, t.dtype))
-            for name, t in self._tensors.items()
-        }
+        if self._meta is None:  # counted once: the tensors in memory do not change under a source
+            self._meta = {
+                name: TensorMeta(tuple(t.array.shape), t.dtype, zeros=zero_count(t.array, t.dtype))
+                for name, t in self._tensors.items()
+            }
+        return self._meta
 
     def array(self, name: str) -> np.ndarray:
         return self._tensors[name].array
