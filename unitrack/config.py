@@ -236,6 +236,15 @@ class WeightsConfig(_Section):
     )
     tolerance: float = Field(0.0, ge=0, description="An element counts as changed when |delta| exceeds this.")
     top_k: int = Field(5, ge=1, description="How many of the most-moved units (rows) a per-neuron report lists.")
+    activations_every: int | None = Field(
+        None, ge=1, description="With watch(model): statistics of each module's output every N training steps; off by default."
+    )
+    activations_modules: list[str] | None = Field(
+        None, description="Module name globs to watch (e.g. ['encoder.*', 'fc2']); default: layers with parameters and activations."
+    )
+    activations_histograms: bool | Literal["auto"] = Field(
+        "auto", description="Histograms of the sampled outputs (`histogram` events); auto: when TensorBoard is on."
+    )
 
 
 class Config(_Section):

@@ -227,6 +227,42 @@ def weight_trajectories(data: RunWeights, out_dir: Path) -> Path | None:
     return _save(figure, out_dir, "weight_trajectories")
 
 
+def sparsity(data: RunWeights, out_dir: Path) -> Path | None:
+    """Each pruned (or sparse) layer's fraction of zero weights over the snapshots; None when none has zeros."""
+    pruned = {layer: values for layer, values in data.sparsity.items() if np.nanmax(values, initial=0.0) > 0.001}
+    if not pruned or len(data.steps) < 2:
+        return None
+    figure, axes = _figure(1, 1, (9, 4.5))
+    axis = axes[0][0]
+    for layer, values in pruned.items():
+        axis.plot(data.steps, values, marker="o", label=layer)
+    axis.set(title="Sparsity over snapshots (fraction of zero weights)", xlabel="step", ylabel="zeros", ylim=(-0.02, 1.02))
+    axis.legend(fontsize="x-small")
+    return _save(figure, out_dir, "sparsity")
+
+
+def activations(data: RunWeights, out_dir: Path) -> Path | None:
+    """Dead units (zero fraction) and saturation per watched module over training; None without activation stats."""
+    from unitrack.weights.activations import PREFIX, SATURATION
+
+    panels = [("zero_fraction", "Dead units (fraction of zero outputs)"), (SATURATION, "Saturation (fraction near the bounds)")]
+    series = {
+        stat: {key[len(PREFIX) : -len(stat) - 1]: points for key, points in data.metric_history.items() if key.startswith(PREFIX) and key.endswith("/" + stat)}
+        for stat, _ in panels
+    }
+    panels = [(stat, title) for stat, title in panels if series[stat]]
+    if not panels:
+        return None
+    figure, axes = _figure(1, len(panels), (6 * len(panels), 4.5))
+    for axis, (stat, title) in zip(axes[0], panels, strict=True):
+        for module, points in sorted(series[stat].items()):
+            steps, values = _series(points)
+            axis.plot(steps, values, marker=".", label=module)
+        axis.set(title=title, xlabel="step", ylabel="fraction", ylim=(-0.02, 1.02))
+        axis.legend(fontsize="x-small")
+    return _save(figure, out_dir, "activations")
+
+
 BUILTIN_PLOTS: dict[str, Callable[[RunWeights, Path], Path | None]] = {
     "learning_curves": learning_curves,
     "total_change": total_change,
@@ -235,4 +271,6 @@ BUILTIN_PLOTS: dict[str, Callable[[RunWeights, Path], Path | None]] = {
     "neuron_heatmap": neuron_heatmap,
     "update_ratio": update_ratio,
     "weight_trajectories": weight_trajectories,
+    "sparsity": sparsity,
+    "activations": activations,
 }
