@@ -190,7 +190,8 @@ class RunView:
     @property
     def record(self) -> dict[str, Any]:
         """The run as ``RunRecord.to_dict()`` shapes it (run_id, name, ..., info, path)."""
-        self._load_details()
+        if self.listing is not None:  # listed from the index: the run's own files hold the rest
+            self._load_details()
         return self._record
 
     @property
