@@ -180,6 +180,7 @@ BOOKKEEPING_PATTERNS = (
     "*num_workers*", "workers", "prefetch_factor", "pin_memory", "persistent_workers",
     "device", "devices", "gpu", "gpus", "gpu_id*", "cuda_visible_devices", "local_rank",
     "verbose", "verbosity", "quiet", "debug", "progress*", "*tqdm*", "resume*", "restore*", "overwrite*", "dry_run",
+    "trial", "trial_number",
 )  # fmt: skip
 TRAINING_PATTERNS = (
     "*data*", "*model*", "*pretrained*", "*tokenizer*", "*vocab*", "*weights*", "*init*", "*corpus*", "*split*",

@@ -10,7 +10,6 @@ a process that dies without finishing reads as ``crashed``.
 from __future__ import annotations
 
 import atexit
-import hashlib
 import json
 import logging
 import os
@@ -49,6 +48,7 @@ from unitrack.checkpoint.resume import resumed_run_json, run_to_resume
 from unitrack.config import Config, config_hash, load_config
 from unitrack.dispatch import Dispatcher, WorkerSettings
 from unitrack.failure import describe_failure
+from unitrack.hashing import SHA256, digest_path
 from unitrack.names import validate_name
 from unitrack.params import flatten_params
 from unitrack.progress import ProgressReporter, ProgressSample
@@ -526,7 +526,7 @@ class ExperimentTracker:
         self._announce_artifact(name, target)
 
     def _announce_artifact(self, name: str, target: Path) -> None:
-        size, digest = _digest(target)
+        size, digest = digest_path(target, SHA256)  # the artifact event's "sha256": kept, as backends read it
         relative = target.relative_to(self.run_dir).as_posix()
         self._queue.append(("artifact", time.time(), name, relative, size, digest))
 
@@ -806,23 +806,6 @@ def _artifact_name(name: str) -> str:
     if not parts or Path(name).is_absolute() or ".." in parts or "\x00" in name:
         raise ValueError(f"artifact name {name!r} must be a relative path inside the run")
     return Path(*parts).as_posix()
-
-
-def _digest(path: Path) -> tuple[int, str]:
-    """Size and SHA-256 of a file, or of a folder (its files' paths and contents, in order)."""
-    if path.is_file():
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        return path.stat().st_size, digest.hexdigest()
-    digest = hashlib.sha256()
-    total = 0
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        size, file_digest = _digest(file)
-        total += size
-        digest.update(f"{file.relative_to(path).as_posix()}\0{file_digest}\n".encode())
-    return total, digest.hexdigest()
 
 
 def _peak_rss_mb() -> float | None:

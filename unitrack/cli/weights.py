@@ -16,6 +16,7 @@ TABLE_ROWS = 30
 def register(app: typer.Typer) -> None:
     app.command("delta")(delta_command)
     app.command("plot")(plot_command)
+    app.command("export-weights")(export_weights_command)
 
 
 def delta_command(
@@ -126,3 +127,20 @@ def plot_command(
             typer.echo(str(path))
         if not written:
             typer.echo("nothing to plot: the run has no metrics, snapshots or checkpoints", err=True)
+
+
+def export_weights_command(
+    ref: Annotated[str, typer.Argument(help="A run (RUN, RUN@best, RUN@STEP, RUN@NAME), a checkpoint folder (sharded too), a weights file, or mlflow:RUN_ID.")],
+    to: Annotated[Path, typer.Option("--to", help="The .safetensors file to write.")],
+    store: StoreOption = None,
+) -> None:
+    """Write a model's whole state dict (a sharded checkpoint gathered and verified) as one .safetensors file."""
+    with cli_errors():
+        from unitrack.weights.export import export_safetensors
+        from unitrack.weights.refs import open_weights
+
+        if to.suffix != ".safetensors":
+            raise ValueError(f"--to {to}: the file must end in .safetensors")
+        source = open_weights(open_store(store, must_exist=False), ref)
+        count = export_safetensors(source, to)
+        typer.echo(f"wrote {count} tensor(s) of {source.label} to {to}")

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from unitrack.checkpoint.catalog import is_sharded_checkpoint
 from unitrack.weights.arrays import BFLOAT16, HostTensor, host_tensors
 from unitrack.weights.objects import map_object
 from unitrack.weights.snapshots import manifest_algorithm, read_manifest
@@ -158,6 +159,10 @@ def torch_file_source(path: Path, label: str | None = None) -> ArraySource:
 def file_source(path: Path, label: str | None = None) -> WeightSource:
     """The weights in a file (safetensors, torch, a snapshot manifest) or a folder holding one."""
     path = Path(path)
+    if path.is_dir() and is_sharded_checkpoint(path):  # DCP shards: gathered whole, verified on the way
+        from unitrack.checkpoint.storage import read_weights
+
+        return ArraySource.of(read_weights(path), label or str(path))
     if path.is_dir():
         return file_source(weights_file_in(path), label)
     if not path.exists():

@@ -2,9 +2,10 @@
 
 Every changed param (a change logged under several keys, ``lr`` and ``optimizer/lr``, counts
 once), the model, its code and the environment are candidate causes; bookkeeping params never
-are. A candidate's score comes from the headline metric's difference against the noise band the
-runs themselves show and from whether the candidate plausibly acts where the curves parted
-(:mod:`.scoring`); a difference within noise is said to be so, with its band.
+are. A candidate's score comes from how far beyond the noise band the runs themselves show the
+result metrics moved (the headline one, or another that moved further) and from whether the
+candidate plausibly acts where the curves parted (:mod:`.scoring`); a difference within noise
+is said to be so, with its band.
 """
 
 from __future__ import annotations
@@ -50,11 +51,6 @@ def describe_metric(metric: dict[str, Any]) -> str:
     if metric["goal"] and metric["a"]["best"] is not None and metric["b"]["best"] is not None:
         best = f"; best {fmt(metric['a']['best'])} vs {fmt(metric['b']['best'])}"
     return f"{metric['key']} {fmt(a)} → {fmt(b)}{change}{best}" + (f", {winner}" if winner else "")
-
-
-def _is_key(key: str, *names: str) -> bool:
-    last = key.lower().replace(".", "/").split("/")[-1]
-    return last in names
 
 
 def _loss_divergence(evidence: dict[str, Any], side: str) -> str | None:
