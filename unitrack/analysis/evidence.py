@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from unitrack.analysis.activations import unhealthy_layers
 from unitrack.analysis.bookkeeping import split_bookkeeping
 from unitrack.analysis.diffing import ratio, settings_diff, sources_diff, text_diff
 from unitrack.analysis.metrics import LoggedCurve, compare_metrics, overfitting_gap
@@ -240,6 +241,7 @@ def gather_evidence(
         "metrics": metrics,
         "peer_runs": _add_noise(store, view_a, view_b, metrics, settings),
         "overfitting": {"a": overfitting_gap(curves_a), "b": overfitting_gap(curves_b)},
+        "activations": {"a": unhealthy_layers(curves_a), "b": unhealthy_layers(curves_b)},
         "model": _model_section(view_a, view_b, settings),
         "environment": _environment_section(view_a, view_b),
         "git": _git_section(view_a, view_b),

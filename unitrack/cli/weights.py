@@ -76,9 +76,11 @@ def print_delta(report: Any, top: int) -> None:
     out = console()
     out.print(f"[bold]{report.source_a}[/bold] → [bold]{report.source_b}[/bold]")
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("tensor", "shape", "relative", "L2", "mean|Δ|", "max|Δ|", "cosine", "changed", "from init", "units moved", "NaN/Inf"):
-        table.add_column(column, justify="left" if column in ("tensor", "shape") else "right")
     changes = report.largest_first()
+    sparse = any(c.sparsity is not None and max(c.sparsity) > 0 for c in changes)  # a pruned or sparse model
+    columns = ["tensor", "shape", "relative", "L2", "mean|Δ|", "max|Δ|", "cosine", "changed", "from init", "units moved", "NaN/Inf"]
+    for column in [*columns, "sparsity"] if sparse else columns:
+        table.add_column(column, justify="left" if column in ("tensor", "shape") else "right")
     for change in changes[:top]:
         d = change.delta
         neurons = change.neurons(1, report.tolerance)
@@ -96,6 +98,7 @@ def print_delta(report: Any, top: int) -> None:
             "-" if change.from_init_l2 is None else _num(change.from_init_l2),
             moved,
             f"[red]{bad}[/red]" if bad else "0",
+            *([_sparsity(change.sparsity)] if sparse else []),
         )
     out.print(table)
     if len(changes) > top:
@@ -107,6 +110,11 @@ def print_delta(report: Any, top: int) -> None:
             out.print(f"{label}: {', '.join(names)}")
     for item in report.shape_changed:
         out.print(f"shape changed: {item['name']} {item['a']} → {item['b']}")
+
+
+def _sparsity(sparsity: tuple[float, float] | None) -> str:
+    """The fraction of zeros before → after, e.g. ``0% → 50%``."""
+    return "-" if sparsity is None else f"{100 * sparsity[0]:.0f}% → {100 * sparsity[1]:.0f}%"
 
 
 def _num(value: float) -> str:
