@@ -26,7 +26,6 @@ from unitrack.checkpoint.errors import CheckpointCorruptError, CheckpointNotFoun
 from unitrack.checkpoint.registry import REGISTRY_FILE, CheckpointInfo, Registry, RetentionPolicy
 from unitrack.checkpoint.storage import (
     MANIFEST,
-    SHARDED_LAYOUT,
     STATE_JSON,
     manifest_checksum,
     read_manifest,
@@ -295,11 +294,7 @@ class CheckpointManager:
             from unitrack.checkpoint.sharded import load_sharded
 
             return load_sharded(self, ref, model, optimizer, scheduler, scaler)
-        state, _ = self.read(ref)
-        if state.info.get("layout") == SHARDED_LAYOUT:  # saved sharded, read whole into a plain model
-            from unitrack.checkpoint.sharded import restore_whole
-
-            return restore_whole(state, model, optimizer, scheduler, scaler)
+        state, _ = self.read(ref)  # a sharded checkpoint is read whole here, for a plain model
         return restore(state, model, optimizer, scheduler, scaler)
 
     def read(self, ref: Any) -> tuple[Any, CheckpointInfo | None]:
