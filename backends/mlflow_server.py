@@ -41,7 +41,9 @@ class MlflowServer:
     def uri(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 120.0) -> MlflowServer:
+    def start(self, timeout: float = 600.0) -> MlflowServer:
+        """Start the server and wait until it answers. It takes seconds on an idle machine and more
+        than a minute on a loaded one; a server that dies fails at once, so the long bound costs nothing."""
         command = [
             sys.executable, "-m", "mlflow", "server",
             "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
