@@ -167,6 +167,8 @@ class MlflowBackend(Backend):
                 self._upload_checkpoint(event.data)
                 if event.data.get("is_best"):
                     tags["unitrack.best_checkpoint"] = str(event.data.get("name"))
+        elif event.kind_name == "note":  # `unitrack ui`'s note: MLflow's run description
+            tags["mlflow.note.content"] = str(event.data.get("text", ""))
 
     def _upload_checkpoint(self, data: dict[str, Any]) -> None:
         folder = Path(str(data.get("path", "")))

@@ -124,6 +124,8 @@ class WandbBackend(Backend):
             self._last_checkpoint = event.data
             if wants_checkpoint(self._checkpoint_policy, event):
                 self._upload_checkpoint(event.data)
+        elif event.kind_name == "note":  # `unitrack ui`'s note: the W&B run's notes
+            self._run.notes = str(event.data.get("text", ""))
 
     def _upload_checkpoint(self, data: dict[str, Any]) -> None:
         import wandb

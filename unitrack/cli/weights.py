@@ -31,21 +31,16 @@ def delta_command(
     """How each tensor moved between two sets of weights: L1, L2, relative, cosine, L∞, changed fraction."""
     with cli_errors():
         from unitrack.cli.common import print_json
-        from unitrack.weights.compare import compare_sources
-        from unitrack.weights.refs import open_weights, pick_point, run_weight_points
+        from unitrack.weights.compare import compare_sources, run_delta
+        from unitrack.weights.refs import open_weights
 
         runs = open_store(store, must_exist=False)
-        init = None
         if b is None:
-            points = run_weight_points(runs, a)
-            start = pick_point(points, "first" if from_step is None else str(from_step), a)
-            end = pick_point(points, None if to_step is None else str(to_step), a)
-            source_a, source_b, init = start.open(), end.open(), points[0].open()
+            report = run_delta(runs, a, from_step, to_step, tolerance)
         else:
             if from_step is not None or to_step is not None:
                 raise ValueError("--from / --to pick steps of one run; with two runs write RUN@STEP")
-            source_a, source_b = open_weights(runs, a), open_weights(runs, b)
-        report = compare_sources(source_a, source_b, tolerance=tolerance, init=init)
+            report = compare_sources(open_weights(runs, a), open_weights(runs, b), tolerance=tolerance)
         if as_json:
             print_json(report.to_dict())
         else:

@@ -243,3 +243,16 @@ def summarize_run_delta(store: Any, ref_a: str, ref_b: str) -> dict[str, Any] | 
         "added": report.added,
         "removed": report.removed,
     }
+
+
+def run_delta(
+    store: Any, ref: str, from_step: int | None = None, to_step: int | None = None, tolerance: float = 0.0
+) -> DeltaReport:
+    """How run ``ref``'s weights moved from its first weights (or ``from_step``) to its final ones
+    (or ``to_step``), with each tensor's distance from the first: ``unitrack delta RUN``."""
+    from unitrack.weights.refs import pick_point, run_weight_points
+
+    points = run_weight_points(store, ref)
+    start = pick_point(points, "first" if from_step is None else str(from_step), ref)
+    end = pick_point(points, None if to_step is None else str(to_step), ref)
+    return compare_sources(start.open(), end.open(), tolerance=tolerance, init=points[0].open())
