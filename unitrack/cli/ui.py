@@ -22,10 +22,11 @@ def ui_command(
     """Serve the dashboard: runs, curves, comparisons, explanations, weights, notes. Prints its URL."""
     with cli_errors():
         try:
-            from unitrack.ui.serve import serve
+            from unitrack.ui.serve import check_binding, serve
         except ModuleNotFoundError as exc:
             raise ModuleNotFoundError(f"unitrack ui needs {exc.name}: pip install 'unitrack[ui]'") from None
 
+        check_binding(host, token)  # before anything else: a refused address is the first thing to hear
         serve(open_store(store).root, host=host, port=port, token=token, open_browser=not no_browser)
 
 

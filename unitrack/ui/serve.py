@@ -120,3 +120,7 @@ class _Server(uvicorn.Server):
         self.stopping.set()
         self.interrupted = True
         super().handle_exit(sig, frame)
+        # uvicorn re-raises a captured signal once it has shut down; the stop asked for is done, so exit 0
+        captured = getattr(self, "_captured_signals", None)
+        if isinstance(captured, list):
+            captured.clear()
