@@ -40,10 +40,9 @@ def checkpoints(run_dir: Path, verify: bool) -> list[dict[str, Any]]:
 
 def model_summary(run_dir: Path, artifacts: list[dict[str, Any]]) -> dict[str, Any] | None:
     """What ``tracker.watch`` recorded of the model and its training set-up (``model/summary.json``)."""
-    path = artifact_file(run_dir, artifacts, "model/summary.json")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(artifact_file(run_dir, artifacts, "model/summary.json").read_text(encoding="utf-8"))
+    except (RunNotFoundError, OSError, ValueError):  # not recorded (no watch()), or unreadable
         return None
     return data if isinstance(data, dict) else None
 
