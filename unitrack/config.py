@@ -20,12 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from unitrack.errors import ConfigError
 from unitrack.redact import redact_mapping
+from unitrack.store.layout import DEFAULT_STORE_DIR, STORE_ENV  # re-exported: config.STORE_ENV
 
 BackendName = Literal["local", "mlflow", "wandb", "tensorboard"]
 REMOTE_BACKENDS: tuple[str, ...] = ("mlflow", "wandb", "tensorboard")
 ENV_PREFIX = "UNITRACK__"
-STORE_ENV = "UNITRACK_DIR"
-DEFAULT_STORE_DIR = ".unitrack"
 
 # Seed 003's "Basic Configuration" puts these at the top level; they belong to `checkpointing`.
 _TOP_LEVEL_CHECKPOINT_KEYS = ("checkpoint_dir", "max_checkpoints", "save_frequency", "compression")
@@ -93,7 +92,7 @@ class TrackingConfig(_Section):
 
     @model_validator(mode="after")
     def _reconcile_switches(self) -> TrackingConfig:
-        listed = set(self.backends or [])
+        listed: set[str] = set(self.backends or [])
         for name in REMOTE_BACKENDS:
             flag = getattr(self, f"use_{name}")
             if flag is False and name in listed:
@@ -172,17 +171,42 @@ class CaptureConfig(_Section):
     handle_signals: bool = Field(True, description="On SIGTERM, flush and mark the run 'interrupted'.")
 
 
+BOOKKEEPING_PATTERNS = (
+    "*dir", "*_dir_*", "*path", "*_file", "*filename*", "out", "output*", "save_to", "*logdir*", "*hostname*", "host",
+    "*timestamp*", "run_name", "name", "exp_name", "experiment*", "message", "notes", "comment", "description", "tags",
+    "project", "entity", "wandb_*", "mlflow_*", "tensorboard*", "report_to",
+    "log_*", "logging_*", "print_*", "*_every", "*_interval", "*_freq", "*_frequency", "logging_steps", "save_steps",
+    "eval_steps", "save_total_limit", "checkpoint_*", "ckpt_*", "keep_last*", "max_checkpoints",
+    "*num_workers*", "workers", "prefetch_factor", "pin_memory", "persistent_workers",
+    "device", "devices", "gpu", "gpus", "gpu_id*", "cuda_visible_devices", "local_rank",
+    "verbose", "verbosity", "quiet", "debug", "progress*", "*tqdm*", "resume*", "restore*", "overwrite*", "dry_run",
+)  # fmt: skip
+TRAINING_PATTERNS = (
+    "*data*", "*model*", "*pretrained*", "*tokenizer*", "*vocab*", "*weights*", "*init*", "*corpus*", "*split*",
+    "*train_file*", "*validation_file*", "*test_file*",
+)  # fmt: skip
+
+
 class AnalysisConfig(_Section):
     """``unitrack compare`` and ``explain``: what counts as a difference, and who explains it."""
 
     rel_tolerance: float = Field(1e-6, ge=0, description="Numbers closer than this (relative) compare equal.")
     abs_tolerance: float = Field(1e-12, ge=0, description="Numbers closer than this (absolute) compare equal.")
-    ignore_keys: list[str] = Field(
-        default_factory=lambda: [
-            "*dir", "*path", "*logdir*", "*timestamp*", "*hostname*", "*run_name*", "*num_workers*",
-        ],
-        description="Config/param keys left out of the diff (shell-style patterns, matched on the full dotted key).",
-    )  # fmt: skip
+    ignore_params: list[str] = Field(
+        default_factory=lambda: list(BOOKKEEPING_PATTERNS),
+        description="Bookkeeping params (paths, names, logging/checkpoint intervals, workers, devices, verbosity, "
+        "resume flags): shell-style patterns matched on the full key and its last part; such params are listed "
+        "apart and never ranked as causes. A path-shaped value counts too.",
+    )
+    keep_params: list[str] = Field(
+        default_factory=lambda: list(TRAINING_PATTERNS),
+        description="Patterns of params that are never bookkeeping, even with a path for a value (data, model, "
+        "tokenizer, initial weights).",
+    )
+    peer_runs: int = Field(
+        20, ge=0, description="At most this many other runs of the experiment that differ only in the seed are read "
+        "to measure the noise (0: the two runs alone).",
+    )
     provider: Literal["auto", "rules", "anthropic"] = Field(
         "auto", description="Who explains: 'rules' (offline), 'anthropic', or 'auto' (anthropic when a key is set)."
     )
@@ -353,10 +377,12 @@ def _walk_node(node: yaml.Node, path: Path_, filename: str, origins: dict[Path_,
         key = str(key_node.value)
         where = f"{filename}:{key_node.start_mark.line + 1}"
         if key in seen:
-            raise ConfigError(f"{where}: duplicate key {'.'.join((*path, key))!r}")
+            dotted = ".".join((*path, key))
+            raise ConfigError(f"{where}: duplicate key {dotted!r}")
         seen.add(key)
-        origins[(*path, key)] = where
-        _walk_node(value_node, (*path, key), filename, origins)
+        here = (*path, key)
+        origins[here] = where
+        _walk_node(value_node, here, filename, origins)
 
 
 # --- merging, environment, origins -----------------------------------------------------------

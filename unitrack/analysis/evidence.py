@@ -12,8 +12,11 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from unitrack.analysis.bookkeeping import split_bookkeeping
 from unitrack.analysis.diffing import ratio, settings_diff, sources_diff, text_diff
 from unitrack.analysis.metrics import compare_metrics, overfitting_gap
+from unitrack.analysis.noise import curve, metric_noise, peer_spread
+from unitrack.analysis.peers import group_curves, peer_groups, seed_keys
 from unitrack.config import AnalysisConfig
 from unitrack.readers import RunView, read_run
 
@@ -193,8 +196,16 @@ def _weights_section(store: RunStore, ref_a: str, ref_b: str) -> dict[str, Any] 
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
-def _seed_keys(params: dict[str, Any]) -> list[str]:
-    return [k for k in params if k.lower().split("/")[-1].split(".")[-1] in ("seed", "random_seed", "manual_seed")]
+def _add_noise(store: RunStore, a: RunView, b: RunView, metrics: list[dict[str, Any]], settings: AnalysisConfig) -> int:
+    """Each result metric's noise band (``metric["noise"]``); returns how many peer runs were read."""
+    groups = peer_groups(store, a, b, settings)
+    for metric in metrics:
+        if metric["goal"] is None:
+            continue
+        key = metric["key"]
+        peers = peer_spread(group_curves(groups, key)) if groups else None
+        metric["noise"] = metric_noise(curve(a, key), curve(b, key), peers)
+    return sum(len(g) for g in groups)
 
 
 def gather_evidence(
@@ -204,11 +215,15 @@ def gather_evidence(
     settings = settings or AnalysisConfig()
     view_a, view_b = read_run(ref_a, store), read_run(ref_b, store)
     params_a, params_b = dict(view_a.record.get("params") or {}), dict(view_b.record.get("params") or {})
+    config = settings_diff(params_a, params_b, settings.rel_tolerance, settings.abs_tolerance)
+    metrics = compare_metrics(view_a.metric_history, view_b.metric_history)
     evidence: dict[str, Any] = {
         "runs": {"a": _identity(view_a), "b": _identity(view_b)},
-        "config": settings_diff(params_a, params_b, settings.rel_tolerance, settings.abs_tolerance, settings.ignore_keys),
-        "seed_keys": _seed_keys({**params_a, **params_b}),
-        "metrics": compare_metrics(view_a.metric_history, view_b.metric_history),
+        "config": split_bookkeeping(config, settings.ignore_params, settings.keep_params),
+        "params": {"a": params_a, "b": params_b},
+        "seed_keys": seed_keys({**params_a, **params_b}),
+        "metrics": metrics,
+        "peer_runs": _add_noise(store, view_a, view_b, metrics, settings),
         "overfitting": {"a": overfitting_gap(view_a.metric_history), "b": overfitting_gap(view_b.metric_history)},
         "model": _model_section(view_a, view_b, settings),
         "environment": _environment_section(view_a, view_b),

@@ -8,7 +8,6 @@ error surfaces on the next call. Loading, listing and ``flush`` wait for a pendi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -24,7 +23,7 @@ from typing import Any
 from unitrack.checkpoint.crypto import load_key
 from unitrack.checkpoint.errors import CheckpointCorruptError, CheckpointNotFoundError, CheckpointSaveError
 from unitrack.checkpoint.registry import REGISTRY_FILE, CheckpointInfo, Registry, RetentionPolicy
-from unitrack.checkpoint.storage import MANIFEST, STATE_JSON, read_manifest, remove_temporaries
+from unitrack.checkpoint.storage import MANIFEST, STATE_JSON, manifest_checksum, read_manifest, remove_temporaries
 
 log = logging.getLogger("unitrack")
 
@@ -82,7 +81,7 @@ class CheckpointManager:
                 continue
             try:
                 info = json.loads((folder / STATE_JSON).read_text(encoding="utf-8"))
-                sha = hashlib.sha256((folder / MANIFEST).read_bytes()).hexdigest()
+                sha = manifest_checksum((folder / MANIFEST).read_bytes())
                 metrics = {k: float(v) for k, v in (info.get("metrics") or {}).items()}
                 orphan = CheckpointInfo(
                     name=folder.name, path=folder, epoch=int(info["epoch"]), step=int(info["step"]),
@@ -137,12 +136,14 @@ class CheckpointManager:
             captured.model = training_state.to_cpu(captured.model, self._buffers["model"] if reuse else None)
             captured.tensors = training_state.to_cpu(captured.tensors, self._buffers["state"] if reuse else None)
         except Exception as exc:
-            return self._failed(CheckpointSaveError(f"could not capture checkpoint {info.name}: {exc}"), exc)
+            self._failed(CheckpointSaveError(f"could not capture checkpoint {info.name}: {exc}"), exc)
+            return None
         if not self.settings.async_save:
             try:
                 self._write(info, captured)
             except Exception as exc:
-                return self._failed(exc, exc)
+                self._failed(exc, exc)
+                return None
             return info
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unitrack-checkpoint")
@@ -220,7 +221,8 @@ class CheckpointManager:
 
     # --- reading ------------------------------------------------------------------------------
 
-    def list(self) -> list[CheckpointInfo]:
+    def kept(self) -> list[CheckpointInfo]:
+        """The kept checkpoints, oldest first (after a pending save has finished)."""
         self.wait()
         with self.registry.lock:
             return list(self.registry.entries)

@@ -48,28 +48,23 @@ def check_ref(ref: str) -> str:
 
 
 class RunSource:
-    """The store's runs through the read API, with the last few opened runs kept while unchanged."""
+    """The store's runs through ``unitrack.runs`` / ``unitrack.open_run``; the last few opened runs
+    are kept while their journal is unchanged (a run page asks for each of its curves)."""
 
     def __init__(self, store: RunStore) -> None:
         self.store = store
         self._lock = threading.Lock()
-        self._views: dict[str, tuple[tuple[int, int], Any]] = {}
-
-    # --- listing ------------------------------------------------------------------------------
+        self._views: dict[str, tuple[tuple[int, ...], Any]] = {}
 
     def list_runs(self, filter_text: str | None) -> list[dict[str, Any]]:
         """Every run matching ``filter_text``, newest first, each shaped as in ``unitrack ls --json``."""
-        from unitrack.cli.runs import find_runs
+        from unitrack.reading import run_summary, runs
 
-        return find_runs(self.store, filter_text=filter_text)
+        return [run_summary(view) for view in runs(filter_text, store=self.store)]
 
     def details(self, ref: str) -> dict[str, Any]:
         """One run as ``unitrack show --json`` prints it."""
-        from unitrack.cli.runs import run_details
-
-        return run_details(self.store, check_ref(ref))
-
-    # --- one run ------------------------------------------------------------------------------
+        return dict(self.view(ref).to_dict())
 
     def local_root(self, ref: str) -> Path | None:
         """The run's folder in the store (None for a backend's run)."""
@@ -78,51 +73,52 @@ class RunSource:
             return None
         return self.store.resolve(ref).root
 
-    def _stamp(self, root: Path) -> tuple[int, int]:
-        try:
-            stat = (root / "events.jsonl").stat()
-            return (stat.st_size, stat.st_mtime_ns)
-        except FileNotFoundError:
-            return (0, 0)
-
     def view(self, ref: str) -> Any:
-        """The run's ``RunView``, opened again only when its journal changed."""
-        from unitrack.readers import read_run
+        """The run's ``RunView``, opened again only when its journal or ``run.json`` changed."""
+        from unitrack.reading import open_run
 
         root = self.local_root(ref)
         if root is None:
-            return read_run(check_ref(ref), self.store)
-        stamp = self._stamp(root)
+            return open_run(check_ref(ref), self.store)
+        stamp = _stamp(root)
         with self._lock:
             hit = self._views.get(root.name)
             if hit is not None and hit[0] == stamp:
                 return hit[1]
-        view = read_run(root.name, self.store)
+        view = open_run(root.name, self.store)
         with self._lock:
             if len(self._views) >= _VIEW_CACHE:
                 self._views.pop(next(iter(self._views)))
             self._views[root.name] = (stamp, view)
         return view
 
-    def series(self, ref: str, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def series(self, ref: str, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every point of metric ``key``: steps, values and wall times, in logged order."""
         view = self.view(ref)
-        points = view.metric_history.get(key)
-        if points is None:
+        if key not in view.metric_keys:
             raise KeyError(f"run {view.run_id} has no metric {key!r}")
-        steps = np.fromiter((p["step"] for p in points), dtype=np.int64, count=len(points))
-        values = np.fromiter((p["value"] for p in points), dtype=np.float64, count=len(points))
-        times = np.fromiter((p["time"] for p in points), dtype=np.float64, count=len(points))
+        steps, values, times = view.history(key, with_time=True)
         return steps, values, times
 
     def system(self, ref: str) -> dict[str, dict[str, list[Any]]]:
         """The system monitor's series: ``{key: {"time": [...], "value": [...]}}``."""
-        view = self.view(ref)
         series: dict[str, dict[str, list[Any]]] = {}
-        for sample in view.system_history:
+        for sample in self.view(ref).system_history:
             suffix = f"/rank{sample['rank']}" if sample.get("rank") is not None else ""
             for key, value in sample["values"].items():
                 entry = series.setdefault(key + suffix, {"time": [], "value": []})
                 entry["time"].append(sample["time"])
                 entry["value"].append(value if value == value else None)
         return series
+
+
+def _stamp(root: Path) -> tuple[int, ...]:
+    """What changes when a run changes: its journal's size and time, and ``run.json``'s time."""
+    stamp: list[int] = []
+    for name in ("events.jsonl", "run.json"):
+        try:
+            stat = (root / name).stat()
+            stamp += [stat.st_size, stat.st_mtime_ns]
+        except FileNotFoundError:
+            stamp += [0, 0]
+    return tuple(stamp)
