@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -14,7 +14,7 @@ def ui_command(
     host: Annotated[str, typer.Option("--host", help="The address to listen on; another than loopback needs --token.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="The port; 0 picks a free one (printed).")] = 0,
     token: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--token", envvar="UNITRACK_UI_TOKEN", help="Every API call then needs Authorization: Bearer TOKEN."),
     ] = None,
     no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a browser.")] = False,

@@ -95,7 +95,7 @@ class Api:
         ]
 
     @staticmethod
-    def _guarded(handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
+    def _guarded(handler: Callable[..., Response]) -> Callable[[Request], Any]:
         """``handler`` run off the event loop, with expected errors turned into JSON answers."""
 
         async def endpoint(request: Request) -> Response:

@@ -59,7 +59,7 @@ def bucket_series(
         index = np.flatnonzero(keep)
         steps, values, positions = steps[index], values[index], positions[index]
         times = times[index] if times is not None else None
-    total = int(len(values))
+    total = len(values)
     if total <= buckets:
         shown = _json_floats(values)
         out = {"total": total, "raw": True, "step": steps.tolist(), "value": shown, "min": shown, "max": shown}

@@ -54,7 +54,7 @@ class AccessLog:
             try:
                 if self._handle is None:
                     self.path.parent.mkdir(parents=True, exist_ok=True)
-                    self._handle = open(self.path, "a", encoding="utf-8", buffering=1)
+                    self._handle = open(self.path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - open for the server's life, closed by close()
                 self._handle.write(line)
             except OSError:
                 pass

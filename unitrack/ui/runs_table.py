@@ -132,5 +132,5 @@ class RunsTable:
             "params": sorted(params),
             "metrics": sorted(metrics),
             "default_params": varying[:4],
-            "default_metrics": headline_metrics({key: None for key in metrics}),
+            "default_metrics": headline_metrics(dict.fromkeys(metrics)),
         }

@@ -20,7 +20,7 @@ import uvicorn
 from unitrack.errors import UnitrackError
 from unitrack.ui.guard import is_loopback
 
-GRACEFUL_S = 2.0
+GRACEFUL_S = 2
 
 
 class UiError(UnitrackError, ValueError):

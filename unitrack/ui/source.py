@@ -41,9 +41,8 @@ def check_ref(ref: str) -> str:
     ref = ref.strip()
     if _LATEST.match(ref) or (is_run_id(ref) and len(ref) >= 4):
         return ref
-    if ref.startswith("mlflow:") and not ref.startswith("mlflow://"):
-        if mlflow_uri() and _MLFLOW_ID.match(ref[len("mlflow:") :]):
-            return ref
+    if ref.startswith("mlflow:") and mlflow_uri() and _MLFLOW_ID.match(ref[len("mlflow:") :]):
+        return ref
     raise RefusedRef(f"no run {ref!r}: the dashboard serves the runs of its store and of the configured MLflow server")
 
 
