@@ -58,7 +58,7 @@ def _never_bookkeeping(result: Explanation) -> None:
 def test_the_true_cause_comes_first_in_every_pair(trained: tuple[RunStore, dict[str, str]], peer_runs: int) -> None:
     wrong = []
     for pair, cause in CAUSE_PAIRS:
-        evidence, result = explained(trained, pair, peer_runs)
+        _, result = explained(trained, pair, peer_runs)
         (key,) = CAUSES[cause]
         top = result.causes[0]
         if key not in top.keys or top.score < 0.4:

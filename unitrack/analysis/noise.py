@@ -11,6 +11,8 @@ Three estimates of one run's noise (a standard deviation, in the metric's unit) 
 - ``peers``: the spread of other runs of the same experiment that differ only in the seed, step
   by step and at the end (``unitrack.analysis.peers``), when the store holds some.
 
+A curve longer than ``MAX_POINTS`` steps is first averaged over buckets of steps (the same for
+every run compared), so that a per-batch loss is judged by its trend, not its single batches.
 The band for a difference between two runs is ``2·√2·σ`` (about 95 % for two independent runs
 with the same noise); a difference inside it is "within noise". The curves *part* at the first
 common step from which the difference stays beyond that step's band for two points in a row
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 Curve = tuple[np.ndarray, np.ndarray]  # steps, values (finite only)
 
 BAND_WIDTH = 2.0 * math.sqrt(2.0)
+MAX_POINTS = 240  # longer curves are compared as bucket means
 REJOINED_Z = 3.0
 
 
@@ -45,6 +48,25 @@ def curve(view: RunView, key: str) -> Curve:
         steps = np.arange(len(values), dtype=np.int64)
     finite = np.isfinite(values)
     return steps[finite], values[finite]
+
+
+def bucket_width(curves: Sequence[Curve]) -> int:
+    """Steps per bucket so that the longest of ``curves`` has at most ``MAX_POINTS`` buckets."""
+    last = max((int(steps[-1]) for steps, _ in curves if len(steps)), default=0)
+    return max(1, -(-(last + 1) // MAX_POINTS))
+
+
+def bucketed(c: Curve, width: int) -> Curve:
+    """A long curve as the means of buckets of ``width`` steps (each at its first step), so that
+    a per-batch loss is judged on its trend, the same buckets for every run compared."""
+    steps, values = c
+    if width <= 1 or not len(steps):
+        return c
+    index = steps // width
+    buckets, start = np.unique(index, return_index=True)
+    sums = np.add.reduceat(values, start)
+    counts = np.diff(np.append(start, len(values)))
+    return buckets * width, sums / counts
 
 
 def tail_points(n: int) -> int:

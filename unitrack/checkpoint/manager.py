@@ -250,16 +250,31 @@ class CheckpointManager:
         from unitrack.checkpoint.storage import read_checkpoint
 
         if isinstance(ref, str) and ref in ("best", "last"):
-            for candidate in self.candidates(ref):
+            candidates = self.candidates(ref)
+            for candidate in candidates:
                 try:
                     return read_checkpoint(candidate.path, candidate.sha256, self.settings.encryption_key_env), candidate
                 except (CheckpointCorruptError, OSError) as exc:
                     warnings.warn(f"unitrack: skipping checkpoint {candidate.name}: {exc}", RuntimeWarning, stacklevel=4)
-            raise CheckpointNotFoundError(f"no intact checkpoint to load as {ref!r} in {self.registry.path}")
+            raise CheckpointNotFoundError(self._none_to_load(ref, tried=len(candidates)))
         info = ref if isinstance(ref, CheckpointInfo) else self._by_name_or_path(ref)
         folder = info.path if info is not None else _folder_of(Path(os.fspath(ref)))
         expected = info.sha256 if info is not None else None
         return read_checkpoint(folder, expected, self.settings.encryption_key_env), info
+
+    def _none_to_load(self, ref: str, tried: int) -> str:
+        """Why nothing could be loaded as ``ref``: none saved, none marked best, or every one damaged."""
+        with self.registry.lock:
+            saved = len(self.registry.entries)
+        if tried:
+            return f"no intact checkpoint to load as {ref!r} in {self.registry.path}: all {tried} failed verification"
+        if saved == 0:
+            return f"no checkpoint has been saved in {self.registry.path} yet"
+        return (
+            f"none of the {saved} checkpoint(s) in {self.registry.path} is marked best: pass is_best=True to "
+            "save_checkpoint, or set checkpointing.monitor (e.g. val_loss) to have the best one chosen; "
+            "or load 'last'"
+        )
 
     def candidates(self, which: str) -> list[CheckpointInfo]:
         """Checkpoints to try for "best" (the best, then newest first) or "last" (newest first)."""

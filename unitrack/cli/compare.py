@@ -10,6 +10,8 @@ from unitrack.cli.common import JsonOption, StoreOption, cli_errors
 
 RunA = Annotated[str, typer.Argument(help="Run A (before): an id, a prefix, latest~N, or a backend reference.")]
 RunB = Annotated[str, typer.Argument(help="Run B (after).")]
+OptionalRunA = Annotated[str | None, typer.Argument(help="Run A (before): an id, a prefix, latest~N, or a backend reference.")]
+OptionalRunB = Annotated[str | None, typer.Argument(help="Run B (after).")]
 ConfigOption = Annotated[
     str | None, typer.Option("--config", "-c", help="A unitrack config file (its `analysis` section).")
 ]
@@ -37,8 +39,12 @@ def register(app: typer.Typer) -> None:
 
     @app.command("explain")
     def explain_command(
-        run_a: RunA,
-        run_b: RunB,
+        run_a: OptionalRunA = None,
+        run_b: OptionalRunB = None,
+        sweep: Annotated[
+            str | None, typer.Option("--sweep", help="Rank the params of every run of this experiment instead.")
+        ] = None,
+        metric: Annotated[str | None, typer.Option("--metric", help="--sweep: the metric to explain.")] = None,
         store: StoreOption = None,
         config: ConfigOption = None,
         provider: Annotated[
@@ -47,8 +53,14 @@ def register(app: typer.Typer) -> None:
         model: Annotated[str | None, typer.Option("--model", help="The LLM model name.")] = None,
         as_json: JsonOption = False,
     ) -> None:
-        """Why performance changed from A to B: likely causes ranked, each with its evidence, and what to try next."""
+        """Why performance changed from A to B: likely causes ranked, each with its evidence, and what to try next.
+        With --sweep EXPERIMENT: which params of its runs explain the metric's variation, and how."""
         with cli_errors():
+            if sweep is not None or run_a is None or run_b is None:
+                from unitrack.cli.sweep import sweep_command
+
+                sweep_command(sweep, metric, store, _settings(config), as_json, given=[r for r in (run_a, run_b) if r])
+                return
             from unitrack.analysis import gather_evidence
             from unitrack.analysis.explain import explain
             from unitrack.cli.common import open_store, print_json

@@ -58,7 +58,7 @@ def _sample_tree(pid: int, usage: _Usage, done: threading.Event) -> None:
     except psutil.Error:
         return
     known: dict[int, Any] = {}
-    while not done.wait(_SAMPLE_INTERVAL_S):
+    while True:  # a first sample at once: a command shorter than the interval is sampled too
         try:
             processes = [root, *root.children(recursive=True)]
         except psutil.Error:
@@ -73,6 +73,8 @@ def _sample_tree(pid: int, usage: _Usage, done: threading.Event) -> None:
                 continue
         usage.peak_rss_mb = max(usage.peak_rss_mb, rss)
         usage.samples.append((time.time(), {"command/rss_mb": rss, "command/cpu_percent": cpu}))
+        if done.wait(_SAMPLE_INTERVAL_S):
+            return
 
 
 def _tee(source: IO[bytes], sinks: list[IO[bytes]], lock: threading.Lock) -> None:

@@ -10,9 +10,8 @@ runs themselves show and from whether the candidate plausibly acts where the cur
 from __future__ import annotations
 
 import math
-from typing import Any
-
 from dataclasses import dataclass, field
+from typing import Any
 
 from unitrack.analysis.explain import Cause, Explanation
 from unitrack.analysis.explain.scoring import effect, kind_of, magnitude, score, timing
@@ -265,13 +264,11 @@ def _noise_cause(evidence: dict[str, Any], headline: dict[str, Any] | None, real
     judged = [m["noise"] for m in evidence["metrics"] if m.get("noise")]
     within = all(n["within"] for n in judged) if noise else None
     facts = seed_facts + _effect_facts(evidence, headline, telling_metric(evidence, headline))[:2]
-    if evidence["config"].get("bookkeeping"):
-        facts.append("bookkeeping only, not causes: " + ", ".join(e["key"] for e in evidence["config"]["bookkeeping"]))
     if not real:
         subject = "only the seed differs" if seed_facts else "no param that matters differs"
         verdict = {True: "within noise", False: "beyond the measured noise band", None: "noise not measurable"}[within]
         return Cause(f"{subject}: {verdict}", facts, 0.9, list(seeds & {c["key"] for c in evidence["config"]["changed"]}))
-    if within and headline is not None:
+    if within and headline is not None and noise is not None:
         return Cause(f"within noise: no recorded change moved {headline['key']} beyond ±{fmt(noise['band'])} "
                      "(nor any other result metric beyond its band)", facts, 0.9, [])  # fmt: skip
     if seed_facts and noise:
@@ -279,9 +276,27 @@ def _noise_cause(evidence: dict[str, Any], headline: dict[str, Any] | None, real
     return None
 
 
+def _failure_causes(evidence: dict[str, Any]) -> list[Cause]:
+    """A run that ended with an exception: that is the first thing to explain about it."""
+    causes = []
+    for side in ("a", "b"):
+        error = evidence["runs"][side].get("error")
+        if error:
+            facts = [f"{error['type']}: {error['message']}" if error.get("message") else str(error["type"])]
+            if error.get("where"):
+                facts.append(f"raised at {error['where']}")
+            causes.append(Cause(f"run {side.upper()} failed with {error['type']}", facts, 1.0 if side == "b" else 0.95, ["code"]))
+    return causes
+
+
 def _next_steps(causes: list[Cause], evidence: dict[str, Any]) -> list[str]:
     steps = []
     titles = " | ".join(c.title for c in causes)
+    for cause in causes:
+        if " failed with " in cause.title:
+            where = next((f[len("raised at ") :] for f in cause.evidence if f.startswith("raised at ")), None)
+            kind = cause.title.rsplit(" ", 1)[-1]
+            steps.append(f"fix the {kind} first" + (f" ({where})" if where else "") + ": its metrics stop where it failed")
     for group in _param_groups(evidence["config"]):
         change = group[0]
         if change["change"] == "changed" and _family(change["key"]) in _LR and change["ratio"]:
@@ -321,6 +336,7 @@ def explain_with_rules(evidence: dict[str, Any]) -> Explanation:
     chance = _noise_cause(evidence, headline, bool(candidates))
     if chance is not None:
         causes.append(chance)
+    causes += _failure_causes(evidence)
     causes.sort(key=lambda c: -c.score)
     runs = evidence["runs"]
     text = describe_metric(headline) if headline else "no result metric in common"
