@@ -69,14 +69,15 @@ def test_run_page_draws_its_curves(dashboard: tuple[str, Path, dict[str, str], A
     assert console_errors(driver) == []
 
 
-def test_failed_run_shows_its_exception_when_recorded(dashboard: tuple[str, Path, dict[str, str], Any]) -> None:
+def test_failed_run_shows_its_exception(dashboard: tuple[str, Path, dict[str, str], Any]) -> None:
     url, root, ids, driver = dashboard
     shown = json.loads(CliRunner().invoke(app, ["show", ids["failed"], "--store", str(root), "--json"]).stdout)
+    assert shown["error"]["type"] == "RuntimeError"
     open_page(driver, url, f"#/run/{ids['failed']}", "curvesReady")
     assert "failed" in driver.find_element("css selector", "h1").text
-    recorded = shown.get("exception") or (shown.get("info") or {}).get("exception")
-    if recorded:  # the run records its exception (issue 19); the page shows it
-        assert "the loss went NaN" in driver.find_element("id", "exception").text
+    text = driver.find_element("id", "exception").text
+    assert "RuntimeError: the loss went NaN at step 1" in text and ("Traceback" in text or "raise RuntimeError" in text)
+    assert console_errors(driver) == []
 
 
 def test_overlay_draws_several_runs(dashboard: tuple[str, Path, dict[str, str], Any]) -> None:

@@ -1,8 +1,10 @@
-"""The runs page's data: every run as ``ls --json`` shows it, sorted, grouped and served in pages.
+"""The runs page's data: every run as ``ls --json`` shows it, filtered, sorted, grouped, in pages.
 
-The list is read once through the read API and kept for a moment (``TTL_S``), so that scrolling
-through 10,000 runs, re-sorting them or typing a filter re-reads nothing: a page of the table is
-a slice of a list already in memory.
+Every run of the store is read through the read API (``unitrack.runs``) and kept in memory; a
+request filters (the ``ls --filter`` grammar, the same compiled predicate ``unitrack.runs``
+applies), sorts and slices that list, and each ordering is kept until the list changes. So
+scrolling through 10,000 runs, re-sorting them or typing a filter re-reads nothing. The list is
+read again in the background once it is ``TTL_S`` old: requests meanwhile get the one in hand.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ GROUP_FIELDS = {"experiment": "experiment", "git": "git_commit", "status": "stat
 ATTRIBUTE_SORTS = ("run_id", "name", "experiment", "status", "start_time", "end_time", "duration", "message", "git_commit")
 
 Lister = Callable[[str | None], list[dict[str, Any]]]
+Key = tuple[str, str, bool, str]
 
 
 def group_key(run: dict[str, Any], by: str) -> str:
@@ -61,26 +64,68 @@ def sort_runs(runs: list[dict[str, Any]], key: str, descending: bool) -> list[di
 
 
 class RunsTable:
-    """The store's runs (``lister(filter)`` gives them, newest first), cached for ``TTL_S``."""
+    """The store's runs (``lister(None)`` gives them all, newest first), as the table asks for them."""
 
     def __init__(self, lister: Lister) -> None:
         self._lister = lister
         self._lock = threading.Lock()
-        self._cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+        self._loaded = 0.0
+        self._all: list[dict[str, Any]] | None = None
+        self._refreshing = False
+        self._orders: dict[Key, list[dict[str, Any]]] = {}
+
+    def _current(self) -> list[dict[str, Any]]:
+        with self._lock:
+            found, stale = self._all, time.monotonic() - self._loaded > TTL_S
+            if found is not None and stale and not self._refreshing:
+                self._refreshing = True
+                threading.Thread(target=self._refresh, name="unitrack-ui-runs", daemon=True).start()
+        if found is None:
+            self._refresh()
+            with self._lock:
+                found = self._all
+        assert found is not None
+        return found
+
+    def _refresh(self) -> None:
+        try:
+            found = self._lister(None)
+            with self._lock:
+                self._all, self._loaded, self._orders = found, time.monotonic(), {}
+        finally:
+            with self._lock:
+                self._refreshing = False
 
     def runs(self, filter_text: str | None) -> list[dict[str, Any]]:
-        key = (filter_text or "").strip()
-        now = time.monotonic()
+        """The runs matching ``filter_text``, newest first."""
+        return self._ordered((filter_text or "").strip(), "", True, "")
+
+    def _ordered(self, filter_text: str, sort: str, descending: bool, group: str) -> list[dict[str, Any]]:
+        every = self._current()
+        key = (filter_text, sort, descending, group)
         with self._lock:
-            hit = self._cache.get(key)
-            if hit is not None and now - hit[0] < TTL_S:
-                return hit[1]
-        found = self._lister(key or None)
+            hit = self._orders.get(key) if self._all is every else None
+        if hit is not None:
+            return hit
+        runs = every
+        if filter_text:
+            from unitrack.store.query import compile_filter
+
+            predicate = compile_filter(filter_text)
+            runs = [r for r in runs if predicate({"params": r["params"], "metrics": r["metrics"], "tags": r["tags"], "attributes": r})]
+        if sort:
+            runs = sort_runs(runs, sort, descending)
+        if group:
+            order: dict[str, int] = {}
+            for run in runs:
+                order.setdefault(group_key(run, group), len(order))
+            runs = sorted(runs, key=lambda r: order[group_key(r, group)])  # stable: the sort holds within a group
         with self._lock:
-            if len(self._cache) > 16:
-                self._cache.clear()
-            self._cache[key] = (now, found)
-        return found
+            if self._all is every:
+                if len(self._orders) > 32:
+                    self._orders.clear()
+                self._orders[key] = runs
+        return runs
 
     def page(
         self,
@@ -92,14 +137,7 @@ class RunsTable:
         limit: int | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
         """One page of the (filtered, sorted, grouped) runs, and how many there are in all."""
-        runs = self.runs(filter_text)
-        if sort:
-            runs = sort_runs(runs, sort, descending)
-        if group:
-            order: dict[str, int] = {}
-            for run in runs:
-                order.setdefault(group_key(run, group), len(order))
-            runs = sorted(runs, key=lambda r: order[group_key(r, group)])  # stable: the sort holds within a group
+        runs = self._ordered((filter_text or "").strip(), sort or "", descending, group or "")
         end = None if limit is None else offset + limit
         shown = runs[offset:end]
         if group:

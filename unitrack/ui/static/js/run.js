@@ -16,14 +16,14 @@ function prefixGroups(keys) {
   return groups;
 }
 
+// A failed run's exception as `show --json` has it: error {type, message, where, traceback}.
 function exceptionOf(run) {
-  const info = run.info || {};
-  const found = run.exception || info.exception || info.error;
+  const found = run.error;
   if (!found) return null;
   if (typeof found === "string") return found;
   const head = [found.type, found.message].filter(Boolean).join(": ");
   const trace = Array.isArray(found.traceback) ? found.traceback.join("") : found.traceback || "";
-  return [head, trace].filter(Boolean).join("\n\n") || JSON.stringify(found, null, 2);
+  return [head, found.where ? "at " + found.where : "", trace].filter(Boolean).join("\n\n") || JSON.stringify(found, null, 2);
 }
 
 export async function runPage(view, ref) {
