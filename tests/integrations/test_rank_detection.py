@@ -121,11 +121,8 @@ def test_rank_policy_all_through_files_merges_another_ranks_points(launch: pytes
 def test_under_torchrun_the_ranks_meet_and_send_through_its_store(launch: pytest.MonkeyPatch, store_dir: Path) -> None:
     import torch.distributed as dist
 
-    from tests.integrations.test_ddp import free_port
-
-    port = free_port()
-    server = dist.TCPStore("127.0.0.1", port, is_master=True, wait_for_workers=False)  # what torchrun's agent holds
-    launch.setenv("MASTER_PORT", str(port))
+    server = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)  # what torchrun's agent holds
+    launch.setenv("MASTER_PORT", str(server.port))
     launch.setenv("TORCHELASTIC_USE_AGENT_STORE", "True")
     config = {**QUIET, "tracking": {"rank_policy": "all", "rank_join_timeout": 30}}
     as_process(launch, 0)
