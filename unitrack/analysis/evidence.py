@@ -19,7 +19,8 @@ from unitrack.analysis.metrics import LoggedCurve, compare_metrics, overfitting_
 from unitrack.analysis.noise import bucket_width, bucketed, curve, metric_noise, peer_spread
 from unitrack.analysis.peers import group_curves, peer_groups, seed_keys
 from unitrack.config import AnalysisConfig
-from unitrack.readers import RunView, read_run
+from unitrack.readers import RunView
+from unitrack.reading import open_run
 
 if TYPE_CHECKING:
     from unitrack.store.runs import RunStore
@@ -228,7 +229,7 @@ def gather_evidence(
 ) -> dict[str, Any]:
     """The comparison of runs ``ref_a`` and ``ref_b``: every section, as plain JSON-ready data."""
     settings = settings or AnalysisConfig()
-    view_a, view_b = read_run(ref_a, store), read_run(ref_b, store)
+    view_a, view_b = open_run(ref_a, store), open_run(ref_b, store)
     params_a, params_b = dict(view_a.record.get("params") or {}), dict(view_b.record.get("params") or {})
     config = settings_diff(params_a, params_b, settings.rel_tolerance, settings.abs_tolerance)
     curves_a, curves_b = _curves(view_a), _curves(view_b)
