@@ -120,6 +120,8 @@ def test_cli_lists_bookkeeping_apart_and_states_the_band(trained: tuple[RunStore
     assert "not causes (bookkeeping):" in out and "out_dir (name matches '*dir')" in out
     assert "report (value is a path)" in out
     assert "noise: val_acc band ±" in out
+    compared = CliRunner().invoke(app, ["compare", ids["base"], ids["seed+bookkeeping"], "--store", str(store.root)])
+    assert "bookkeeping (never causes): log_every 10 → 50, num_workers 0 → 4, out_dir runs/base → runs/other" in compared.stdout
 
 
 def test_peer_runs_bounds_how_many_other_runs_are_read(trained: tuple[RunStore, dict[str, str]]) -> None:

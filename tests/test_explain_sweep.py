@@ -113,3 +113,33 @@ def test_an_optuna_study_is_ranked_the_same_way() -> None:
     ranked = {p.key: p.importance for p in result.params}
     assert result.params[0].key == "lr" and ranked["lr"] > 0.7, ranked
     assert all(ranked[key] < 0.05 for key in ("batch_size", "optimizer", "dropout")), ranked
+
+
+def test_a_study_run_through_the_optuna_callback_is_ranked_by_its_objective(store_dir: Path) -> None:
+    import optuna
+
+    from unitrack.integrations.optuna import UnitrackOptunaCallback
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    callback = UnitrackOptunaCallback("tuning", quiet_config(), monitor="val_acc")
+
+    def objective(trial: optuna.Trial) -> float:
+        lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        trial.suggest_categorical("width", [16, 32, 64])
+        value = 0.95 - 0.4 * abs(math.log10(lr) + 2.5) ** 1.5 / 1.5**1.5
+        with callback.track(trial) as tracker:
+            tracker.log_metrics({"val_acc": value - 0.1}, step=0)
+            tracker.log_metrics({"val_acc": value}, step=1)
+        return value
+
+    sampler, pruner = optuna.samplers.RandomSampler(seed=5), optuna.pruners.ThresholdPruner(lower=0.6)
+    study = optuna.create_study(study_name="s1", direction="maximize", sampler=sampler, pruner=pruner)
+    study.optimize(objective, n_trials=24, callbacks=[callback])
+    callback.close()
+    result = json.loads(CliRunner().invoke(app, ["explain", "--sweep", "tuning", "--store", str(store_dir), "--json"]).stdout)
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert (result["metric"], result["runs"]) == ("optuna/value", 24 - len(pruned))
+    assert pruned and [s["why"] for s in result["skipped"]] == ["pruned"] * len(pruned)
+    assert [p["key"] for p in result["params"]][0] == "lr"
+    assert {p["key"]: p["importance"] for p in result["params"]}["width"] < 0.05
+    assert {"key": "optuna/trial", "reason": "name matches 'trial'"} in result["bookkeeping"]

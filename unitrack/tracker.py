@@ -10,7 +10,6 @@ a process that dies without finishing reads as ``crashed``.
 from __future__ import annotations
 
 import atexit
-import hashlib
 import json
 import logging
 import os
@@ -49,6 +48,7 @@ from unitrack.checkpoint.resume import resumed_run_json, run_to_resume
 from unitrack.config import Config, config_hash, load_config
 from unitrack.dispatch import Dispatcher, WorkerSettings
 from unitrack.failure import describe_failure
+from unitrack.hashing import SHA256, digest_path
 from unitrack.names import validate_name
 from unitrack.params import flatten_params
 from unitrack.progress import ProgressReporter, ProgressSample
@@ -300,6 +300,8 @@ class ExperimentTracker:
         snapshot_every: str | int | None = None,
         gradients: bool = False,
         log_every: int = 100,
+        activations_every: int | None = None,
+        activations_modules: Any = None,
     ) -> None:
         """Record what the model and its training set-up are.
 
@@ -316,6 +318,10 @@ class ExperimentTracker:
         ``snapshot_every`` ("epoch" or N optimizer steps) takes weight snapshots on a schedule, from
         the initial weights to the final ones; ``gradients=True`` logs per-layer gradient norms and
         update-to-weight ratios every ``log_every`` steps. Both hook the optimizer's step.
+
+        ``activations_every`` (default: ``weights.activations_every``) logs statistics of each
+        module's output every N training forward passes (``activations/<module>/<stat>``);
+        ``activations_modules`` picks the modules by type or name glob (docs/weights.md).
         """
         if self._state is not _RUNNING:
             self._raise_not_running()
@@ -334,6 +340,8 @@ class ExperimentTracker:
             self.progress(epochs * len(dataloader))
         if snapshot_every is not None or gradients:
             self._weights_session().watch(model, optimizer, dataloader, snapshot_every, gradients, log_every)
+        if activations_every is not None or self.config.weights.activations_every is not None:
+            self._weights_session().watch_activations(model, activations_every, activations_modules)
 
     def progress(self, total_steps: int, description: str | None = None, interval: float = 1.0) -> ProgressReporter:
         """Show a progress bar with ETA (in a terminal) and log throughput and ETA as metrics.
@@ -385,7 +393,7 @@ class ExperimentTracker:
             self._checkpoints.close(max(0.0, deadline - time.monotonic()))
             if self._ranks is not None:
                 self._ranks.close(min(self.config.tracking.rank_join_timeout, max(0.0, deadline - time.monotonic())))
-            if status != "completed":
+            if status in ("failed", "interrupted"):  # not "pruned": an early stop is no failure to explain
                 self._failure = self._failure or describe_failure(*sys.exc_info())  # finish() in an except block
                 if self._failure is not None:
                     self._queue.append(("record", time.time(), "error", self._failure))
@@ -526,7 +534,7 @@ class ExperimentTracker:
         self._announce_artifact(name, target)
 
     def _announce_artifact(self, name: str, target: Path) -> None:
-        size, digest = _digest(target)
+        size, digest = digest_path(target, SHA256)  # the artifact event's "sha256": kept, as backends read it
         relative = target.relative_to(self.run_dir).as_posix()
         self._queue.append(("artifact", time.time(), name, relative, size, digest))
 
@@ -806,23 +814,6 @@ def _artifact_name(name: str) -> str:
     if not parts or Path(name).is_absolute() or ".." in parts or "\x00" in name:
         raise ValueError(f"artifact name {name!r} must be a relative path inside the run")
     return Path(*parts).as_posix()
-
-
-def _digest(path: Path) -> tuple[int, str]:
-    """Size and SHA-256 of a file, or of a folder (its files' paths and contents, in order)."""
-    if path.is_file():
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        return path.stat().st_size, digest.hexdigest()
-    digest = hashlib.sha256()
-    total = 0
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        size, file_digest = _digest(file)
-        total += size
-        digest.update(f"{file.relative_to(path).as_posix()}\0{file_digest}\n".encode())
-    return total, digest.hexdigest()
 
 
 def _peak_rss_mb() -> float | None:

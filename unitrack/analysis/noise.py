@@ -161,14 +161,17 @@ def metric_noise(a: Curve, b: Curve, peers: dict[str, Any] | None = None) -> dic
     band = BAND_WIDTH * sigma
     final_a, final_b = final_value(values_a), final_value(values_b)
     delta = final_b - final_a
-    step_bands = []
-    for i, step in enumerate(common.tolist()):
-        # the early spread holds over the first third, then fades out by the end of the second
-        fade = 1.0 if i < early else max(0.0, 1.0 - (i - early + 1) / max(1, early))
-        early_sigma = sources["early"] * fade if sources["early"] is not None else None
-        local = _max(sigma, early_sigma, (peers or {}).get("by_step", {}).get(step))
-        step_bands.append(BAND_WIDTH * local)
-    parted = _parting(common, diff, np.array(step_bands), abs(delta) > band)
+    # per common step, the largest of: sigma; the early spread, which holds over the first third and
+    # fades out by the end of the second; the peers' spread at that step (arrays: 100,000 steps in ms)
+    local = np.full(len(common), sigma, dtype=np.float64)
+    if sources["early"] is not None:
+        index = np.arange(len(common), dtype=np.float64)
+        fade = np.where(index < early, 1.0, np.maximum(0.0, 1.0 - (index - early + 1) / max(1, early)))
+        local = np.maximum(local, sources["early"] * fade)
+    by_step = (peers or {}).get("by_step") or {}
+    if by_step:
+        local = np.maximum(local, np.array([by_step.get(step, -math.inf) for step in common.tolist()], dtype=np.float64))
+    parted = _parting(common, diff, BAND_WIDTH * local, abs(delta) > band)
     return {
         "band": band,
         "sigma": sigma,
@@ -185,8 +188,8 @@ def metric_noise(a: Curve, b: Curve, peers: dict[str, Any] | None = None) -> dic
 
 
 def _parting(steps: np.ndarray, diff: np.ndarray, bands: np.ndarray, final_beyond: bool) -> dict[str, Any] | None:
-    beyond = np.abs(diff) > bands
-    sign = np.sign(diff)
+    beyond = (np.abs(diff) > bands).tolist()  # lists: the scan below indexes them point by point
+    sign = np.sign(diff).tolist()
     i = 0
     while i < len(diff):
         held = i + 1 < len(diff) and beyond[i + 1] and sign[i + 1] == sign[i]

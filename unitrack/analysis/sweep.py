@@ -43,6 +43,7 @@ METHOD = (
     "metric's variance, less what its number of columns explains by chance (ε²)"
 )
 MAX_LEVELS = 5
+OPTUNA_VALUE = "optuna/value"  # the objective value the Optuna callback logs to each trial's run
 _MISSING = "(unset)"
 
 
@@ -93,7 +94,10 @@ def _number(value: Any) -> float | None:
 
 
 def default_metric(views: Sequence[RunView]) -> str:
-    """The metric to rank by: the most common one with a direction, validation/test ones first."""
+    """The metric to rank by: an Optuna study's objective when its trials logged it, else the most
+    common one with a direction, validation/test ones first."""
+    if sum(OPTUNA_VALUE in view.metric_keys for view in views) * 2 > len(views):
+        return OPTUNA_VALUE
     counts = Counter(key for view in views for key in view.metric_keys if goal(key))
     if not counts:
         raise SweepError("no run of the sweep logged a metric whose name says which way is better; pass --metric KEY")
@@ -174,6 +178,9 @@ def sweep_importance(views: Sequence[RunView], metric: str | None = None, settin
     value_of = direction or "last"
     rows, skipped = [], []
     for view in sorted(views, key=lambda v: v.run_id):  # one order, so one result to the last bit
+        if view.status == "pruned":  # stopped early by the study's pruner: its best is not comparable
+            skipped.append({"run_id": view.run_id, "why": "pruned"})
+            continue
         summary = view.summary.get(metric) or {}
         number = _number(summary.get(value_of))
         if number is None:
@@ -233,7 +240,7 @@ def explain_sweep(
         return sweep_importance(_study_runs(sweep, metric or "value"), metric or "value", settings)
     from unitrack.reading import runs
 
-    views = runs(store=store, experiment=sweep, status=["completed", "failed", "interrupted", "crashed"])
+    views = runs(store=store, experiment=sweep, status=["completed", "failed", "interrupted", "crashed", "pruned"])
     if not views:
         raise SweepError(f"no finished run of experiment {sweep!r} in the store")
     return sweep_importance(views, metric, settings)

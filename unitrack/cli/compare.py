@@ -126,6 +126,12 @@ def print_comparison(evidence: dict[str, Any]) -> None:
         _show(out, "config (differences)", table)
     else:
         out.print("[dim]config: no differences[/dim]")
+    if config.get("bookkeeping"):
+        listed = ", ".join(
+            f"{e['key']} {_fmt(e['a'])} → {_fmt(e['b'])}" if e["change"] == "changed" else f"{e['key']} {e['change']}"
+            for e in config["bookkeeping"]
+        )
+        out.print(f"bookkeeping (never causes): {listed}", markup=False, style="dim")
 
     if evidence["metrics"]:
         table = _table(("metric", "A last", "B last", "change", "A best", "B best", "same step", "winner"))

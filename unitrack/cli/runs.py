@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 from typing import Any
@@ -123,7 +122,7 @@ def show_run(store: RunStore, ref: str, as_json: bool) -> None:
         if value not in (None, "", "-"):  # what a backend's run does not know is left out, not printed as None
             grid.add_row(f"[dim]{key}[/dim]", escape(str(value)))
     out.print(grid)
-    _print_failure(out, data.get("error"))
+    _print_failure(out, data.get("error"), data["status"])
     _print_mapping_table(out, "params", {k: fmt_value(v) for k, v in sorted(data["params"].items())})
     if data["metric_summary"]:
         table = Table(title="metrics", title_justify="left", box=None, header_style="bold")
@@ -159,13 +158,13 @@ def _pid(pid: Any) -> str | None:
     return f"pid {pid}" if pid else None
 
 
-def _print_failure(out: Any, error: dict[str, Any] | None, lines: int = 30) -> None:
+def _print_failure(out: Any, error: dict[str, Any] | None, status: str, lines: int = 30) -> None:
     """Why a failed run failed: its exception in one line, where it was raised, and the traceback's end."""
     from rich.markup import escape
 
     if not error:
         return
-    out.print(f"[bold red]failed:[/bold red] {escape(failure_line(error, width=400) or '')}")
+    out.print(f"[bold red]{escape(status)}:[/bold red] {escape(failure_line(error, width=400) or '')}")
     if error.get("where"):
         out.print(f"[dim]at {escape(error['where'])}[/dim]")
     tail = str(error.get("traceback") or "").rstrip().splitlines()[-lines:]
@@ -187,24 +186,16 @@ def _print_mapping_table(out: Any, title: str, rows: dict[str, str]) -> None:
 
 
 def export_run(store: RunStore, ref: str, as_csv: bool, out_file: Path | None) -> None:
-    data = run_details(store, ref, with_history=True)
+    from unitrack.cli.export import export_json, write_csv
+    from unitrack.reading import open_run
+
+    view = open_run(ref, store)
     handle = open(out_file, "w", encoding="utf-8", newline="") if out_file else sys.stdout  # noqa: SIM115 - stdout is not ours to close
     try:
         if as_csv:
-            writer = csv.writer(handle)
-            writer.writerow(["metric", "step", "time", "value"])
-            for key, points in data["metric_history"].items():
-                for point in points:
-                    writer.writerow([key, point["step"], f"{point['time']:.6f}", point["value"]])
-        elif out_file:
-            import json
-
-            from unitrack.cli.common import json_safe
-
-            json.dump(json_safe(data), handle, indent=2, allow_nan=False, default=str)
-            handle.write("\n")
+            write_csv(view, handle)
         else:
-            print_json(data)
+            handle.write(export_json(view) + "\n")
     finally:
         if out_file:
             handle.close()

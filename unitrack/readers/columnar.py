@@ -8,15 +8,16 @@ whose history is missing or stale first brings it up to date, so the next read p
 from __future__ import annotations
 
 import json
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from unitrack.readers.view import Point
 from unitrack.store import columns
 from unitrack.store.layout import RunPaths
 
-Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]
+if TYPE_CHECKING:  # numpy is imported by the first curve read: ``show`` reads none
+    import numpy as np
+
+    Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 class ColumnarSeries:
@@ -43,6 +44,8 @@ class ColumnarSeries:
         return list(self._keys)
 
     def arrays(self, key: str) -> Arrays:
+        import numpy as np
+
         cached = self._cache.get(key)
         if cached is not None:
             return cached
@@ -115,6 +118,8 @@ class ColumnarSeries:
         return samples
 
     def _mapped(self, entry: dict[str, Any]) -> Arrays:
+        import numpy as np
+
         folder = columns.history_dir(self._dir)
         count = int(entry["count"])
         name = entry["file"]
@@ -133,6 +138,8 @@ def _decode(value: Any) -> Any:
 
 def _drop_superseded(arrays: Arrays, rewinds: list[dict[str, Any]]) -> Arrays:
     """Without the points a rewind superseded: logged before it, at a step after its step."""
+    import numpy as np
+
     steps, values, times = arrays
     superseded = np.zeros(len(steps), dtype=bool)
     for rewind in rewinds:

@@ -6,7 +6,6 @@ import json
 import os
 from typing import Any
 
-from unitrack.backends.mlflow import ERROR_TAG
 from unitrack.errors import RunNotFoundError
 from unitrack.failure import failure_from_line
 from unitrack.readers import RunView, register_reader
@@ -33,6 +32,8 @@ def parse_ref(ref: str) -> tuple[str | None, str]:
 def read_mlflow_run(ref: str) -> RunView:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
+
+    from unitrack.backends.mlflow import ERROR_TAG  # here: the backend module imports mlflow itself
 
     uri, run_id = parse_ref(ref)
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
