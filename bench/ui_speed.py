@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import subprocess
 import sys
@@ -50,20 +49,22 @@ def _template_run(store: Path, name: str, points: int, seed: int) -> str:
 
 
 def make_many(store: Path, count: int) -> None:
-    """``count`` runs: copies of one small real run with their own id, params and last metrics."""
+    """``count`` runs: one small real run, and copies of its ``run.json``, ``params.json`` and
+    ``summary.json`` (all that listing reads) with their own id, params and last metrics."""
     from unitrack.names import new_run_id
     from unitrack.store.runs import RunStore
 
     template = store / "runs" / _template_run(store, "template", 50, 0)
+    run = json.loads((template / "run.json").read_text())
+    summary = json.loads((template / "summary.json").read_text())
     for index in range(count - 1):
         run_id = new_run_id()
         target = store / "runs" / run_id
-        shutil.copytree(template, target)
-        run = json.loads((target / "run.json").read_text())
+        target.mkdir()
+        (target / "events.jsonl").touch()
         run.update(run_id=run_id, name=f"sweep-{index}", experiment=f"exp-{index % 7}", tags={"team": ["cv", "nlp"][index % 2]})
         (target / "run.json").write_text(json.dumps(run))
         (target / "params.json").write_text(json.dumps({"lr": 0.001 * (index % 50 + 1), "batch_size": 2 ** (index % 6 + 3), "seed": index}))
-        summary = json.loads((target / "summary.json").read_text())
         summary["metrics"]["loss"].update(last=1.0 / (index + 1))
         (target / "summary.json").write_text(json.dumps(summary))
     RunStore(store).reindex()
