@@ -166,3 +166,10 @@ def test_a_flipped_byte_in_a_shard_fails_verify_and_load_best_falls_back(trained
     with ut.ExperimentTracker("fsdp", config, resume=run) as tracker, pytest.warns(RuntimeWarning, match="__1_0.distcp"):
         assert tracker.load_best(model) == (0, 3)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in expected.items())
+
+
+def test_a_save_one_rank_cannot_capture_fails_on_every_rank_and_the_next_one_works(tmp_path: Path) -> None:
+    output = launch(tmp_path, 2, "fail")
+    assert "could not capture sharded checkpoint" in output and "rank 1:" in output  # warned (on_error: warn)
+    results = json.loads((tmp_path / "out" / "fail_losses.json").read_text())
+    assert results == {"1": 0.0, "2": 1.0}  # None for the failed save; the next one saved and registered alone
