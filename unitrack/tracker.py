@@ -663,10 +663,10 @@ class ExperimentTracker:
 
     def _rewind(self) -> CheckpointInfo | None:
         """Pick the resumed run's last (or best) checkpoint that verifies; mark later metric steps superseded."""
-        from unitrack.checkpoint.storage import verify_checkpoint
+        from unitrack.checkpoint.locations import verify_info
 
         for candidate in self._checkpoints.candidates(self.config.checkpointing.resume_from):
-            problems = verify_checkpoint(candidate.path, candidate.sha256, self.config.checkpointing.encryption_key_env)
+            problems = verify_info(candidate, self.config.checkpointing.encryption_key_env, self.config.checkpointing)
             if not problems:
                 self._checkpoints.registry.resumed_from.append(candidate.name)
                 self._checkpoints.registry.save()
