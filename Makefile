@@ -7,7 +7,7 @@ UT := $(VENV)/bin/unitrack
 STAMP := $(VENV)/.installed
 TORCH_VERSION := 2.13.0
 
-.PHONY: install demo test bench docs clean
+.PHONY: install demo lint test bench docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,13 @@ demo: install
 	$(UT) compare latest~1 latest
 	$(UT) explain latest~1 latest
 
-test: install
+# ruff (style, imports, likely bugs) and mypy (types, with the pydantic plugin) over the package,
+# configured in pyproject.toml; `make test` runs it first
+lint: install
+	$(VENV)/bin/ruff check unitrack
+	$(VENV)/bin/mypy unitrack
+
+test: lint
 	$(PY) -m pytest -q --durations=15
 
 bench: install

@@ -25,6 +25,10 @@ _EXPORTS: dict[str, str] = {
     "UnitrackError": "unitrack.errors",
     "ConfigError": "unitrack.errors",
     "RunNotFoundError": "unitrack.errors",
+    # the read API
+    "runs": "unitrack.reading",
+    "open_run": "unitrack.reading",
+    "RunView": "unitrack.readers.view",
     # compare / explain
     "gather_evidence": "unitrack.analysis",
     "explain": "unitrack.analysis.explain",
@@ -51,6 +55,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from unitrack.config import Config, config_hash, load_config
     from unitrack.errors import ConfigError, RunNotFoundError, UnitrackError
     from unitrack.oneshot import log_all
+    from unitrack.readers.view import RunView
+    from unitrack.reading import open_run, runs
     from unitrack.tracker import ExperimentTracker, experiment_tracking
 
 

@@ -20,12 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from unitrack.errors import ConfigError
 from unitrack.redact import redact_mapping
+from unitrack.store.layout import DEFAULT_STORE_DIR, STORE_ENV  # re-exported: config.STORE_ENV
 
 BackendName = Literal["local", "mlflow", "wandb", "tensorboard"]
 REMOTE_BACKENDS: tuple[str, ...] = ("mlflow", "wandb", "tensorboard")
 ENV_PREFIX = "UNITRACK__"
-STORE_ENV = "UNITRACK_DIR"
-DEFAULT_STORE_DIR = ".unitrack"
 
 # Seed 003's "Basic Configuration" puts these at the top level; they belong to `checkpointing`.
 _TOP_LEVEL_CHECKPOINT_KEYS = ("checkpoint_dir", "max_checkpoints", "save_frequency", "compression")
@@ -93,7 +92,7 @@ class TrackingConfig(_Section):
 
     @model_validator(mode="after")
     def _reconcile_switches(self) -> TrackingConfig:
-        listed = set(self.backends or [])
+        listed: set[str] = set(self.backends or [])
         for name in REMOTE_BACKENDS:
             flag = getattr(self, f"use_{name}")
             if flag is False and name in listed:
@@ -377,10 +376,12 @@ def _walk_node(node: yaml.Node, path: Path_, filename: str, origins: dict[Path_,
         key = str(key_node.value)
         where = f"{filename}:{key_node.start_mark.line + 1}"
         if key in seen:
-            raise ConfigError(f"{where}: duplicate key {'.'.join((*path, key))!r}")
+            dotted = ".".join((*path, key))
+            raise ConfigError(f"{where}: duplicate key {dotted!r}")
         seen.add(key)
-        origins[(*path, key)] = where
-        _walk_node(value_node, (*path, key), filename, origins)
+        here = (*path, key)
+        origins[here] = where
+        _walk_node(value_node, here, filename, origins)
 
 
 # --- merging, environment, origins -----------------------------------------------------------

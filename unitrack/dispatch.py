@@ -14,6 +14,7 @@ is replayed by the next worker that starts from the cursor (``unitrack sync``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -88,7 +89,7 @@ def convert_values(records: list[tuple[Any, ...]]) -> None:
 
         for slots in by_device.values():
             stacked = torch.stack([values[key].detach().reshape(()).to(torch.float64) for values, key in slots])
-            for (values, key), number in zip(slots, stacked.tolist()):
+            for (values, key), number in zip(slots, stacked.tolist(), strict=True):
                 values[key] = number
 
 
@@ -199,10 +200,9 @@ class Dispatcher:
                     last_sync = now
                 else:
                     self.queue.extendleft(reversed([(FLUSH, m) for m in markers]))
-            if self._stopping and not self.queue:
-                if not self._pending or self.write_errors > 100:
-                    self._sync()
-                    return
+            if self._stopping and not self.queue and (not self._pending or self.write_errors > 100):
+                self._sync()
+                return
 
     def _drain(self) -> list[threading.Event]:
         """Write what the queue holds, a chunk at a time; return the flush markers met."""
@@ -482,7 +482,7 @@ class BackendWorker:
             try:
                 future.result()
                 acknowledged.append(group)
-            except BaseException as exc:  # noqa: BLE001 - kept and re-raised after the others finished
+            except BaseException as exc:
                 failure = failure or exc
         for group in window:  # the cursor only moves over an unbroken run of acknowledged batches
             if group is not (acknowledged[0] if acknowledged else None):
@@ -543,7 +543,7 @@ class BackendWorker:
         """A batch was refused for good: deliver its events alone, skipping only those refused again."""
         for event in group:
             try:
-                self._retrying(lambda event=event: self._deliver([event]))
+                self._retrying(functools.partial(self._deliver, [event]))
             except PermanentBackendError as exc:
                 self.state.skipped_events += 1
                 self._record_error(exc)
@@ -582,11 +582,16 @@ class BackendWorker:
             ),
             retry=retry_if_not_exception_type((PermanentBackendError, _Aborted)),
             sleep=self._sleep,
-            before_sleep=lambda retry: self._record_error(retry.outcome.exception()),  # type: ignore[union-attr]
+            before_sleep=self._note_retry,
             reraise=True,
         ):
             with attempt:
                 call()
+
+    def _note_retry(self, retry: Any) -> None:
+        error = retry.outcome.exception() if retry.outcome is not None else None
+        if error is not None:
+            self._record_error(error)
 
     def _sleep(self, seconds: float) -> None:
         remaining = self._deadline - time.monotonic()

@@ -73,7 +73,7 @@ class MetricEvent(Event):
             values = _encode_finite(self.values)
         except ValueError:
             values = _encode({k: encode_number(v) for k, v in self.values.items()})
-        return '{"seq":%d,"kind":"metric","time":%r,"step":%d,"values":%s}' % (self.seq, self.time, self.step, values)
+        return '{"seq":%d,"kind":"metric","time":%r,"step":%d,"values":%s}' % (self.seq, self.time, self.step, values)  # noqa: UP031 - the fastest form
 
     @classmethod
     def from_record(cls, rec: Mapping[str, Any]) -> MetricEvent:

@@ -27,7 +27,7 @@ def as_mapping(obj: Any) -> Mapping[str, Any]:
     if module == "omegaconf":
         from omegaconf import OmegaConf
 
-        return OmegaConf.to_container(obj, resolve=True)  # type: ignore[return-value]
+        return OmegaConf.to_container(obj, resolve=True)
     if hasattr(obj, "model_dump") and callable(obj.model_dump):  # pydantic v2
         return obj.model_dump(mode="json")
     if type(obj).__name__ == "Namespace" and hasattr(obj, "__dict__"):  # argparse

@@ -634,7 +634,7 @@ class ExperimentTracker:
 
     def list_checkpoints(self) -> list[CheckpointInfo]:
         """The kept checkpoints, oldest first (after a pending save has finished)."""
-        return self._checkpoints.list()
+        return self._checkpoints.kept()
 
     def get_best_checkpoint(self) -> CheckpointInfo | None:
         """The best kept checkpoint (by ``checkpointing.monitor``, else the last one saved with is_best), or None."""

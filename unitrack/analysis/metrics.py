@@ -102,7 +102,7 @@ def _winner(direction: str | None, a: Any, b: Any) -> str | None:
 
 def compare_metrics(history_a: dict[str, list[Point]], history_b: dict[str, list[Point]]) -> list[dict[str, Any]]:
     """One entry per metric of either run; results (accuracy, loss...) first, biggest relative change first."""
-    entries = []
+    entries: list[dict[str, Any]] = []
     for key in sorted(set(history_a) | set(history_b)):
         points_a, points_b = history_a.get(key, []), history_b.get(key, [])
         direction = goal(key)

@@ -84,7 +84,7 @@ class Backend(ABC):
         """Store the file or folder at ``path`` under ``name``; only called when ``supports_artifacts``."""
         raise NotImplementedError(f"{self.name} does not store artifacts")
 
-    def flush(self) -> None:
+    def flush(self) -> None:  # noqa: B027 - an optional hook
         """Push out anything the backend buffers itself."""
 
     @abstractmethod

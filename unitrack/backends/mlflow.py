@@ -100,7 +100,7 @@ class MlflowBackend(Backend):
         self._start_time = run.start_time
 
     def _run_tags(self, run: RunInfo) -> dict[str, str]:
-        tags = {key: value for key, value in run.tags.items()}
+        tags = dict(run.tags.items())
         tags[RUN_ID_TAG] = run.run_id
         tags["unitrack.config_hash"] = run.config_hash
         if run.git.get("commit"):

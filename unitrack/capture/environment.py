@@ -17,7 +17,7 @@ def installed_packages() -> dict[str, str]:
     """Every installed distribution and its version, sorted by name."""
     packages: dict[str, str] = {}
     for dist in metadata.distributions():
-        name = dist.metadata.get("Name")
+        name = dist.metadata["Name"]
         if name:
             packages[name] = dist.version
     return dict(sorted(packages.items(), key=lambda item: item[0].lower()))

@@ -89,7 +89,7 @@ def describe_scheduler(scheduler: Any) -> dict[str, Any]:
 
 
 def describe_loss(loss_fn: Any) -> dict[str, Any]:
-    if not hasattr(loss_fn, "__dict__") or callable(loss_fn) and not hasattr(loss_fn, "forward"):
+    if not hasattr(loss_fn, "__dict__") or (callable(loss_fn) and not hasattr(loss_fn, "forward")):
         name = getattr(loss_fn, "__qualname__", None) or repr(loss_fn)
         return {"class": f"{getattr(loss_fn, '__module__', '')}.{name}", "settings": {}}
     settings = {

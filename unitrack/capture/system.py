@@ -1,4 +1,8 @@
-"""The system monitor: a daemon thread sampling CPU, memory, disk and GPUs every few seconds."""
+"""The system monitor: a daemon thread sampling CPU, memory, disk and GPUs every few seconds.
+
+A failure is logged once with its cause (never silently swallowed: a run without system metrics
+should say why), and never ends monitoring or reaches the training loop.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,9 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from unitrack.capture.gpu import gpu_sample
+from unitrack.capture.gpu import gpu_sample, report_once
 from unitrack.config import MonitoringConfig
 
 Sample = dict[str, float]
@@ -22,7 +27,7 @@ class SystemMonitor:
         self._emit = emit
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="unitrack-monitor", daemon=True)
-        self._process = None
+        self._process: Any = None
 
     def start(self) -> None:
         self._thread.start()
@@ -51,8 +56,8 @@ class SystemMonitor:
         if s.log_disk_usage:
             try:
                 values["disk/used_percent"] = psutil.disk_usage(str(self._disk_path)).percent
-            except OSError:
-                pass
+            except OSError as exc:
+                report_once(f"reading the disk usage of {self._disk_path}", exc)
         if s.log_gpu_usage:
             values.update(gpu_sample())
         return values
@@ -60,10 +65,11 @@ class SystemMonitor:
     def _run(self) -> None:
         try:
             self.sample()  # baseline for the CPU percentages
-        except Exception:
+        except Exception as exc:
+            report_once("the system monitor's first sample (no system metrics for this run)", exc)
             return
         while not self._stop.wait(self.settings.interval):
             try:
                 self._emit(self.sample())
-            except Exception:
-                continue  # one bad sample never ends monitoring
+            except Exception as exc:  # one bad sample never ends monitoring
+                report_once("a system monitor sample", exc)

@@ -157,12 +157,14 @@ class CheckpointManager:
             captured.model = training_state.to_cpu(captured.model, self._buffers["model"] if reuse else None)
             captured.tensors = training_state.to_cpu(captured.tensors, self._buffers["state"] if reuse else None)
         except Exception as exc:
-            return self._failed(CheckpointSaveError(f"could not capture checkpoint {info.name}: {exc}"), exc)
+            self._failed(CheckpointSaveError(f"could not capture checkpoint {info.name}: {exc}"), exc)
+            return None
         if not self.settings.async_save:
             try:
                 self._write(info, captured)
             except Exception as exc:
-                return self._failed(exc, exc)
+                self._failed(exc, exc)
+                return None
             return info
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unitrack-checkpoint")
@@ -248,7 +250,8 @@ class CheckpointManager:
 
     # --- reading ------------------------------------------------------------------------------
 
-    def list(self) -> list[CheckpointInfo]:
+    def kept(self) -> list[CheckpointInfo]:
+        """The kept checkpoints, oldest first (after a pending save has finished)."""
         self.wait()
         with self.registry.lock:
             return list(self.registry.entries)

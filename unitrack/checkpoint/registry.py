@@ -82,8 +82,9 @@ def _json_number(value: float | None) -> Any:
     return repr(value)
 
 
-def _number(value: Any) -> float | None:
-    return None if value is None else float(value)
+def _number(value: Any) -> float:
+    """A stored metric as a float: "nan"/"inf" (how non-finite values are stored) and null read as NaN/inf."""
+    return math.nan if value is None else float(value)
 
 
 @dataclass(frozen=True)

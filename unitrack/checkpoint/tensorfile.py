@@ -120,7 +120,7 @@ def _raw_bytes(tensor: torch.Tensor) -> memoryview:
     flat = tensor.reshape(-1)
     if flat.numel() == 0:
         return memoryview(b"")
-    return memoryview(flat.view(torch.uint8).numpy()).cast("B")
+    return flat.view(torch.uint8).numpy().data.cast("B")
 
 
 def _header(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> bytes:
@@ -301,7 +301,7 @@ def read_tensor_file(
                     raise CheckpointCorruptError(label, [f"{path.name}: header entry of tensor {name!r} is invalid"])
                 order.append(name)
                 buffer = torch.empty(end - begin, dtype=torch.uint8)
-                view = memoryview(buffer.numpy()).cast("B") if end > begin else memoryview(bytearray())
+                view = buffer.numpy().data.cast("B") if end > begin else memoryview(bytearray())
                 for start in range(0, len(view), CHUNK):
                     chunk = view[start : start + CHUNK]
                     got = _read_exact(stream, chunk)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -23,16 +23,16 @@ app = typer.Typer(
 @app.command("ls")
 def ls_command(
     store: StoreOption = None,
-    tag: Annotated[Optional[list[str]], typer.Option("--tag", help="Only runs with this tag: KEY or KEY=VALUE (repeatable).")] = None,
-    git: Annotated[Optional[str], typer.Option("--git", help="Only runs of this git commit (a prefix is enough).")] = None,
-    status: Annotated[Optional[list[str]], typer.Option("--status", help="Only runs with this status (repeatable).")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Only runs with this tag: KEY or KEY=VALUE (repeatable).")] = None,
+    git: Annotated[str | None, typer.Option("--git", help="Only runs of this git commit (a prefix is enough).")] = None,
+    status: Annotated[list[str] | None, typer.Option("--status", help="Only runs with this status (repeatable).")] = None,
     filter_text: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--filter", help="An expression such as \"params.lr > 0.1 and metrics.acc >= 0.9\"."),
     ] = None,
-    experiment: Annotated[Optional[str], typer.Option("--experiment", help="Only runs of this experiment.")] = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", "-n", min=1, help="Show at most N runs (newest first).")] = None,
-    group_by: Annotated[Optional[str], typer.Option("--group-by", help="List runs per git commit: --group-by git.")] = None,
+    experiment: Annotated[str | None, typer.Option("--experiment", help="Only runs of this experiment.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, help="Show at most N runs (newest first).")] = None,
+    group_by: Annotated[str | None, typer.Option("--group-by", help="List runs per git commit: --group-by git.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """List runs, newest first."""
@@ -41,7 +41,7 @@ def ls_command(
         from unitrack.cli.runs import find_runs, print_runs
 
         runs_store = open_store(store, must_exist=False)
-        runs = find_runs(runs_store, tag, git, status, filter_text, experiment)[:limit]
+        runs = find_runs(runs_store, tag, git, status, filter_text, experiment, limit)
         if group_by is not None:
             from unitrack.cli.groups import group_runs, print_groups
 
@@ -66,7 +66,6 @@ def show_command(
     """Everything recorded about one run."""
     with cli_errors():
         from unitrack.cli.runs import show_run
-
         from unitrack.readers import is_backend_ref
 
         show_run(open_store(store, must_exist=not is_backend_ref(run)), run, as_json)
@@ -78,7 +77,7 @@ def export_command(
     store: StoreOption = None,
     as_json: JsonOption = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Every metric point as CSV (metric, step, time, value).")] = False,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
 ) -> None:
     """The whole run as JSON (default), with every metric point and its step; or the points as CSV."""
     with cli_errors():

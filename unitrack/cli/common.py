@@ -10,14 +10,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
 from unitrack.config import DEFAULT_STORE_DIR, STORE_ENV
 
 StoreOption = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--store", envvar=STORE_ENV, help=f"The local store (default: ${STORE_ENV} or ./{DEFAULT_STORE_DIR})."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of tables.")]
@@ -106,7 +106,7 @@ def fmt_time(timestamp: float | None) -> str:
 def fmt_duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}h{minutes:02d}m" if hours else (f"{minutes}m{secs:02d}s" if minutes else f"{secs}s")

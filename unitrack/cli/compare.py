@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -11,7 +11,7 @@ from unitrack.cli.common import JsonOption, StoreOption, cli_errors
 RunA = Annotated[str, typer.Argument(help="Run A (before): an id, a prefix, latest~N, or a backend reference.")]
 RunB = Annotated[str, typer.Argument(help="Run B (after).")]
 ConfigOption = Annotated[
-    Optional[str], typer.Option("--config", "-c", help="A unitrack config file (its `analysis` section).")
+    str | None, typer.Option("--config", "-c", help="A unitrack config file (its `analysis` section).")
 ]
 _SOURCE_LINES = 40
 
@@ -42,9 +42,9 @@ def register(app: typer.Typer) -> None:
         store: StoreOption = None,
         config: ConfigOption = None,
         provider: Annotated[
-            Optional[str], typer.Option("--provider", help="rules (offline) or anthropic; default: the config's.")
+            str | None, typer.Option("--provider", help="rules (offline) or anthropic; default: the config's.")
         ] = None,
-        model: Annotated[Optional[str], typer.Option("--model", help="The LLM model name.")] = None,
+        model: Annotated[str | None, typer.Option("--model", help="The LLM model name.")] = None,
         as_json: JsonOption = False,
     ) -> None:
         """Why performance changed from A to B: likely causes ranked, each with its evidence, and what to try next."""

@@ -8,34 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from unitrack.cli.common import console, fmt_duration, fmt_status, fmt_time, fmt_value, print_json
-from unitrack.events import decode_number
-from unitrack.store import history
-from unitrack.store.index import IndexRow
-from unitrack.store.query import compile_filter
 from unitrack.store.runs import RunStore
 
 _TABLE_METRICS = 3
-
-
-def run_summary(row: IndexRow) -> dict[str, Any]:
-    """One run of ``ls --json``: identity, status, message, params, last metric values, tags."""
-    attributes = dict(row.attributes)
-    start, end = attributes.get("start_time"), attributes.get("end_time")
-    return {
-        "run_id": row.run_id,
-        "name": attributes.get("name"),
-        "experiment": attributes.get("experiment"),
-        "status": attributes.get("status"),
-        "message": attributes.get("message"),
-        "start_time": start,
-        "end_time": end,
-        "duration": (end - start) if start and end else None,
-        "git_commit": attributes.get("git_commit"),
-        "config_hash": attributes.get("config_hash"),
-        "params": row.params,
-        "metrics": {key: decode_number(s["last"]) for key, s in row.metrics.items() if s.get("last") is not None},
-        "tags": row.tags,
-    }
 
 
 def headline_metrics(metrics: dict[str, Any], count: int = _TABLE_METRICS) -> list[str]:
@@ -49,14 +24,6 @@ def headline_metrics(metrics: dict[str, Any], count: int = _TABLE_METRICS) -> li
     return sorted(metrics, key=rank)[:count]
 
 
-def _matches_tags(tags: dict[str, str], wanted: list[str]) -> bool:
-    for item in wanted:
-        key, sep, value = item.partition("=")
-        if key not in tags or (sep and tags[key] != value):
-            return False
-    return True
-
-
 def find_runs(
     store: RunStore,
     tags: list[str] | None = None,
@@ -64,25 +31,13 @@ def find_runs(
     statuses: list[str] | None = None,
     filter_text: str | None = None,
     experiment: str | None = None,
+    limit: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Runs matching every criterion, newest first."""
-    predicate = compile_filter(filter_text or "")
-    found = []
-    for row in store.rows():
-        run = run_summary(row)
-        if tags and not _matches_tags(run["tags"], tags):
-            continue
-        if git and not (run["git_commit"] or "").lower().startswith(git.lower()):
-            continue
-        if statuses and run["status"] not in statuses:
-            continue
-        if experiment and run["experiment"] != experiment:
-            continue
-        view = {"params": run["params"], "metrics": run["metrics"], "tags": run["tags"], "attributes": run}
-        if predicate(view):
-            found.append(run)
-    found.sort(key=lambda r: r["run_id"], reverse=True)
-    return found
+    """The ``ls --json`` entries of the runs matching every criterion, newest first."""
+    from unitrack.reading import run_summary, runs
+
+    views = runs(filter_text, store=store, experiment=experiment, status=statuses, limit=limit, tags=tags, git=git)
+    return [run_summary(view) for view in views]
 
 
 def print_runs(runs: list[dict[str, Any]], store: RunStore) -> None:
@@ -117,15 +72,9 @@ def print_runs(runs: list[dict[str, Any]], store: RunStore) -> None:
 def run_details(store: RunStore, ref: str, with_history: bool = False) -> dict[str, Any]:
     """Everything recorded about a run — local, or read from MLflow, a W&B run directory or a
     TensorBoard log dir — with the metric and system history when ``with_history``."""
-    from unitrack.readers import read_run
+    from unitrack.reading import open_run
 
-    view = read_run(ref, store)
-    data = {**view.record, "artifacts": view.artifacts, "source": view.source}
-    data["delivery"] = history.delivery_status(store.layout.run(view.run_id)) if view.source == "local" else {}
-    if with_history:
-        data["metric_history"] = view.metric_history
-        data["system_history"] = view.system_history
-    return data
+    return open_run(ref, store).to_dict(with_history)
 
 
 def show_run(store: RunStore, ref: str, as_json: bool) -> None:
@@ -203,7 +152,7 @@ def _print_mapping_table(out: Any, title: str, rows: dict[str, str]) -> None:
 
 def export_run(store: RunStore, ref: str, as_csv: bool, out_file: Path | None) -> None:
     data = run_details(store, ref, with_history=True)
-    handle = open(out_file, "w", encoding="utf-8", newline="") if out_file else sys.stdout
+    handle = open(out_file, "w", encoding="utf-8", newline="") if out_file else sys.stdout  # noqa: SIM115 - stdout is not ours to close
     try:
         if as_csv:
             writer = csv.writer(handle)

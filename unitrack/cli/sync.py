@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from unitrack.cli.common import JsonOption, StoreOption, cli_errors, open_store
 
+if TYPE_CHECKING:
+    from unitrack.sync import SyncResult
+
 
 def sync_command(
-    run: Annotated[Optional[str], typer.Argument(help="A run id, prefix or latest; omit with --all.")] = None,
+    run: Annotated[str | None, typer.Argument(help="A run id, prefix or latest; omit with --all.")] = None,
     all_runs: Annotated[bool, typer.Option("--all", help="Every run that owes something to a backend.")] = False,
     backend: Annotated[
-        Optional[list[str]], typer.Option("--backend", "-b", help="Only this backend (repeatable): mlflow, wandb, tensorboard.")
+        list[str] | None, typer.Option("--backend", "-b", help="Only this backend (repeatable): mlflow, wandb, tensorboard.")
     ] = None,
     timeout: Annotated[float, typer.Option("--timeout", min=1, help="Longest time per run and backend, in seconds.")] = 300.0,
     store: StoreOption = None,
@@ -36,7 +39,7 @@ def sync_command(
             raise typer.Exit(1)
 
 
-def _print_results(results: list) -> None:  # type: ignore[type-arg]
+def _print_results(results: list[SyncResult]) -> None:
     from rich.table import Table
 
     from unitrack.cli.common import console

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -11,7 +11,7 @@ from unitrack.cli.common import JsonOption, StoreOption, cli_errors, open_store
 
 
 def verify_command(
-    run: Annotated[Optional[str], typer.Argument(help="A run id, prefix or latest; default: every run.")] = None,
+    run: Annotated[str | None, typer.Argument(help="A run id, prefix or latest; default: every run.")] = None,
     store: StoreOption = None,
     as_json: JsonOption = False,
     key_env: Annotated[

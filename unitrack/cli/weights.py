@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -20,9 +20,9 @@ def register(app: typer.Typer) -> None:
 
 def delta_command(
     a: Annotated[str, typer.Argument(help="A run (RUN, RUN@best, RUN@STEP), a weights file or folder, or mlflow:RUN_ID.")],
-    b: Annotated[Optional[str], typer.Argument(help="The second run or file; without it, A's own snapshots are compared.")] = None,
-    from_step: Annotated[Optional[int], typer.Option("--from", help="With one run: the step to compare from (default: its first weights).")] = None,
-    to_step: Annotated[Optional[int], typer.Option("--to", help="With one run: the step to compare to (default: its final weights).")] = None,
+    b: Annotated[str | None, typer.Argument(help="The second run or file; without it, A's own snapshots are compared.")] = None,
+    from_step: Annotated[int | None, typer.Option("--from", help="With one run: the step to compare from (default: its first weights).")] = None,
+    to_step: Annotated[int | None, typer.Option("--to", help="With one run: the step to compare to (default: its final weights).")] = None,
     tolerance: Annotated[float, typer.Option("--tolerance", min=0.0, help="An element counts as changed when |delta| exceeds this.")] = 0.0,
     top: Annotated[int, typer.Option("--top", min=1, help="Rows of the table (largest movers first); JSON has every tensor.")] = TABLE_ROWS,
     store: StoreOption = None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -39,10 +39,10 @@ def register(app: typer.Typer) -> None:
     def commit_command(
         ctx: typer.Context,
         message: Annotated[str, typer.Option("--message", "-m", help="What this run tries.")],
-        tag: Annotated[Optional[list[str]], typer.Option("--tag", help="A tag KEY=VALUE or KEY (repeatable).")] = None,
-        experiment: Annotated[Optional[str], typer.Option("--experiment", help="Experiment of a script that does not name one.")] = None,
+        tag: Annotated[list[str] | None, typer.Option("--tag", help="A tag KEY=VALUE or KEY (repeatable).")] = None,
+        experiment: Annotated[str | None, typer.Option("--experiment", help="Experiment of a script that does not name one.")] = None,
         config: Annotated[
-            Optional[str],
+            str | None,
             typer.Option("--config", "-c", help="unitrack config (backends...) for a command that does not use unitrack."),
         ] = None,
         store: StoreOption = None,
@@ -66,10 +66,10 @@ def register(app: typer.Typer) -> None:
     @app.command("clean")
     def clean_command(
         store: StoreOption = None,
-        keep_last: Annotated[Optional[int], typer.Option("--keep-last", min=0, help="Keep the N newest runs.")] = None,
-        older_than: Annotated[Optional[str], typer.Option("--older-than", help="Only runs started before this age: 30d, 12h, 2w.")] = None,
+        keep_last: Annotated[int | None, typer.Option("--keep-last", min=0, help="Keep the N newest runs.")] = None,
+        older_than: Annotated[str | None, typer.Option("--older-than", help="Only runs started before this age: 30d, 12h, 2w.")] = None,
         failed: Annotated[bool, typer.Option("--failed", help="Only failed or crashed runs.")] = False,
-        status: Annotated[Optional[list[str]], typer.Option("--status", help="Only runs with this status (repeatable).")] = None,
+        status: Annotated[list[str] | None, typer.Option("--status", help="Only runs with this status (repeatable).")] = None,
         checkpoints_only: Annotated[
             bool, typer.Option("--checkpoints-only", help="Keep the runs; remove their non-best checkpoints and snapshots.")
         ] = False,

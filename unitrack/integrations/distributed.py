@@ -168,7 +168,7 @@ class RankMerger:
         self._ranks = range(1, world_size)
         self._queue = queue
         self._patterns = list(patterns)
-        self._offsets = {rank: 0 for rank in self._ranks}
+        self._offsets = dict.fromkeys(self._ranks, 0)
         self._chosen: dict[str, bool] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -308,7 +308,7 @@ class RankFollower(ExperimentTracker):
         self._params: dict[str, Any] = {}
         self._progress = None
         self._monitor = None
-        self._dispatcher: Dispatcher | None = None
+        self._dispatcher: Dispatcher | None = None  # type: ignore[assignment]
         self._journal: RankJournal | None = None
         self._queue: deque[tuple[Any, ...]] = deque(maxlen=0)  # appending to it drops: the no-op of rank0 policy
         self._queue_limit = tracking.queue_size
@@ -388,7 +388,7 @@ class RankFollower(ExperimentTracker):
     # --- reading rank 0's checkpoints (to resume every rank) ------------------------------------
 
     def list_checkpoints(self) -> list[Any]:
-        return self._checkpoints_of_run().list()
+        return self._checkpoints_of_run().kept()
 
     def get_best_checkpoint(self) -> Any:
         return self._checkpoints_of_run().best()

@@ -18,10 +18,10 @@ from typing import Any
 if "keras" not in sys.modules:
     os.environ.setdefault("KERAS_BACKEND", "torch")
 
-import keras  # noqa: E402
+import keras
 
-from unitrack.integrations._owner import ConfigSource, TrackerOwner, check_schedules  # noqa: E402
-from unitrack.tracker import ExperimentTracker  # noqa: E402
+from unitrack.integrations._owner import ConfigSource, TrackerOwner, check_schedules
+from unitrack.tracker import ExperimentTracker
 
 
 class UnitrackKerasCallback(keras.callbacks.Callback):

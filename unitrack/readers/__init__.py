@@ -8,37 +8,14 @@ scheme (``mlflow:``, ``wandb:``, ``tb:``...) is handed to that backend's reader.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from unitrack.readers.view import Point, RunView
 
 if TYPE_CHECKING:
     from unitrack.store.runs import RunStore
 
-Point = dict[str, Any]
-
-
-@dataclass
-class RunView:
-    """A run as the analysis and the CLI see it.
-
-    ``record`` has the shape of ``RunRecord.to_dict()`` (run_id, name, experiment, status, tags,
-    params, metrics {key: last}, metric_summary, system, start_time, end_time, duration, info,
-    path); ``metric_history`` is ``{key: [{step, time, value}]}`` with superseded points dropped;
-    ``system_history`` is ``[{time, rank, values}]``; ``source`` says where it was read from.
-    """
-
-    record: dict[str, Any]
-    metric_history: dict[str, list[Point]] = field(default_factory=dict)
-    system_history: list[Point] = field(default_factory=list)
-    artifacts: list[Point] = field(default_factory=list)
-    source: str = "local"
-    path: Path | None = None
-
-    @property
-    def run_id(self) -> str:
-        return str(self.record.get("run_id") or "")
-
+__all__ = ["Point", "RunView", "is_backend_ref", "read_run", "register_reader"]
 
 Reader = Callable[[str], RunView]
 _READERS: dict[str, Reader] = {}

@@ -114,7 +114,7 @@ class RunIndex:
             "INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
                 (run_id, key, json.dumps(s.get("last")), s.get("step"), json.dumps(s.get("min")),
-                 json.dumps(s.get("max")), s.get("count"))  # fmt: skip
+                 json.dumps(s.get("max")), s.get("count"))
                 for key, s in row.metrics.items()
             ],
         )
@@ -161,7 +161,7 @@ class RunIndex:
         conn = self._connect()
         try:
             runs = {
-                r[0]: IndexRow(dict(zip(_RUN_COLUMNS, r)))
+                r[0]: IndexRow(dict(zip(_RUN_COLUMNS, r, strict=True)))
                 for r in conn.execute(f"SELECT {','.join(_RUN_COLUMNS)} FROM runs ORDER BY run_id")
             }
             for run_id, key, value in conn.execute("SELECT run_id, key, value FROM params"):

@@ -100,7 +100,7 @@ def read_journal(path: Path, offset: int = 0, max_records: int | None = None) ->
     """Read complete lines from ``offset``; a torn last line is left for a later read."""
     chunk = JournalChunk(end_offset=offset)
     try:
-        handle = open(path, "rb")
+        handle = open(path, "rb")  # noqa: SIM115 - opened apart so that only a missing file is caught; closed by the with below
     except FileNotFoundError:
         return chunk
     with handle:
@@ -138,7 +138,7 @@ def iter_journal(path: Path) -> Iterator[dict[str, Any]]:
 def last_record(path: Path) -> dict[str, Any] | None:
     """The last complete, readable record of a journal, read from its end."""
     try:
-        handle = open(path, "rb")
+        handle = open(path, "rb")  # noqa: SIM115 - opened apart so that only a missing file is caught; closed by the with below
     except FileNotFoundError:
         return None
     with handle:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+STORE_ENV = "UNITRACK_DIR"  # names the local store; without it, ./.unitrack
+DEFAULT_STORE_DIR = ".unitrack"
+
 
 @dataclass(frozen=True)
 class RunPaths:

@@ -200,6 +200,8 @@ def _lookup(run: Run, section: str, name: str) -> tuple[bool, Any]:
 
 def _compare(actual: Any, op: str, expected: Any) -> bool:
     left, right = _number(actual), _number(expected)
+    a: Any
+    b: Any
     if left is not None and right is not None:
         a, b = left, right
     else:

@@ -223,6 +223,7 @@ class RunStore:
         """Write down that a run crashed, so that the answer no longer depends on pids."""
         if run.get("host") != socket.gethostname():
             return  # another host's run may only be slow to beat; keep deriving it
+        end: float | None
         try:
             end = paths.heartbeat.stat().st_mtime
         except FileNotFoundError:
@@ -250,10 +251,17 @@ class RunStore:
         return len(rows)
 
     def rows(self) -> list[IndexRow]:
-        """Every run of the store from the index, brought up to date with the folders first."""
-        on_disk = set(self.run_ids())
+        """Every run of the store from the index, brought up to date with the folders first.
+
+        No run folder is opened except to index one the index lacks, or to write down that a
+        run marked running has crashed (its pid, host and heartbeat are in the index).
+        """
+        try:
+            on_disk = {name for name in os.listdir(self.layout.runs) if is_run_id(name)}
+        except FileNotFoundError:
+            on_disk = set()
         indexed = self.index.run_ids()
-        missing = sorted(on_disk - indexed)
+        missing = sorted(r for r in on_disk - indexed if self.layout.run(r).run_json.exists())
         if missing:
             self.index.upsert(self.index_row(self.layout.run(run_id)) for run_id in missing)
         gone = indexed - on_disk
@@ -263,6 +271,6 @@ class RunStore:
         for row in rows:
             if row.attributes.get("status") == "running":
                 paths = self.layout.run(row.run_id)
-                run = read_json(paths.run_json, {}) or {}
-                row.attributes["status"] = self._status(paths, run)
+                if effective_status(row.attributes, paths.heartbeat) != "running":
+                    row.attributes["status"] = self._status(paths, read_json(paths.run_json, {}) or {})
         return rows

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -167,7 +169,7 @@ def tensor_delta(
     return result
 
 
-def _segments(numel: int, layout: tuple[int, int] | None):  # type: ignore[no-untyped-def]
+def _segments(numel: int, layout: tuple[int, int] | None) -> Iterator[tuple[int, int, Any]]:
     """Chunks of the flat tensor: (start, stop, rows) where rows is None (no row sums), a row index
     (a chunk inside one long row) or (first row, row count) (a chunk of whole rows)."""
     if layout is None:

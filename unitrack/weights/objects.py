@@ -31,7 +31,7 @@ def object_path(store_root: Path, digest: str) -> Path:
 
 
 def digest_of(array: np.ndarray) -> str:
-    return hashlib.sha256(memoryview(np.ascontiguousarray(array)).cast("B")).hexdigest()
+    return hashlib.sha256(np.ascontiguousarray(array).data.cast("B")).hexdigest()
 
 
 def put_object(store_root: Path, array: np.ndarray, digest: str | None = None) -> tuple[str, bool]:
@@ -44,7 +44,7 @@ def put_object(store_root: Path, array: np.ndarray, digest: str | None = None) -
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(temporary, "wb") as handle:
-        handle.write(memoryview(np.ascontiguousarray(array)).cast("B"))
+        handle.write(np.ascontiguousarray(array).data.cast("B"))
     os.replace(temporary, path)
     return digest, True
 

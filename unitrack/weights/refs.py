@@ -139,7 +139,7 @@ def _mlflow_weights_path(client: Any, run_id: str, under: str) -> str:
         for info in client.list_artifacts(run_id, pending.pop()):
             if info.is_dir:
                 pending.append(info.path)
-            elif info.path.endswith((".safetensors", *TORCH_SUFFIXES)) and not Path(info.path).stem == "state":
+            elif info.path.endswith((".safetensors", *TORCH_SUFFIXES)) and Path(info.path).stem != "state":
                 found.append(info.path)
     if not found:
         raise FileNotFoundError(f"MLflow run {run_id} has no weights artifact (.safetensors, .pt) under {under or '/'}")

@@ -96,12 +96,12 @@ class WeightWatcher:
         with torch.no_grad():
             grads = [p.grad.detach() for _, p in params]
             norms = torch._foreach_norm(grads)
-            metrics = {GRAD_NORM_PREFIX + name: float(n) for (name, _), n in zip(params, norms)}
+            metrics = {GRAD_NORM_PREFIX + name: float(n) for (name, _), n in zip(params, norms, strict=True)}
             self._log_metrics(metrics, self.updates + 1)
             if self._histograms:
                 values = {
                     GRADIENT_HISTOGRAM_PREFIX + name: h
-                    for (name, _), g in zip(params, grads)
+                    for (name, _), g in zip(params, grads, strict=True)
                     if (h := histogram(g.float().cpu().numpy()))
                 }
                 self._emit("histogram", {"step": self.updates + 1, "values": values})
@@ -120,11 +120,12 @@ class WeightWatcher:
 
         with torch.no_grad():
             after = [p.detach() for _, p in self._sampled]
+            assert self._before is not None, "_log_update_ratios follows a step that kept the weights"
             update_norms = torch._foreach_norm(torch._foreach_sub(after, self._before))
             weight_norms = torch._foreach_norm(after)
         metrics = {
             UPDATE_RATIO_PREFIX + name: float(u) / max(float(w), 1e-12)
-            for (name, _), u, w in zip(self._sampled, update_norms, weight_norms)
+            for (name, _), u, w in zip(self._sampled, update_norms, weight_norms, strict=True)
         }
         self._log_metrics(metrics, self.updates)
         self._before = None

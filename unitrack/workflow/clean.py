@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from unitrack.checkpoint.catalog import best_checkpoint, forget_checkpoints, run_checkpoints
+from unitrack.checkpoint.registry import CheckpointInfo
 from unitrack.events import RecordEvent
 from unitrack.store.runs import RunStore
-from unitrack.checkpoint.registry import CheckpointInfo
-from unitrack.checkpoint.catalog import best_checkpoint, forget_checkpoints, run_checkpoints
 from unitrack.workflow.journal_append import append_to_run
 
 AUDIT_FILE = "audit.jsonl"

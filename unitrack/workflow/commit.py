@@ -28,7 +28,7 @@ from unitrack.names import new_run_id
 from unitrack.store.fsio import read_json
 from unitrack.store.runs import FINISHED_STATUSES, RunStore
 from unitrack.tracker import COMMAND_ENV, MESSAGE_ENV, RUN_ID_ENV, TAGS_ENV, _digest
-from unitrack.workflow.journal_append import append_to_run
+from unitrack.workflow.journal_append import EventFactory, append_to_run
 
 OUTPUT_LOG = "output.log"
 _SAMPLE_INTERVAL_S = 1.0
@@ -163,7 +163,7 @@ def _forward_sigterm(child: subprocess.Popen[bytes]) -> Any:
 
 def _execute(command: list[str], env: dict[str, str], cwd: Path | None) -> _Execution:
     """Run the command with its output both on this terminal and in a log file, sampling its usage."""
-    log_file = tempfile.NamedTemporaryFile(prefix="unitrack-output-", suffix=".log", delete=False)
+    log_file = tempfile.NamedTemporaryFile(prefix="unitrack-output-", suffix=".log", delete=False)  # noqa: SIM115 - kept open while the command runs
     usage, done, lock = _Usage(), threading.Event(), threading.Lock()
     start = time.time()
     try:
@@ -207,7 +207,7 @@ def _record_outcome(store: RunStore, run_id: str, command: list[str], run: _Exec
     peak = run.usage.peak_rss_mb or None
     outcome = {"exit_code": run.exit_code, "duration": run.end - run.start, "peak_rss_mb": peak, "command": command}
     end = run.end
-    events = [
+    events: list[EventFactory] = [
         *[lambda seq, t=t, v=v: SystemEvent(seq, t, v, None) for t, v in run.usage.samples],
         lambda seq: ArtifactEvent(seq, end, OUTPUT_LOG, f"artifacts/{OUTPUT_LOG}", size, digest),
         lambda seq: RecordEvent(seq, end, "process", outcome),

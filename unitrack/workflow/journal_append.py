@@ -7,7 +7,7 @@ files and index entry are brought up to date; remote backends receive them throu
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +21,11 @@ from unitrack.store.layout import RunPaths
 from unitrack.store.runfile import RunFile
 from unitrack.store.runs import RunStore
 
-EventFactory = Callable[[int], Event]
+EventFactory = Callable[..., Event]  # called with the event's sequence number
 
 
 def append_to_run(
-    store: RunStore, paths: RunPaths, events: list[EventFactory], status: str | None = None, **run_fields: Any
+    store: RunStore, paths: RunPaths, events: Sequence[EventFactory], status: str | None = None, **run_fields: Any
 ) -> None:
     """Append ``events`` (each made from its sequence number) and merge ``run_fields`` into ``run.json``.
 

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from unitrack.capture.git import capture_git
+from unitrack.checkpoint.catalog import best_checkpoint
 from unitrack.errors import UnitrackError
 from unitrack.redact import REDACTED
 from unitrack.store.fsio import read_json
 from unitrack.store.runs import RunStore
-from unitrack.checkpoint.catalog import best_checkpoint
 from unitrack.workflow.commit import CommitResult, run_committed
 
 PATCH_ARTIFACT = "git.patch"

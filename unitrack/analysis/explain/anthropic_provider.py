@@ -58,7 +58,7 @@ def prepared_evidence(evidence: dict[str, Any]) -> dict[str, Any]:
     model = data.get("model") or {}
     for entry in [model.get("architecture") or {}, *model.get("classes", []), *model.get("functions", [])]:
         if len(entry.get("diff", [])) > _MAX_DIFF_LINES:
-            entry["diff"] = entry["diff"][:_MAX_DIFF_LINES] + ["... (cut)"]
+            entry["diff"] = [*entry["diff"][:_MAX_DIFF_LINES], "... (cut)"]
     packages = (data.get("environment") or {}).get("packages") or {}
     for part in ("added", "removed", "changed"):
         if len(packages.get(part, [])) > _MAX_PACKAGES:
