@@ -25,6 +25,8 @@ class StackProcess:
         self.output: list[str] = []
 
     def start(self, timeout: float = 240.0) -> StackProcess:
+        """Start (or start again: same data, same port) and wait for the ready line."""
+        self.output = []
         command = [
             sys.executable, "-m", "unitrack.cli.app", "server", "--data", str(self.data), "--db", "postgresql",
             "--artifacts", "s3", "--port", str(self.port), "--s3-port", "0", "--workers", "2", *self.extra,

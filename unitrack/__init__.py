@@ -33,6 +33,7 @@ _EXPORTS: dict[str, str] = {
     "gather_evidence": "unitrack.analysis",
     "explain": "unitrack.analysis.explain",
     "CheckpointInfo": "unitrack.checkpoint.registry",
+    "load_checkpoint": "unitrack.checkpoint.restore_any",
     "CheckpointError": "unitrack.checkpoint.errors",
     "CheckpointSaveError": "unitrack.checkpoint.errors",
     "CheckpointCorruptError": "unitrack.checkpoint.errors",
@@ -52,6 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         CheckpointSaveError,
     )
     from unitrack.checkpoint.registry import CheckpointInfo
+    from unitrack.checkpoint.restore_any import load_checkpoint
     from unitrack.config import Config, config_hash, load_config
     from unitrack.errors import ConfigError, RunNotFoundError, UnitrackError
     from unitrack.oneshot import log_all

@@ -25,7 +25,7 @@ from typing import Any
 from unitrack.checkpoint.crypto import load_key
 from unitrack.checkpoint.errors import CheckpointCorruptError, CheckpointNotFoundError, CheckpointSaveError
 from unitrack.checkpoint.locations import delete_info, read_info, s3_client
-from unitrack.checkpoint.registry import REGISTRY_FILE, CheckpointInfo, Registry, RetentionPolicy
+from unitrack.checkpoint.registry import REGISTRY_FILE, CheckpointInfo, Registry, RetentionPolicy, fallback_order
 from unitrack.checkpoint.s3 import S3Location, is_s3
 from unitrack.checkpoint.storage import MANIFEST, STATE_JSON, remove_temporaries
 
@@ -207,7 +207,23 @@ class CheckpointManager:
             "aliases": aliases,
             "sha256": info.sha256,
             **({"url": info.url} if info.url else {}),
+            **({"register": self.registration()} if info.is_best and self.settings.register_model else {}),
         }
+
+    def registration(self, name: str | None = None, aliases: Any = None) -> dict[str, Any]:
+        """What a backend registers a checkpoint as: ``checkpointing.register_model`` and its aliases by default."""
+        aliases = self.settings.register_aliases if aliases is None else aliases
+        return {"name": name or self.settings.register_model, "aliases": [str(a) for a in aliases]}
+
+    def register(self, ref: Any, name: str | None, aliases: Any) -> CheckpointInfo:
+        """Journal a ``register_model`` event for the checkpoint ``ref`` names (the backends register it)."""
+        info = ref if isinstance(ref, CheckpointInfo) else (self.best() if ref == "best" else self.last() if ref == "last" else self.registry.find(str(ref)))
+        if info is None:
+            raise CheckpointNotFoundError(f"no checkpoint {ref!r} to register")
+        if not (name or self.settings.register_model):
+            raise ValueError("register_model needs a model name (or checkpointing.register_model in the config)")
+        self._emit("register_model", {**self.registration(name, aliases), "checkpoint": self._event(info)})
+        return info
 
     def _apply_retention(self) -> None:
         for victim in self.registry.to_evict():
@@ -294,13 +310,7 @@ class CheckpointManager:
     def candidates(self, which: str) -> list[CheckpointInfo]:
         """Checkpoints to try for "best" (the best, then newest first) or "last" (newest first)."""
         with self.registry.lock:
-            newest_first = list(reversed(self.registry.entries))
-            best = self.registry.best()
-        if which == "best":
-            if best is None:
-                return []
-            return [best, *(e for e in newest_first if e is not best)]
-        return newest_first
+            return fallback_order(list(reversed(self.registry.entries)), self.registry.best(), which)
 
     def _by_name_or_path(self, ref: Any) -> CheckpointInfo | None:
         if isinstance(ref, str):

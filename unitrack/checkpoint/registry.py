@@ -144,6 +144,14 @@ class RetentionPolicy:
         return keep
 
 
+def fallback_order(newest_first: list[Any], best: Any, which: str) -> list[Any]:
+    """What to try for "best" (the best, then newest first) or "last" (newest first): past a damaged
+    checkpoint to the next intact one. Shared by the tracker and by restoring from anywhere."""
+    if which == "best":
+        return [] if best is None else [best, *(e for e in newest_first if e is not best)]
+    return newest_first
+
+
 class Registry:
     """The persisted list of a run's kept checkpoints, oldest first; thread-safe."""
 

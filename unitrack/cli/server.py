@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -12,7 +12,7 @@ from unitrack.cli.common import StoreOption, cli_errors, store_path
 
 def server_command(
     data: Annotated[
-        Optional[Path], typer.Option("--data", help="Folder for every service's data (default: <store>/server).")
+        Path | None, typer.Option("--data", help="Folder for every service's data (default: <store>/server).")
     ] = None,
     db: Annotated[str, typer.Option("--db", help="MLflow's tracking store: sqlite or postgresql.")] = "sqlite",
     artifacts: Annotated[
@@ -25,10 +25,10 @@ def server_command(
         bool, typer.Option("--serve-artifacts/--no-serve-artifacts", help="Clients reach artifacts through MLflow (default) or directly in S3.")
     ] = True,
     s3_endpoint: Annotated[
-        Optional[str], typer.Option("--s3-endpoint", help="Use this S3 endpoint (keys from AWS_* variables) instead of starting SeaweedFS.")
+        str | None, typer.Option("--s3-endpoint", help="Use this S3 endpoint (keys from AWS_* variables) instead of starting SeaweedFS.")
     ] = None,
     s3_port: Annotated[int, typer.Option("--s3-port", min=0, help="SeaweedFS's S3 port (0: a free one).")] = 8333,
-    bucket: Annotated[Optional[str], typer.Option("--bucket", help="Bucket for MLflow's artifacts (default: mlflow).")] = None,
+    bucket: Annotated[str | None, typer.Option("--bucket", help="Bucket for MLflow's artifacts (default: mlflow).")] = None,
     tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Also run TensorBoard on the log dir.")] = False,
     tensorboard_port: Annotated[int, typer.Option("--tensorboard-port", min=0, help="TensorBoard's port.")] = 6006,
     logdir: Annotated[
@@ -57,5 +57,24 @@ def server_command(
         raise typer.Exit(status)
 
 
+def pull_command(
+    ref: Annotated[
+        str, typer.Argument(help="A checkpoint: a path, RUN@best|last|STEP, mlflow://HOST:PORT/RUN@best|last|STEP or s3://bucket/prefix/NAME.")
+    ],
+    to: Annotated[Path, typer.Option("--to", help="Folder to put the checkpoint in (as <folder>/<checkpoint name>).")],
+    store: StoreOption = None,
+    key_env: Annotated[
+        str, typer.Option("--key-env", help="Environment variable with the key of encrypted checkpoints.")
+    ] = "UNITRACK_CHECKPOINT_KEY",
+) -> None:
+    """Fetch a checkpoint's files, verified (every file's and tensor's checksum) before they are kept."""
+    with cli_errors():
+        from unitrack.checkpoint.restore_any import pull_checkpoint
+
+        folder, label = pull_checkpoint(ref, to, store=store, key_env=key_env)
+        typer.echo(f"{folder}  (verified; from {label})")
+
+
 def register(app: typer.Typer) -> None:
     app.command("server")(server_command)
+    app.command("pull")(pull_command)

@@ -88,17 +88,16 @@ class Child:
     ) -> None:
         self.name = name
         self.log_path = log_path
-        log = open(log_path, "ab")
-        if user is not None:
-            os.chown(log_path, user.pw_uid, user.pw_gid)
         child_env = dict(os.environ if env is None else env)
         if user is not None:
             child_env.update(HOME=user.pw_dir, USER=user.pw_name, LOGNAME=user.pw_name)
-        self.process = subprocess.Popen(
-            list(command), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=child_env, cwd=cwd,
-            start_new_session=True, preexec_fn=child_setup(user),
-        )  # fmt: skip
-        log.close()
+        with open(log_path, "ab") as log:
+            if user is not None:
+                os.chown(log_path, user.pw_uid, user.pw_gid)
+            self.process = subprocess.Popen(
+                list(command), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=child_env, cwd=cwd,
+                start_new_session=True, preexec_fn=child_setup(user),
+            )  # fmt: skip
 
     @property
     def pid(self) -> int:

@@ -13,6 +13,7 @@ import secrets
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from unitrack.server.procs import Child, free_port
 
@@ -85,7 +86,7 @@ class SeaweedS3:
             if bucket not in existing:
                 client.create_bucket(Bucket=bucket)
 
-    def client(self) -> object:
+    def client(self) -> Any:
         import boto3
         from botocore.config import Config
 
@@ -100,9 +101,9 @@ class SeaweedS3:
             self.child.stop(timeout=10)
 
 
-def _list_buckets(client: object) -> set[str] | None:
+def _list_buckets(client: Any) -> set[str] | None:
     """The bucket names, or None while the gateway (or the filer behind it) is not answering yet."""
     try:
-        return {b["Name"] for b in client.list_buckets()["Buckets"]}  # type: ignore[attr-defined]
+        return {b["Name"] for b in client.list_buckets()["Buckets"]}
     except Exception:
         return None
