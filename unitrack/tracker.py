@@ -10,7 +10,6 @@ a process that dies without finishing reads as ``crashed``.
 from __future__ import annotations
 
 import atexit
-import hashlib
 import json
 import logging
 import os
@@ -48,6 +47,8 @@ from unitrack.checkpoint.registry import CheckpointInfo
 from unitrack.checkpoint.resume import resumed_run_json, run_to_resume
 from unitrack.config import Config, config_hash, load_config
 from unitrack.dispatch import Dispatcher, WorkerSettings
+from unitrack.failure import describe_failure
+from unitrack.hashing import SHA256, digest_path
 from unitrack.names import validate_name
 from unitrack.params import flatten_params
 from unitrack.progress import ProgressReporter, ProgressSample
@@ -64,7 +65,7 @@ TAGS_ENV = "UNITRACK_TAGS"
 COMMAND_ENV = "UNITRACK_COMMAND"
 RUN_ID_ENV = "UNITRACK_RUN_ID"  # the run `unitrack commit` reserved: the script's tracker writes into it
 
-FINAL_STATUSES = ("completed", "failed", "interrupted")
+FINAL_STATUSES = ("completed", "failed", "interrupted", "pruned")
 _RUNNING, _FINISHING, _FINISHED = "running", "finishing", "finished"
 _CAPTURE_WAIT_S = 15.0
 
@@ -73,6 +74,7 @@ class _UncaughtExceptions:
     """Remembers an exception that reached the top of the program, for runs finished at exit."""
 
     last: type[BaseException] | None = None
+    error: dict[str, Any] | None = None  # what describe_failure made of it
     _installed = False
 
     @classmethod
@@ -83,6 +85,7 @@ class _UncaughtExceptions:
 
         def hook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
             cls.last = kind
+            cls.error = describe_failure(kind, value, tb)
             previous(kind, value, tb)
 
         sys.excepthook = hook
@@ -185,6 +188,7 @@ class ExperimentTracker:
         if run_tags:
             self._queue.append(("tags", self._start, dict(run_tags)))
         self._monitor: SystemMonitor | None = None
+        self._failure: dict[str, Any] | None = None  # the exception that ended the run, for run.json and the backends
         if self.config.monitoring.enabled:
             self._monitor = SystemMonitor(self.config.monitoring, self.store.root, self._emit_system)
             self._monitor.start()
@@ -381,6 +385,10 @@ class ExperimentTracker:
             self._checkpoints.close(max(0.0, deadline - time.monotonic()))
             if self._ranks is not None:
                 self._ranks.close(min(self.config.tracking.rank_join_timeout, max(0.0, deadline - time.monotonic())))
+            if status != "completed":
+                self._failure = self._failure or describe_failure(*sys.exc_info())  # finish() in an except block
+                if self._failure is not None:
+                    self._queue.append(("record", time.time(), "error", self._failure))
             self._queue.append(("status", time.time(), status))
             states = self._dispatcher.close(max(0.0, deadline - time.monotonic()))
             self._local.close(status, backends=states, peak_rss_mb=_peak_rss_mb())
@@ -401,6 +409,7 @@ class ExperimentTracker:
     def __exit__(
         self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self._failure = describe_failure(kind, value, tb)
         self.finish(_status_for(kind, value))
 
     def __repr__(self) -> str:
@@ -517,7 +526,7 @@ class ExperimentTracker:
         self._announce_artifact(name, target)
 
     def _announce_artifact(self, name: str, target: Path) -> None:
-        size, digest = _digest(target)
+        size, digest = digest_path(target, SHA256)  # the artifact event's "sha256": kept, as backends read it
         relative = target.relative_to(self.run_dir).as_posix()
         self._queue.append(("artifact", time.time(), name, relative, size, digest))
 
@@ -526,7 +535,7 @@ class ExperimentTracker:
         self._queue.append(("metric", step, time.time(), sample.as_metrics()))
 
     def _emit_system(self, values: dict[str, float]) -> None:
-        if self._state is _RUNNING:
+        if self._state is not _FINISHED:  # the monitor's last sample comes while finishing
             self._queue.append(("system", time.time(), values, None))
 
     def _warn_owed(self, states: dict[str, dict[str, Any]]) -> None:
@@ -539,9 +548,18 @@ class ExperimentTracker:
                     self.run_id,
                     self.run_id,
                 )
+            if state.get("skipped_events"):
+                log.warning(
+                    "unitrack: backend %r refused %d event(s) of run %s for good: it is not in sync "
+                    "(they are kept in the local store)",
+                    backend,
+                    state["skipped_events"],
+                    self.run_id,
+                )
 
     def _at_exit(self) -> None:
         kind = _UncaughtExceptions.last
+        self._failure = _UncaughtExceptions.error
         self.finish(_status_for(kind) if kind is not None else "completed")
 
     def _install_signal_handler(self) -> None:
@@ -797,23 +815,6 @@ def _artifact_name(name: str) -> str:
     if not parts or Path(name).is_absolute() or ".." in parts or "\x00" in name:
         raise ValueError(f"artifact name {name!r} must be a relative path inside the run")
     return Path(*parts).as_posix()
-
-
-def _digest(path: Path) -> tuple[int, str]:
-    """Size and SHA-256 of a file, or of a folder (its files' paths and contents, in order)."""
-    if path.is_file():
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        return path.stat().st_size, digest.hexdigest()
-    digest = hashlib.sha256()
-    total = 0
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        size, file_digest = _digest(file)
-        total += size
-        digest.update(f"{file.relative_to(path).as_posix()}\0{file_digest}\n".encode())
-    return total, digest.hexdigest()
 
 
 def _peak_rss_mb() -> float | None:

@@ -23,14 +23,18 @@ from unitrack.backends.base import Backend, Capabilities, PermanentBackendError,
 from unitrack.backends.shaping import KeyNames, chunks, fit_values, points, wants_checkpoint
 from unitrack.checkpoint.refs import BEST_TAG, CHECKPOINTS_ARTIFACT
 from unitrack.events import Event, ParamsEvent, RecordEvent, TagsEvent
+from unitrack.failure import failure_line
 
 if TYPE_CHECKING:
     from unitrack.config import Config
 
 RUN_ID_TAG = "unitrack.run_id"
 REWINDS_TAG = "unitrack.rewinds"
+ERROR_TAG = "unitrack.error"  # why a failed run failed, in one line; the traceback in ERROR_TAG + ".traceback"
 PARAMS_ARTIFACT = "params.json"
-STATUSES = {"completed": "FINISHED", "failed": "FAILED", "interrupted": "KILLED", "crashed": "FAILED"}
+# MLflow has no "pruned": an early-stopped trial is KILLED there, and the STATUS_TAG says which it was
+STATUSES = {"completed": "FINISHED", "failed": "FAILED", "interrupted": "KILLED", "pruned": "KILLED", "crashed": "FAILED"}
+STATUS_TAG = "unitrack.status"
 
 
 def _mlflow_limits() -> Capabilities:
@@ -164,6 +168,10 @@ class MlflowBackend(Backend):
             # back, so that readers (ours) drop the superseded points; the MLflow UI shows both.
             self._rewinds.append({"step": int(event.data.get("step", 0)), "time": event.time})
             tags[REWINDS_TAG] = json.dumps(self._rewinds)
+        elif event.kind_name == "error":
+            limit = self.capabilities.max_tag_value_length or 5000
+            tags[ERROR_TAG] = failure_line(event.data, width=limit)
+            tags[f"{ERROR_TAG}.traceback"] = str(event.data.get("traceback") or "")[-(limit // 2) :]  # its end
         elif event.kind_name == "checkpoint":
             self._last_checkpoint = event.data
             registration = model_registry.registration(event.data)
@@ -220,4 +228,6 @@ class MlflowBackend(Backend):
         # what MlflowClient.set_terminated does, without its "View run ..." lines on stdout: a
         # backend must not write into the user's output (nor into `unitrack sync --json`)
         store = self._client._tracking_client.store
+        if STATUSES.get(status) == "KILLED":
+            self._client.set_tag(self._run_id, STATUS_TAG, status)  # interrupted or pruned
         store.update_run_info(self._run_id, RunStatus.from_string(STATUSES.get(status, "FINISHED")), int(time.time() * 1000), None)

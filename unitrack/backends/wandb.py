@@ -7,15 +7,21 @@ to the run's config, metrics to its history at their step, system samples as ``s
 into the current step's row, artifacts to its files, checkpoints as ``model`` artifacts per the
 upload policy, and at close the summary gets each metric's best value and the final status.
 
-W&B's history only accepts steps that do not go back. After a ``rewind`` (a resumed run) the
-points at steps W&B already holds are not accepted by W&B; the rewind is recorded in the
-summary (``unitrack/rewind_step``) and the local store keeps the superseding points.
+W&B's history refuses a step lower than the last one it saw, and the documented loop's step goes
+back to 0 every epoch. So W&B's own step is left to W&B (one row per event, never going back) and
+every row carries ``unitrack/seq``, the event's journal sequence number, which every chart uses as
+its x-axis (``define_metric``), and ``unitrack/step``, the step the loop logged: every point is
+kept, in the logged order, and the reader gives each its logged step back. A ``rewind`` (a resumed
+run) is listed in the summary (``unitrack/rewinds``) so that the reader drops the superseded points,
+as the local store does.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,11 +30,16 @@ from unitrack.backends import model_registry
 from unitrack.backends.base import Backend, Capabilities, RunInfo
 from unitrack.backends.shaping import KeyNames, system_key, wants_checkpoint
 from unitrack.events import Event, MetricEvent, ParamsEvent, RecordEvent, SystemEvent, TagsEvent
+from unitrack.failure import failure_line
 
 if TYPE_CHECKING:
     from unitrack.config import Config
 
-EXIT_CODES = {"completed": 0, "failed": 1, "crashed": 1, "interrupted": 255}
+SEQ_KEY = "unitrack/seq"  # the x-axis of every chart: the journal's sequence number, never going back
+STEP_KEY = "unitrack/step"  # the step the training loop logged (may go back, e.g. every epoch)
+REWINDS_KEY = "unitrack/rewinds"
+ERROR_KEY = "unitrack/error"  # why a failed run failed, in one line; the traceback in ERROR_KEY + "_traceback"
+EXIT_CODES = {"completed": 0, "failed": 1, "crashed": 1, "interrupted": 255, "pruned": 255}
 _MINIMISED = re.compile(r"loss|err|perplexity|ppl|mse|mae|rmse|wer|cer", re.IGNORECASE)
 
 
@@ -37,6 +48,19 @@ def wandb_mode(config: Config) -> str:
     if config.tracking.wandb_mode:
         return config.tracking.wandb_mode
     return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+
+
+def _put_back_exit_hooks(excepthook: Any, exit_function: Any) -> None:
+    """Undo W&B's ``sys.excepthook`` and ``sys.exit`` patches, made when its service starts.
+
+    W&B's hook prints the traceback and then calls the hook it replaced: after unitrack's own
+    (which hands the exception to Python's), that is a second traceback. unitrack finishes the
+    W&B run itself, with the exit code of the run's status, so W&B needs neither patch.
+    """
+    if type(getattr(sys.excepthook, "__self__", None)).__name__ == "ExitHooks":
+        sys.excepthook = excepthook
+    if type(getattr(sys.exit, "__self__", None)).__name__ == "ExitHooks":
+        sys.exit = exit_function
 
 
 def best_of(key: str, values: tuple[float, float]) -> float:
@@ -59,10 +83,9 @@ class WandbBackend(Backend):
         self._checkpoint_policy = config.checkpointing.upload.get("wandb", "best")
         self._run: Any = None
         self._names = KeyNames(self.capabilities)
-        self._step = -1
         self._range: dict[str, tuple[float, float]] = {}
+        self._rewinds: list[dict[str, float]] = []
         self._last_checkpoint: dict[str, Any] | None = None
-        self.skipped_points = 0
 
     @property
     def run_dir(self) -> Path | None:
@@ -75,7 +98,17 @@ class WandbBackend(Backend):
         labels = [key if not value else f"{key}:{value}" for key, value in run.tags.items()]
         if self._dir:
             Path(self._dir).mkdir(parents=True, exist_ok=True)
-        self._run = wandb.init(
+        hooks = sys.excepthook, sys.exit
+        try:
+            self._run = self._init(wandb, run, labels)
+        finally:
+            _put_back_exit_hooks(*hooks)
+        self._run.define_metric(SEQ_KEY, hidden=True)
+        self._run.define_metric("*", step_metric=SEQ_KEY)
+        self._rewinds = list(self._run.summary.get(REWINDS_KEY) or [])  # a reattached run keeps its own
+
+    def _init(self, wandb: Any, run: RunInfo, labels: list[str]) -> Any:
+        return wandb.init(
             project=self._project or run.experiment,
             entity=self._entity,
             group=self._group,
@@ -85,7 +118,7 @@ class WandbBackend(Backend):
             notes=run.description or run.message,
             tags=[label[:64] for label in labels] or None,
             dir=self._dir,
-            mode=self._mode,  # type: ignore[arg-type]
+            mode=self._mode,
             resume="allow",
             reinit="create_new",
             config={"unitrack": {"run_id": run.run_id, "config_hash": run.config_hash, "git": run.git}},
@@ -97,19 +130,15 @@ class WandbBackend(Backend):
         run = self._run
         for event in events:
             if type(event) is MetricEvent:
-                if event.step < self._step:
-                    self.skipped_points += len(event.values)  # W&B refuses steps that go back
-                    continue
                 row = {name(k): v for k, v in event.values.items()}
-                run.log(row, step=event.step, commit=False)
-                self._step = event.step
+                run.log({**row, SEQ_KEY: event.seq, STEP_KEY: event.step})
                 for key, value in row.items():
                     if value == value:
                         low, high = self._range.get(key, (value, value))
                         self._range[key] = (min(low, value), max(high, value))
             elif type(event) is SystemEvent:
                 row = {name(system_key(k, event.rank)): v for k, v in event.values.items()}
-                run.log(row, step=max(self._step, 0), commit=False)
+                run.log({**row, SEQ_KEY: event.seq})
             elif type(event) is ParamsEvent:
                 run.config.update(event.values, allow_val_change=True)
             elif type(event) is TagsEvent:
@@ -119,8 +148,12 @@ class WandbBackend(Backend):
                 self._write_record(event)
 
     def _write_record(self, event: RecordEvent) -> None:
-        if event.kind_name == "rewind":
-            self._run.summary["unitrack/rewind_step"] = int(event.data.get("step", 0))
+        if event.kind_name == "rewind":  # the time W&B stamps the rows with, to compare theirs against
+            self._rewinds.append({"time": time.time(), "step": int(event.data.get("step", 0))})
+            self._run.summary[REWINDS_KEY] = self._rewinds
+        elif event.kind_name == "error":
+            self._run.summary[ERROR_KEY] = failure_line(event.data, width=1000)
+            self._run.summary[f"{ERROR_KEY}_traceback"] = str(event.data.get("traceback") or "")
         elif event.kind_name == "checkpoint":
             self._last_checkpoint = event.data
             if wants_checkpoint(self._checkpoint_policy, event) or model_registry.registration(event.data):
@@ -159,6 +192,4 @@ class WandbBackend(Backend):
         for key, values in self._range.items():
             summary[f"best/{key}"] = best_of(key, values)
         summary["unitrack/status"] = status
-        if self.skipped_points:
-            summary["unitrack/points_not_accepted"] = self.skipped_points
         self._run.finish(exit_code=EXIT_CODES.get(status, 1))

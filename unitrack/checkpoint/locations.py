@@ -7,6 +7,8 @@ from __future__ import annotations
 import functools
 import logging
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,29 +36,42 @@ def s3_client(settings: Any = None) -> Any:
     return _client((getattr(s3, "endpoint_url", None), getattr(s3, "region", None), getattr(s3, "profile", None)))
 
 
+@contextmanager
+def local_folder(info: CheckpointInfo, settings: Any = None) -> Iterator[Path]:
+    """The checkpoint's folder on this machine: where it is, or downloaded for the time of the block."""
+    if info.url is None:
+        yield Path(info.path)
+        return
+    from unitrack.checkpoint.s3 import S3Location, fetched
+
+    with fetched(S3Location.parse(info.url), s3_client(settings)) as folder:
+        yield folder
+
+
 def read_info(info: CheckpointInfo, key_env: str = DEFAULT_KEY_ENV, settings: Any = None) -> Any:
     """The verified TrainingState of a registered checkpoint; raises CheckpointCorruptError naming what failed."""
     from unitrack.checkpoint.storage import read_checkpoint
 
-    if info.url is None:
-        return read_checkpoint(info.path, info.sha256, key_env)
-    from unitrack.checkpoint.s3 import S3Location, fetched
-
-    with fetched(S3Location.parse(info.url), s3_client(settings)) as folder:
+    with local_folder(info, settings) as folder:
         return read_checkpoint(folder, info.sha256, key_env)
+
+
+def audit_info(info: CheckpointInfo, key_env: str = DEFAULT_KEY_ENV, settings: Any = None) -> tuple[list[str], str | None]:
+    """Every problem of a registered checkpoint (empty when intact), and its checksum algorithm."""
+    from unitrack.checkpoint.storage import checkpoint_algorithm, verify_checkpoint
+
+    try:
+        with local_folder(info, settings) as folder:
+            if not folder.exists():
+                return [f"folder {folder} is missing"], None
+            return verify_checkpoint(folder, info.sha256, key_env), checkpoint_algorithm(folder)
+    except CheckpointNotFoundError as exc:
+        return [str(exc)], None
 
 
 def verify_info(info: CheckpointInfo, key_env: str = DEFAULT_KEY_ENV, settings: Any = None) -> list[str]:
     """Every problem of a registered checkpoint (empty when intact)."""
-    try:
-        read_info(info, key_env, settings)
-    except CheckpointCorruptError as exc:
-        return exc.problems
-    except CheckpointNotFoundError as exc:
-        return [str(exc)]
-    except FileNotFoundError:
-        return [f"folder {info.path} is missing"]
-    return []
+    return audit_info(info, key_env, settings)[0]
 
 
 def delete_info(info: CheckpointInfo, settings: Any = None) -> None:

@@ -8,7 +8,6 @@ error surfaces on the next call. Loading, listing and ``flush`` wait for a pendi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -27,7 +26,7 @@ from unitrack.checkpoint.errors import CheckpointCorruptError, CheckpointNotFoun
 from unitrack.checkpoint.locations import delete_info, read_info, s3_client
 from unitrack.checkpoint.registry import REGISTRY_FILE, CheckpointInfo, Registry, RetentionPolicy, fallback_order
 from unitrack.checkpoint.s3 import S3Location, is_s3
-from unitrack.checkpoint.storage import MANIFEST, STATE_JSON, remove_temporaries
+from unitrack.checkpoint.storage import MANIFEST, STATE_JSON, manifest_checksum, remove_temporaries
 
 log = logging.getLogger("unitrack")
 
@@ -101,7 +100,7 @@ class CheckpointManager:
                 continue
             try:
                 info = json.loads((folder / STATE_JSON).read_text(encoding="utf-8"))
-                sha = hashlib.sha256((folder / MANIFEST).read_bytes()).hexdigest()
+                sha = manifest_checksum((folder / MANIFEST).read_bytes())
                 metrics = {k: float(v) for k, v in (info.get("metrics") or {}).items()}
                 orphan = CheckpointInfo(
                     name=folder.name, path=folder, epoch=int(info["epoch"]), step=int(info["step"]),
@@ -296,16 +295,31 @@ class CheckpointManager:
 
         key_env = self.settings.encryption_key_env
         if isinstance(ref, str) and ref in ("best", "last"):
-            for candidate in self.candidates(ref):
+            candidates = self.candidates(ref)
+            for candidate in candidates:
                 try:
                     return read_info(candidate, key_env, self.settings), candidate
                 except (CheckpointCorruptError, OSError) as exc:
                     warnings.warn(f"unitrack: skipping checkpoint {candidate.name}: {exc}", RuntimeWarning, stacklevel=4)
-            raise CheckpointNotFoundError(f"no intact checkpoint to load as {ref!r} in {self.registry.path}")
+            raise CheckpointNotFoundError(self._none_to_load(ref, tried=len(candidates)))
         info = ref if isinstance(ref, CheckpointInfo) else self._by_name_or_path(ref)
         if info is not None:
             return read_info(info, key_env, self.settings), info
         return read_checkpoint(_folder_of(Path(os.fspath(ref))), None, key_env), None
+
+    def _none_to_load(self, ref: str, tried: int) -> str:
+        """Why nothing could be loaded as ``ref``: none saved, none marked best, or every one damaged."""
+        with self.registry.lock:
+            saved = len(self.registry.entries)
+        if tried:
+            return f"no intact checkpoint to load as {ref!r} in {self.registry.path}: all {tried} failed verification"
+        if saved == 0:
+            return f"no checkpoint has been saved in {self.registry.path} yet"
+        return (
+            f"none of the {saved} checkpoint(s) in {self.registry.path} is marked best: pass is_best=True to "
+            "save_checkpoint, or set checkpointing.monitor (e.g. val_loss) to have the best one chosen; "
+            "or load 'last'"
+        )
 
     def candidates(self, which: str) -> list[CheckpointInfo]:
         """Checkpoints to try for "best" (the best, then newest first) or "last" (newest first)."""

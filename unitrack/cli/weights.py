@@ -40,6 +40,8 @@ def delta_command(
             points = run_weight_points(runs, a)
             start = pick_point(points, "first" if from_step is None else str(from_step), a)
             end = pick_point(points, None if to_step is None else str(to_step), a)
+            if start is end:  # a table of zeros would read as a result
+                raise ValueError(one_point_message(a, start, len(points)))
             source_a, source_b, init = start.open(), end.open(), points[0].open()
         else:
             if from_step is not None or to_step is not None:
@@ -50,6 +52,19 @@ def delta_command(
             print_json(report.to_dict())
         else:
             print_delta(report, top)
+
+
+def one_point_message(run: str, point: Any, count: int) -> str:
+    """What to do when a run's delta would compare a set of weights with itself."""
+    what = f"{point.kind} {point.name!r} (step {point.step})"
+    if count == 1:
+        head = f"run {run} has only one set of weights, {what}: there is nothing in it to compare"
+    else:
+        head = f"--from and --to both pick {what} of run {run}"
+    return (
+        f"{head}. Compare it with another run or a weights file (`unitrack delta {run} OTHER_RUN`), or record "
+        "more snapshots in the run (watch(model, snapshot_every=N) or tracker.snapshot_weights(model))"
+    )
 
 
 def print_delta(report: Any, top: int) -> None:

@@ -1,7 +1,8 @@
 """Weight snapshots: a small JSON manifest per snapshot, tensors content-addressed in the store.
 
-``<run>/snapshots/<name>.json`` lists each tensor's digest, shape and dtype; the bytes live once
-in ``<store>/objects/``. Taking a snapshot hashes only tensors that may have changed (on the tracker's job thread): a torch
+``<run>/snapshots/<name>.json`` lists each tensor's digest (BLAKE3, named by the manifest's
+``algorithm``; manifests of format 1 hold SHA-256s), shape and dtype; the bytes live once in
+``<store>/objects/<algorithm>/``. Taking a snapshot hashes only tensors that may have changed (on the tracker's job thread): a torch
 tensor whose data pointer and in-place version counter are what they were at the last snapshot
 reuses its digest without reading its bytes, so a frozen layer costs nothing, not even a hash.
 Retention (``weights:`` config) keeps the first snapshot, the most recent ones, and every Nth
@@ -22,13 +23,14 @@ from typing import Any
 
 import numpy as np
 
+from unitrack.hashing import LEGACY_ALGORITHM, check_algorithm
 from unitrack.store.fsio import atomic_write_json
 from unitrack.store.layout import StoreLayout
 from unitrack.weights.arrays import HostTensor, as_float, host_tensors
-from unitrack.weights.objects import GC_GRACE_S, collect_garbage, put_object
+from unitrack.weights.objects import ALGORITHM, GC_GRACE_S, collect_garbage, put_object
 from unitrack.weights.stats import histogram
 
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2  # 2 names its "algorithm"; 1 (earlier versions) meant SHA-256
 CHANGE_L2_METRIC = "weights/change_l2"
 CHANGE_RELATIVE_METRIC = "weights/change_relative"
 SNAPSHOTS_DIR = "snapshots"
@@ -59,6 +61,11 @@ def read_manifest(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or "tensors" not in data:
         raise ValueError(f"{path} is not a snapshot manifest (no 'tensors')")
     return data
+
+
+def manifest_algorithm(manifest: dict[str, Any]) -> str:
+    """The hash algorithm of a snapshot manifest's digests (SHA-256 for format 1, which named none)."""
+    return check_algorithm(manifest.get("algorithm") or LEGACY_ALGORITHM)
 
 
 def list_manifests(run_dir: Path) -> list[Path]:
@@ -156,7 +163,8 @@ class SnapshotWriter:
                     if summary is not None:
                         histograms[tensor_name] = summary
             path.parent.mkdir(parents=True, exist_ok=True)
-            manifest = {"format": MANIFEST_FORMAT, "name": name, "step": step, "tag": tag, "time": time.time(), "tensors": entries}
+            manifest = {"format": MANIFEST_FORMAT, "algorithm": ALGORITHM, "name": name, "step": step, "tag": tag,
+                        "time": time.time(), "tensors": entries}
             atomic_write_json(path, manifest)
             self._log_change(path, step)
             if self._emit is not None:

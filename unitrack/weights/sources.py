@@ -20,7 +20,7 @@ import numpy as np
 
 from unitrack.weights.arrays import BFLOAT16, HostTensor, host_tensors
 from unitrack.weights.objects import map_object
-from unitrack.weights.snapshots import read_manifest
+from unitrack.weights.snapshots import manifest_algorithm, read_manifest
 
 SAFETENSORS_DTYPES = {
     "F64": "float64", "F32": "float32", "F16": "float16", "BF16": BFLOAT16,
@@ -61,6 +61,10 @@ class ManifestSource(WeightSource):
     def __init__(self, store_root: Path, manifest: Path, label: str | None = None) -> None:
         self.store_root = Path(store_root)
         self.manifest = read_manifest(manifest)
+        try:
+            self.algorithm = manifest_algorithm(self.manifest)
+        except ValueError as exc:
+            raise ValueError(f"snapshot manifest {manifest}: {exc}") from None
         self.step = int(self.manifest.get("step") or 0)
         self.label = label or f"snapshot {self.manifest.get('name', Path(manifest).stem)}"
         self._meta = {
@@ -73,7 +77,7 @@ class ManifestSource(WeightSource):
 
     def array(self, name: str) -> np.ndarray:
         meta = self._meta[name]
-        return map_object(self.store_root, meta.digest or "", storage_dtype(meta.dtype), meta.shape)
+        return map_object(self.store_root, meta.digest or "", storage_dtype(meta.dtype), meta.shape, self.algorithm)
 
 
 class SafetensorsSource(WeightSource):
