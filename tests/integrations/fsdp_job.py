@@ -96,10 +96,14 @@ def main(mode: str, out: Path, *args: str) -> None:
             tracker.flush()
             losses[1 if failed is None else -1] = 0.0
             losses[2 if saved is not None else -2] = float(len(tracker.list_checkpoints()))
-        else:
+        else:  # the module-level loader, then the tracker's: both fall back past a damaged best
+            _, start = ut.load_checkpoint(f"{args[0]}@best", model, optimizer)
+            through_module = full_state(model)
+            model, optimizer = build()
             _, start = tracker.load_best(model, optimizer)
             reference = full_state(model)
             if rank == 0:
+                save_file(through_module, str(out / f"best_module_world{dist.get_world_size()}.safetensors"))
                 save_file(reference, str(out / f"best_world{dist.get_world_size()}.safetensors"))
                 losses[start] = 0.0
         if rank == 0:
