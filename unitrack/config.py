@@ -50,6 +50,11 @@ class TrackingConfig(_Section):
         None, description="MLflow tracking URI; default: MLFLOW_TRACKING_URI, then MLflow's own default."
     )
     mlflow_experiment: str | None = Field(None, description="MLflow experiment; default: the experiment name.")
+    mlflow_artifact_location: str | None = Field(
+        None,
+        description="Artifact location (a path or URI) of MLflow experiments unitrack creates; default: the "
+        "server's, or <store_dir>/mlflow-artifacts for a database URI without a server (never ./mlruns).",
+    )
     wandb_project: str | None = Field(None, description="W&B project; default: the experiment name.")
     wandb_entity: str | None = Field(None, description="W&B entity (team or user).")
     wandb_mode: Literal["online", "offline", "disabled"] | None = Field(
@@ -110,11 +115,28 @@ class TrackingConfig(_Section):
         return [name for name in self.backends or [] if name != "local"]
 
 
+class S3Settings(_Section):
+    """How to reach S3-compatible storage; unset keys come from the standard AWS_* variables and files."""
+
+    endpoint_url: str | None = Field(None, description="S3 endpoint, e.g. http://127.0.0.1:8333; default: $AWS_ENDPOINT_URL, else AWS.")
+    region: str | None = Field(None, description="Region; default: $AWS_DEFAULT_REGION, else us-east-1.")
+    profile: str | None = Field(None, description="Profile in ~/.aws; default: $AWS_PROFILE.")
+
+
 class CheckpointingConfig(_Section):
     """Where checkpoints go and how many are kept."""
 
     checkpoint_dir: str | None = Field(
-        None, description="Folder for checkpoints (one sub-folder per run); default: <run folder>/checkpoints."
+        None,
+        description="Folder for checkpoints (one sub-folder per run), or s3://bucket/prefix for object storage; "
+        "default: <run folder>/checkpoints.",
+    )
+    s3: S3Settings = Field(default_factory=S3Settings, description="Object storage settings for s3:// checkpoint_dir.")
+    register_model: str | None = Field(
+        None, description="Register the best checkpoint as a version of this model (MLflow Model Registry, W&B model artifacts)."
+    )
+    register_aliases: list[str] = Field(
+        default_factory=lambda: ["champion"], description="Aliases the newest best version gets (a newer best moves them)."
     )
     max_checkpoints: int | None = Field(None, ge=1, description="Most checkpoints kept (best and last always).")
     save_frequency: int | None = Field(
@@ -148,6 +170,13 @@ class CheckpointingConfig(_Section):
         default_factory=dict,
         description="Which checkpoints each remote backend receives: best, last, all or none (default: best).",
     )
+
+    @field_validator("checkpoint_dir")
+    @classmethod
+    def _s3_url(cls, value: str | None) -> str | None:
+        if value and value.startswith("s3:") and (not value.startswith("s3://") or len(value) <= len("s3://")):
+            raise ValueError(f"{value!r}: write s3://BUCKET/PREFIX")
+        return value
 
 
 class MonitoringConfig(_Section):
@@ -231,6 +260,15 @@ class WeightsConfig(_Section):
     )
     tolerance: float = Field(0.0, ge=0, description="An element counts as changed when |delta| exceeds this.")
     top_k: int = Field(5, ge=1, description="How many of the most-moved units (rows) a per-neuron report lists.")
+    activations_every: int | None = Field(
+        None, ge=1, description="With watch(model): statistics of each module's output every N training steps; off by default."
+    )
+    activations_modules: list[str] | None = Field(
+        None, description="Module name globs to watch (e.g. ['encoder.*', 'fc2']); default: layers with parameters and activations."
+    )
+    activations_histograms: bool | Literal["auto"] = Field(
+        "auto", description="Histograms of the sampled outputs (`histogram` events); auto: when TensorBoard is on."
+    )
 
 
 class Config(_Section):

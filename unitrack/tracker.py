@@ -300,6 +300,8 @@ class ExperimentTracker:
         snapshot_every: str | int | None = None,
         gradients: bool = False,
         log_every: int = 100,
+        activations_every: int | None = None,
+        activations_modules: Any = None,
     ) -> None:
         """Record what the model and its training set-up are.
 
@@ -316,6 +318,10 @@ class ExperimentTracker:
         ``snapshot_every`` ("epoch" or N optimizer steps) takes weight snapshots on a schedule, from
         the initial weights to the final ones; ``gradients=True`` logs per-layer gradient norms and
         update-to-weight ratios every ``log_every`` steps. Both hook the optimizer's step.
+
+        ``activations_every`` (default: ``weights.activations_every``) logs statistics of each
+        module's output every N training forward passes (``activations/<module>/<stat>``);
+        ``activations_modules`` picks the modules by type or name glob (docs/weights.md).
         """
         if self._state is not _RUNNING:
             self._raise_not_running()
@@ -334,6 +340,8 @@ class ExperimentTracker:
             self.progress(epochs * len(dataloader))
         if snapshot_every is not None or gradients:
             self._weights_session().watch(model, optimizer, dataloader, snapshot_every, gradients, log_every)
+        if activations_every is not None or self.config.weights.activations_every is not None:
+            self._weights_session().watch_activations(model, activations_every, activations_modules)
 
     def progress(self, total_steps: int, description: str | None = None, interval: float = 1.0) -> ProgressReporter:
         """Show a progress bar with ETA (in a terminal) and log throughput and ETA as metrics.
@@ -385,7 +393,7 @@ class ExperimentTracker:
             self._checkpoints.close(max(0.0, deadline - time.monotonic()))
             if self._ranks is not None:
                 self._ranks.close(min(self.config.tracking.rank_join_timeout, max(0.0, deadline - time.monotonic())))
-            if status != "completed":
+            if status in ("failed", "interrupted"):  # not "pruned": an early stop is no failure to explain
                 self._failure = self._failure or describe_failure(*sys.exc_info())  # finish() in an except block
                 if self._failure is not None:
                     self._queue.append(("record", time.time(), "error", self._failure))
@@ -668,6 +676,15 @@ class ExperimentTracker:
         """
         return self._checkpoints.load(checkpoint, model, optimizer, scheduler, scaler)
 
+    def register_model(
+        self, name: str | None = None, checkpoint: Any = "best", aliases: Sequence[str] | None = None
+    ) -> CheckpointInfo:
+        """Make a checkpoint ("best", "last", a name or a CheckpointInfo) a version of model ``name``
+        (default: ``checkpointing.register_model``) in MLflow's Model Registry and a W&B model artifact,
+        with ``aliases`` (default: ``checkpointing.register_aliases``) moved onto it. Journalled and
+        delivered like everything else: it returns at once."""
+        return self._checkpoints.register(checkpoint, name, aliases)
+
     def load_best(self, model: Any, optimizer: Any = None, scheduler: Any = None, scaler: Any = None) -> tuple[int, int]:
         """Restore the best checkpoint that verifies; return (epoch, step)."""
         return self._checkpoints.load("best", model, optimizer, scheduler, scaler)
@@ -681,10 +698,10 @@ class ExperimentTracker:
 
     def _rewind(self) -> CheckpointInfo | None:
         """Pick the resumed run's last (or best) checkpoint that verifies; mark later metric steps superseded."""
-        from unitrack.checkpoint.storage import verify_checkpoint
+        from unitrack.checkpoint.locations import verify_info
 
         for candidate in self._checkpoints.candidates(self.config.checkpointing.resume_from):
-            problems = verify_checkpoint(candidate.path, candidate.sha256, self.config.checkpointing.encryption_key_env)
+            problems = verify_info(candidate, self.config.checkpointing.encryption_key_env, self.config.checkpointing)
             if not problems:
                 self._checkpoints.registry.resumed_from.append(candidate.name)
                 self._checkpoints.registry.save()

@@ -18,8 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from unitrack.backends import model_registry
 from unitrack.backends.base import Backend, Capabilities, PermanentBackendError, RunInfo
+from unitrack.backends.quiet import quiet_loggers
 from unitrack.backends.shaping import KeyNames, chunks, fit_values, points, wants_checkpoint
+from unitrack.checkpoint.refs import BEST_TAG, CHECKPOINTS_ARTIFACT
 from unitrack.events import Event, ParamsEvent, RecordEvent, TagsEvent
 from unitrack.failure import failure_line
 
@@ -30,6 +33,7 @@ RUN_ID_TAG = "unitrack.run_id"
 REWINDS_TAG = "unitrack.rewinds"
 ERROR_TAG = "unitrack.error"  # why a failed run failed, in one line; the traceback in ERROR_TAG + ".traceback"
 PARAMS_ARTIFACT = "params.json"
+_DATABASE_SCHEMES = {"sqlite", "postgresql", "mysql", "mssql"}
 # MLflow has no "pruned": an early-stopped trial is KILLED there, and the STATUS_TAG says which it was
 STATUSES = {"completed": "FINISHED", "failed": "FAILED", "interrupted": "KILLED", "pruned": "KILLED", "crashed": "FAILED"}
 STATUS_TAG = "unitrack.status"
@@ -63,6 +67,8 @@ class MlflowBackend(Backend):
 
     def __init__(self, config: Config) -> None:
         self._uri = tracking_uri(config)
+        self._artifact_root = config.tracking.mlflow_artifact_location
+        self._store_dir = Path(config.store_dir).expanduser()
         self._experiment_name = config.tracking.mlflow_experiment
         self._checkpoint_policy = config.checkpointing.upload.get("mlflow", "best")
         self._client: Any = None
@@ -72,6 +78,7 @@ class MlflowBackend(Backend):
         self._overflow: dict[str, Any] = {}
         self._rewinds: list[dict[str, Any]] = []
         self._last_checkpoint: dict[str, Any] | None = None
+        self._uploaded: set[str] = set()
 
     @property
     def run_id(self) -> str | None:
@@ -84,10 +91,14 @@ class MlflowBackend(Backend):
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
         from mlflow.tracking import MlflowClient
 
+        quiet_loggers("mlflow", "alembic")  # e.g. "Creating initial MLflow database tables..." at INFO
         client = MlflowClient(tracking_uri=self._uri)
         experiment_name = self._experiment_name or run.experiment
         experiment = client.get_experiment_by_name(experiment_name)
-        experiment_id = experiment.experiment_id if experiment else client.create_experiment(experiment_name)
+        if experiment is None:
+            experiment_id = client.create_experiment(experiment_name, artifact_location=self._artifact_location())
+        else:
+            experiment_id = experiment.experiment_id
         found = client.search_runs(
             [experiment_id], filter_string=f"tags.`{RUN_ID_TAG}` = '{run.run_id}'", max_results=1
         )
@@ -102,6 +113,17 @@ class MlflowBackend(Backend):
             self._run_id = created.info.run_id
         self._client = client
         self._start_time = run.start_time
+
+    def _artifact_location(self) -> str | None:
+        """Where a new experiment's artifacts go: the configured place; for a database URI without a
+        server (``sqlite:///mlflow.db``), a folder in the unitrack store, where MLflow itself would
+        use ``./mlruns`` in whatever folder training happened to start in; otherwise the server's."""
+        if self._artifact_root:
+            root = self._artifact_root
+            return root if "://" in root or root.startswith("mlflow-artifacts:") else Path(root).expanduser().absolute().as_uri()
+        if self._uri and self._uri.split(":", 1)[0].split("+", 1)[0] in _DATABASE_SCHEMES:
+            return (self._store_dir / "mlflow-artifacts").absolute().as_uri()
+        return None
 
     def _run_tags(self, run: RunInfo) -> dict[str, str]:
         tags = dict(run.tags.items())
@@ -171,16 +193,30 @@ class MlflowBackend(Backend):
             tags[f"{ERROR_TAG}.traceback"] = str(event.data.get("traceback") or "")[-(limit // 2) :]  # its end
         elif event.kind_name == "checkpoint":
             self._last_checkpoint = event.data
-            if wants_checkpoint(self._checkpoint_policy, event):
+            registration = model_registry.registration(event.data)
+            if wants_checkpoint(self._checkpoint_policy, event) or registration:
                 self._upload_checkpoint(event.data)
                 if event.data.get("is_best"):
-                    tags["unitrack.best_checkpoint"] = str(event.data.get("name"))
+                    tags[BEST_TAG] = str(event.data.get("name"))
+            if registration:
+                self._register(event.data, *registration)
+        elif event.kind_name == "register_model":
+            checkpoint = dict(event.data.get("checkpoint") or {})
+            self._upload_checkpoint(checkpoint)
+            self._register(checkpoint, str(event.data["name"]), [str(a) for a in event.data.get("aliases") or []])
 
     def _upload_checkpoint(self, data: dict[str, Any]) -> None:
-        folder = Path(str(data.get("path", "")))
-        if not folder.exists():
-            raise PermanentBackendError(f"checkpoint {data.get('name')!r} is gone from {folder} (removed by retention?)")
-        self._client.log_artifacts(self._run_id, str(folder), artifact_path=f"checkpoints/{data.get('name')}")
+        """Mirror a checkpoint into ``checkpoints/<name>`` of the run's artifacts (once per run)."""
+        name = str(data.get("name"))
+        if name in self._uploaded:
+            return
+        with model_registry.checkpoint_folder(data) as folder:
+            self._client.log_artifacts(self._run_id, str(folder), artifact_path=f"{CHECKPOINTS_ARTIFACT}/{name}")
+        self._uploaded.add(name)
+
+    def _register(self, data: dict[str, Any], name: str, aliases: list[str]) -> None:
+        path = f"{CHECKPOINTS_ARTIFACT}/{data.get('name')}"
+        model_registry.register_mlflow_version(self._client, str(self._run_id), path, name, aliases)
 
     def _store_full_params(self, overflow: dict[str, Any]) -> None:
         self._overflow.update(overflow)

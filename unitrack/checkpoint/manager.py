@@ -12,18 +12,22 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 import warnings
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from unitrack.checkpoint.crypto import load_key
 from unitrack.checkpoint.errors import CheckpointCorruptError, CheckpointNotFoundError, CheckpointSaveError
-from unitrack.checkpoint.registry import REGISTRY_FILE, CheckpointInfo, Registry, RetentionPolicy
-from unitrack.checkpoint.storage import MANIFEST, STATE_JSON, manifest_checksum, read_manifest, remove_temporaries
+from unitrack.checkpoint.locations import delete_info, read_info, s3_client
+from unitrack.checkpoint.registry import REGISTRY_FILE, CheckpointInfo, Registry, RetentionPolicy, fallback_order
+from unitrack.checkpoint.s3 import S3Location, is_s3
+from unitrack.checkpoint.storage import MANIFEST, STATE_JSON, manifest_checksum, remove_temporaries
 
 log = logging.getLogger("unitrack")
 
@@ -42,8 +46,9 @@ def policy_from(settings: Any) -> RetentionPolicy:
 
 
 def checkpoint_folder(run_dir: Path, run_id: str, checkpoint_dir: str | None) -> Path:
-    """Where a run's checkpoints go: ``<checkpoint_dir>/<run id>`` or ``<run folder>/checkpoints``."""
-    if checkpoint_dir is None:
+    """Where a run's checkpoints go: ``<checkpoint_dir>/<run id>`` or ``<run folder>/checkpoints``
+    (also the staging folder of checkpoints bound for object storage)."""
+    if checkpoint_dir is None or is_s3(checkpoint_dir):
         return run_dir / "checkpoints"
     return Path(checkpoint_dir).expanduser().absolute() / run_id
 
@@ -57,7 +62,9 @@ class CheckpointManager:
         """``owner=False`` reads the registry only (another distributed rank): it never removes the
         temporary folder of a save the owner may be making, nor registers what it finds."""
         self.settings = settings
+        self.owner = owner
         self.directory = checkpoint_folder(run_dir, run_id, settings.checkpoint_dir)
+        self.remote = S3Location.parse(settings.checkpoint_dir).child(run_id) if is_s3(settings.checkpoint_dir) else None
         self.registry = Registry(run_dir / REGISTRY_FILE, policy_from(settings))
         self._emit = emit
         self._config_hash = config_hash
@@ -68,7 +75,21 @@ class CheckpointManager:
             return
         for leftover in remove_temporaries(self.directory):
             log.warning("unitrack: removed %s, left by a save that never finished", leftover)
-        self._adopt_committed_orphans()
+        if self.remote is not None:
+            self._remove_incomplete_uploads()
+        else:
+            self._adopt_committed_orphans()
+
+    def _remove_incomplete_uploads(self) -> None:
+        """Delete what uploads that never finished left in object storage (a resumed run's prefix)."""
+        from unitrack.checkpoint.s3 import remove_incomplete
+
+        assert self.remote is not None
+        try:
+            for name in remove_incomplete(self.remote, s3_client(self.settings)):
+                log.warning("unitrack: removed %s/%s, left by an upload that never finished", self.remote, name)
+        except Exception as exc:  # unreachable storage: the save will say so; starting must not fail
+            log.warning("unitrack: could not look for unfinished uploads under %s: %s", self.remote, exc)
 
     def _adopt_committed_orphans(self) -> None:
         """List checkpoints that were committed (renamed into place) but whose process died
@@ -117,19 +138,29 @@ class CheckpointManager:
         from unitrack.checkpoint import state as training_state
 
         values = {key: _as_float(key, value) for key, value in (metrics or {}).items()}
-        name = self._new_name(epoch, step)
+        place = (self._new_name(epoch, step), self.directory, time.time())
+        group = None
+        if training_state.is_sharded(model):  # every rank saves its shards under rank 0's name and folder
+            from unitrack.checkpoint import sharded
+
+            group = sharded.checkpoint_group()
+            place = sharded.agree(group, place)
+        name, directory, stamp = place
         info = CheckpointInfo(
             name=name,
-            path=self.directory / name,
+            path=directory / name,
             epoch=int(epoch),
             step=int(step),
             metrics=values,
             marked_best=None if is_best is None else bool(is_best),
             score=self.registry.policy.score(values),
-            time=time.time(),
+            time=stamp,
+            url=None if self.remote is None else str(self.remote.child(name)),
         )
         header = {"epoch": info.epoch, "step": info.step, "metrics": {k: _json_safe(v) for k, v in values.items()},
                   "is_best": info.marked_best, "config_hash": self._config_hash, "time": info.time}
+        if group is not None:
+            return self._save_sharded(info, header, group, model, optimizer, scheduler, scaler, extra)
         try:
             captured = training_state.capture(model, optimizer, scheduler, scaler, header, extra)
             reuse = self.settings.async_save
@@ -138,17 +169,45 @@ class CheckpointManager:
         except Exception as exc:
             self._failed(CheckpointSaveError(f"could not capture checkpoint {info.name}: {exc}"), exc)
             return None
+        return self._finish_save(info, partial(self._write, info, captured))
+
+    def _finish_save(self, info: CheckpointInfo, write: Callable[[], None]) -> CheckpointInfo | None:
+        """Run ``write`` now, or on the background thread with ``async_save`` (its error surfaces at the next call)."""
         if not self.settings.async_save:
             try:
-                self._write(info, captured)
+                write()
             except Exception as exc:
                 self._failed(exc, exc)
                 return None
             return info
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unitrack-checkpoint")
-        self._pending = self._executor.submit(self._write, info, captured)
+        self._pending = self._executor.submit(write)
         return info
+
+    def _save_sharded(
+        self, info: CheckpointInfo, header: dict[str, Any], group: Any, model: Any, optimizer: Any, scheduler: Any,
+        scaler: Any, extra: Any,
+    ) -> CheckpointInfo | None:
+        """Every rank: its shards through DCP (in the background with ``async_save``), then the manifest."""
+        from unitrack.checkpoint import sharded
+
+        if self.settings.encrypt:
+            self._failed(CheckpointSaveError("sharded checkpoints cannot be encrypted"), None)
+            return None
+        try:
+            job = sharded.start_save(
+                info.path, group, header, model, optimizer, scheduler, scaler, extra, self.settings.async_save
+            )
+        except Exception as exc:
+            self._failed(exc, exc)
+            return None
+        return self._finish_save(info, partial(self._commit_sharded, info, job))
+
+    def _commit_sharded(self, info: CheckpointInfo, job: Any) -> None:
+        info.sha256 = job.commit()
+        if self.owner:
+            self._register(info)
 
     def _new_name(self, epoch: int, step: int) -> str:
         base = f"epoch{int(epoch):04d}-step{int(step):08d}"
@@ -163,6 +222,16 @@ class CheckpointManager:
 
         key = load_key(self.settings.encryption_key_env) if self.settings.encrypt else None
         _, info.sha256 = write_checkpoint(info.path, captured, self.settings.compression, key)
+        if self.remote is not None:
+            from unitrack.checkpoint.s3 import upload_checkpoint
+
+            try:  # staged on disk with its checksums, then uploaded with the manifest last
+                upload_checkpoint(info.path, self.remote.child(info.name), s3_client(self.settings))
+            finally:
+                shutil.rmtree(info.path, ignore_errors=True)
+        self._register(info)
+
+    def _register(self, info: CheckpointInfo) -> None:
         self.registry.add(info)  # committed before anything is evicted
         self._emit("checkpoint", self._event(info))
         self._apply_retention()
@@ -178,15 +247,32 @@ class CheckpointManager:
             "is_best": info.is_best,
             "aliases": aliases,
             "sha256": info.sha256,
+            **({"url": info.url} if info.url else {}),
+            **({"register": self.registration()} if info.is_best and self.settings.register_model else {}),
         }
+
+    def registration(self, name: str | None = None, aliases: Any = None) -> dict[str, Any]:
+        """What a backend registers a checkpoint as: ``checkpointing.register_model`` and its aliases by default."""
+        aliases = self.settings.register_aliases if aliases is None else aliases
+        return {"name": name or self.settings.register_model, "aliases": [str(a) for a in aliases]}
+
+    def register(self, ref: Any, name: str | None, aliases: Any) -> CheckpointInfo:
+        """Journal a ``register_model`` event for the checkpoint ``ref`` names (the backends register it)."""
+        info = ref if isinstance(ref, CheckpointInfo) else (self.best() if ref == "best" else self.last() if ref == "last" else self.registry.find(str(ref)))
+        if info is None:
+            raise CheckpointNotFoundError(f"no checkpoint {ref!r} to register")
+        if not (name or self.settings.register_model):
+            raise ValueError("register_model needs a model name (or checkpointing.register_model in the config)")
+        self._emit("register_model", {**self.registration(name, aliases), "checkpoint": self._event(info)})
+        return info
 
     def _apply_retention(self) -> None:
         for victim in self.registry.to_evict():
             self.registry.remove(victim.name)
-            _delete_listed_files(victim.path)
+            delete_info(victim, self.settings)
             self._emit("checkpoint_removed", {"name": victim.name})
 
-    def _failed(self, error: BaseException, cause: BaseException) -> None:
+    def _failed(self, error: BaseException, cause: BaseException | None) -> None:
         if not isinstance(error, CheckpointSaveError):
             error = CheckpointSaveError(f"checkpoint save failed: {type(error).__name__}: {error}")
         if self.settings.on_error == "raise":
@@ -240,29 +326,41 @@ class CheckpointManager:
     ) -> tuple[int, int]:
         """Restore a checkpoint into the given objects; ``ref`` is a CheckpointInfo, a path, a name, "best" or "last"."""
         self.wait()
-        from unitrack.checkpoint.state import restore
+        from unitrack.checkpoint.state import is_sharded, restore
 
-        state, _ = self.read(ref)
+        if is_sharded(model):  # every rank loads its own shards, resharded to this world size
+            from unitrack.checkpoint.sharded import load_sharded
+
+            return load_sharded(self, ref, model, optimizer, scheduler, scaler)
+        state, _ = self.read(ref)  # a sharded checkpoint is read whole here, for a plain model
         return restore(state, model, optimizer, scheduler, scaler)
 
     def read(self, ref: Any) -> tuple[Any, CheckpointInfo | None]:
         """The verified content of a checkpoint; "best" and "last" fall back past damaged ones."""
         from unitrack.checkpoint.storage import read_checkpoint
 
-        if isinstance(ref, str) and ref in ("best", "last"):
-            candidates = self.candidates(ref)
-            for candidate in candidates:
-                try:
-                    return read_checkpoint(candidate.path, candidate.sha256, self.settings.encryption_key_env), candidate
-                except (CheckpointCorruptError, OSError) as exc:
-                    warnings.warn(f"unitrack: skipping checkpoint {candidate.name}: {exc}", RuntimeWarning, stacklevel=4)
-            raise CheckpointNotFoundError(self._none_to_load(ref, tried=len(candidates)))
-        info = ref if isinstance(ref, CheckpointInfo) else self._by_name_or_path(ref)
-        folder = info.path if info is not None else _folder_of(Path(os.fspath(ref)))
-        expected = info.sha256 if info is not None else None
-        return read_checkpoint(folder, expected, self.settings.encryption_key_env), info
+        key_env = self.settings.encryption_key_env
+        choices, fallback = self.targets(ref)
+        for info, folder in choices:
+            try:
+                if info is not None:
+                    return read_info(info, key_env, self.settings), info
+                return read_checkpoint(folder, None, key_env), None
+            except (CheckpointCorruptError, OSError) as exc:
+                if not fallback:
+                    raise
+                warnings.warn(f"unitrack: skipping checkpoint {folder.name}: {exc}", RuntimeWarning, stacklevel=4)
+        raise CheckpointNotFoundError(self.none_to_load(ref, tried=len(choices)))
 
-    def _none_to_load(self, ref: str, tried: int) -> str:
+    def targets(self, ref: Any) -> tuple[list[tuple[CheckpointInfo | None, Path]], bool]:
+        """The checkpoints ``ref`` may mean, in the order to try them (with their registry entry when
+        listed), and whether to fall back past a damaged one ("best" and "last" do; a named one raises)."""
+        if isinstance(ref, str) and ref in ("best", "last"):
+            return [(c, c.path) for c in self.candidates(ref)], True
+        info = ref if isinstance(ref, CheckpointInfo) else self._by_name_or_path(ref)
+        return [(info, info.path if info is not None else _folder_of(Path(os.fspath(ref))))], False
+
+    def none_to_load(self, ref: Any, tried: int) -> str:
         """Why nothing could be loaded as ``ref``: none saved, none marked best, or every one damaged."""
         with self.registry.lock:
             saved = len(self.registry.entries)
@@ -279,13 +377,7 @@ class CheckpointManager:
     def candidates(self, which: str) -> list[CheckpointInfo]:
         """Checkpoints to try for "best" (the best, then newest first) or "last" (newest first)."""
         with self.registry.lock:
-            newest_first = list(reversed(self.registry.entries))
-            best = self.registry.best()
-        if which == "best":
-            if best is None:
-                return []
-            return [best, *(e for e in newest_first if e is not best)]
-        return newest_first
+            return fallback_order(list(reversed(self.registry.entries)), self.registry.best(), which)
 
     def _by_name_or_path(self, ref: Any) -> CheckpointInfo | None:
         if isinstance(ref, str):
@@ -301,25 +393,6 @@ class CheckpointManager:
 
 def _folder_of(path: Path) -> Path:
     return path.parent if path.is_file() else path
-
-
-def _delete_listed_files(folder: Path) -> None:
-    """Delete a checkpoint folder's files named by its manifest, then the folder if that empties it."""
-    try:
-        manifest = read_manifest(folder)
-        names = [*manifest["files"], MANIFEST]
-    except CheckpointCorruptError:
-        names = [MANIFEST]
-    for name in names:
-        try:
-            (folder / name).unlink()
-        except FileNotFoundError:
-            pass
-    try:
-        folder.rmdir()
-    except OSError:
-        if folder.exists():
-            log.warning("unitrack: left %s in place: it holds files that are not part of the checkpoint", folder)
 
 
 def _as_float(key: str, value: Any) -> float:
