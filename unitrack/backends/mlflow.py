@@ -15,6 +15,7 @@ import os
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +68,10 @@ class MlflowBackend(Backend):
 
     def __init__(self, config: Config) -> None:
         self._uri = tracking_uri(config)
+        # as many requests in flight as the server has workers to take them: a per-run setting, so this
+        # instance shadows the class's limits (the dispatcher reads them from the instance)
+        in_flight = config.tracking.mlflow_requests_in_flight
+        self.capabilities = replace(type(self).capabilities, concurrent_writes=in_flight)  # type: ignore[misc]
         self._artifact_root = config.tracking.mlflow_artifact_location
         self._store_dir = Path(config.store_dir).expanduser()
         self._experiment_name = config.tracking.mlflow_experiment
@@ -204,6 +209,8 @@ class MlflowBackend(Backend):
             checkpoint = dict(event.data.get("checkpoint") or {})
             self._upload_checkpoint(checkpoint)
             self._register(checkpoint, str(event.data["name"]), [str(a) for a in event.data.get("aliases") or []])
+        elif event.kind_name == "note":  # `unitrack ui`'s note: MLflow's run description
+            tags["mlflow.note.content"] = str(event.data.get("text", ""))
 
     def _upload_checkpoint(self, data: dict[str, Any]) -> None:
         """Mirror a checkpoint into ``checkpoints/<name>`` of the run's artifacts (once per run)."""
