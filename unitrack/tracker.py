@@ -29,7 +29,6 @@ from typing import Any
 
 from unitrack.backends import create_backends
 from unitrack.backends.base import Backend, RunInfo
-from unitrack.backends.local import LocalBackend
 from unitrack.capture.environment import capture_environment
 from unitrack.capture.git import capture_git
 from unitrack.capture.graph import GRAPH_ARTIFACT, model_graph
@@ -47,7 +46,18 @@ from unitrack.checkpoint.manager import CheckpointManager
 from unitrack.checkpoint.registry import CheckpointInfo
 from unitrack.checkpoint.resume import resumed_run_json, run_to_resume
 from unitrack.config import Config, config_hash, load_config
-from unitrack.dispatch import Dispatcher, WorkerSettings
+from unitrack.dispatch import BackendWorker, Dispatcher, WorkerSettings
+from unitrack.events import (
+    REWIND,
+    UNNUMBERED,
+    ArtifactEvent,
+    MetricEvent,
+    ParamsEvent,
+    RecordEvent,
+    StatusEvent,
+    SystemEvent,
+    TagsEvent,
+)
 from unitrack.names import validate_name
 from unitrack.params import flatten_params
 from unitrack.progress import ProgressReporter, ProgressSample
@@ -55,6 +65,7 @@ from unitrack.redact import redact_argv, redact_value
 from unitrack.store.fsio import atomic_write_json, read_json
 from unitrack.store.runfile import RunFile
 from unitrack.store.runs import RunStore
+from unitrack.store.writer import RunWriter
 
 log = logging.getLogger("unitrack")
 
@@ -151,30 +162,17 @@ class ExperimentTracker:
             initial = resumed_run_json(read_json(self._paths.run_json, {}) or {}, initial)
         self._run_file = RunFile(self._paths.run_json, initial)
         self._info_ready = threading.Event()
-        self._git: dict[str, Any] = {}
-        self._local = LocalBackend(self.store, self._paths, self._run_file)
-        self._dispatcher = Dispatcher(
-            self._paths,
-            self._local,
-            remotes,
-            self._run_info,
-            flush_interval=tracking.flush_interval,
-            queue_size=tracking.queue_size,
-            queue_full=tracking.queue_full,
-            queue_block_timeout=tracking.queue_block_timeout,
-            worker_settings=WorkerSettings(
-                batch_size=tracking.batch_size,
-                retry_attempts=tracking.retry_attempts,
-                retry_max_wait=tracking.retry_max_wait,
-                breaker_cooldown=tracking.breaker_cooldown,
-            ),
-        )
+        self._local = RunWriter(self.store, self._paths, self._run_file)
+        workers = [
+            BackendWorker(b, self._paths, self._run_info, WorkerSettings.from_config(self.config, b.name)) for b in remotes
+        ]
+        self._dispatcher = Dispatcher.from_config(self._paths, self._local, workers, tracking)
         self._queue = self._dispatcher.queue
         self._queue_limit = tracking.queue_size
         self._jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unitrack-capture")
         self._futures: list[Future[Any]] = []
         self._submit(self._capture_start)
-        self._dispatcher.start(self._run_info(wait=False))
+        self._dispatcher.start()
         self._checkpoints = CheckpointManager(
             self.run_dir, self.run_id, self.config.checkpointing, self._emit_record, config_hash(self.config)
         )
@@ -183,7 +181,7 @@ class ExperimentTracker:
 
         self._ranks = lead_run(self)  # distributed: the other ranks join this run
         if run_tags:
-            self._queue.append(("tags", self._start, dict(run_tags)))
+            self._queue.append(TagsEvent(UNNUMBERED, self._start, dict(run_tags)))
         self._monitor: SystemMonitor | None = None
         if self.config.monitoring.enabled:
             self._monitor = SystemMonitor(self.config.monitoring, self.store.root, self._emit_system)
@@ -238,7 +236,7 @@ class ExperimentTracker:
         queue = self._queue
         if len(queue) >= self._queue_limit and not self._dispatcher.make_room():
             return
-        queue.append(("metric", step, time.time(), values))
+        queue.append(MetricEvent(UNNUMBERED, time.time(), step, values))
         self._step = step + 1
 
     def log_hyperparameters(self, params: Any) -> None:
@@ -248,7 +246,7 @@ class ExperimentTracker:
         flat = flatten_params(params)
         if flat:
             self._params.update(flat)
-            self._queue.append(("params", time.time(), flat))
+            self._queue.append(ParamsEvent(UNNUMBERED, time.time(), flat))
 
     log_params = log_hyperparameters
 
@@ -258,7 +256,7 @@ class ExperimentTracker:
             self._raise_not_running()
         values = _tags_from(tags)
         if values:
-            self._queue.append(("tags", time.time(), values))
+            self._queue.append(TagsEvent(UNNUMBERED, time.time(), values))
 
     def log_artifact(self, path: str | os.PathLike[str], name: str | None = None) -> Path:
         """Copy a file or folder into the run now, and mirror it to the backends; return its stored path.
@@ -381,7 +379,7 @@ class ExperimentTracker:
             self._checkpoints.close(max(0.0, deadline - time.monotonic()))
             if self._ranks is not None:
                 self._ranks.close(min(self.config.tracking.rank_join_timeout, max(0.0, deadline - time.monotonic())))
-            self._queue.append(("status", time.time(), status))
+            self._queue.append(StatusEvent(UNNUMBERED, time.time(), status))
             states = self._dispatcher.close(max(0.0, deadline - time.monotonic()))
             self._local.close(status, backends=states, peak_rss_mb=_peak_rss_mb())
             self._warn_owed(states)
@@ -437,25 +435,10 @@ class ExperimentTracker:
             "backends": {},
         }
 
-    def _run_info(self, wait: bool = True) -> RunInfo:
-        """What backends are told when they open the run (by default after the git capture, briefly)."""
-        if wait:
-            self._info_ready.wait(_CAPTURE_WAIT_S)
-        run = self._run_file.snapshot()
-        return RunInfo(
-            run_id=self.run_id,
-            name=self.name,
-            experiment=self.experiment,
-            run_dir=self.run_dir,
-            start_time=self._start,
-            tags=dict(run.get("tags") or {}),
-            description=self.config.description,
-            message=run.get("message"),
-            config=run["config"],
-            config_hash=run["config_hash"],
-            git=dict(self._git),
-            command=list(run.get("command") or []),
-        )
+    def _run_info(self) -> RunInfo:
+        """What backends are told when they open the run (after the git capture, waited for briefly)."""
+        self._info_ready.wait(_CAPTURE_WAIT_S)
+        return RunInfo.from_run_json(self.run_dir, self._run_file.snapshot())
 
     def _submit(self, job: Any, *args: Any) -> None:
         self._futures = [f for f in self._futures if not f.done()]
@@ -479,8 +462,8 @@ class ExperimentTracker:
         capture = self.config.capture
         try:
             if capture.git:
-                self._git, patch = capture_git(ignore=self.store.root)
-                self._run_file.update(git=self._git)
+                git, patch = capture_git(ignore=self.store.root)
+                self._run_file.update(git=git)
                 if patch:
                     self._store_artifact_text("git.patch", patch)
         finally:
@@ -505,7 +488,7 @@ class ExperimentTracker:
             extracted = {k: v for k, v in flatten_params(setup_params(setup)).items() if k not in self._params}
             if extracted:
                 self._params.update(extracted)
-                self._queue.append(("params", time.time(), extracted))
+                self._queue.append(ParamsEvent(UNNUMBERED, time.time(), extracted))
 
     def _store_artifact_text(self, name: str, text: str) -> None:
         self._store_artifact_bytes(name, text.encode("utf-8"))
@@ -519,15 +502,15 @@ class ExperimentTracker:
     def _announce_artifact(self, name: str, target: Path) -> None:
         size, digest = _digest(target)
         relative = target.relative_to(self.run_dir).as_posix()
-        self._queue.append(("artifact", time.time(), name, relative, size, digest))
+        self._queue.append(ArtifactEvent(UNNUMBERED, time.time(), name, relative, size, digest))
 
     def _log_progress(self, sample: ProgressSample, step: int) -> None:
         # straight onto the queue: log_metrics would move the user's step counter
-        self._queue.append(("metric", step, time.time(), sample.as_metrics()))
+        self._queue.append(MetricEvent(UNNUMBERED, time.time(), step, sample.as_metrics()))
 
     def _emit_system(self, values: dict[str, float]) -> None:
         if self._state is _RUNNING:
-            self._queue.append(("system", time.time(), values, None))
+            self._queue.append(SystemEvent(UNNUMBERED, time.time(), values))
 
     def _warn_owed(self, states: dict[str, dict[str, Any]]) -> None:
         for backend, state in states.items():
@@ -654,12 +637,12 @@ class ExperimentTracker:
         """Restore the best checkpoint that verifies; return (epoch, step)."""
         return self._checkpoints.load("best", model, optimizer, scheduler, scaler)
 
-    def _emit_record(self, kind: str, data: dict[str, Any]) -> None:
-        self._queue.append(("record", time.time(), kind, data))
+    def _emit_record(self, kind: str, data: Mapping[str, Any]) -> None:
+        self._queue.append(RecordEvent(UNNUMBERED, time.time(), kind, data))
 
     def _emit_metrics(self, values: dict[str, float], step: int) -> None:
         # straight onto the queue: log_metrics would move the user's step counter
-        self._queue.append(("metric", step, time.time(), values))
+        self._queue.append(MetricEvent(UNNUMBERED, time.time(), step, values))
 
     def _rewind(self) -> CheckpointInfo | None:
         """Pick the resumed run's last (or best) checkpoint that verifies; mark later metric steps superseded."""
@@ -670,7 +653,7 @@ class ExperimentTracker:
             if not problems:
                 self._checkpoints.registry.resumed_from.append(candidate.name)
                 self._checkpoints.registry.save()
-                self._emit_record("rewind", {"step": candidate.step, "checkpoint": candidate.name})
+                self._emit_record(REWIND, {"step": candidate.step, "checkpoint": candidate.name})
                 self._step = candidate.step + 1
                 return candidate
             log.warning("unitrack: not resuming from checkpoint %s: %s", candidate.name, "; ".join(problems))

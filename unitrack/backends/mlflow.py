@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from unitrack.backends.base import Backend, Capabilities, PermanentBackendError, RunInfo
-from unitrack.backends.shaping import KeyNames, chunks, fit_values, points, wants_checkpoint
-from unitrack.events import Event, ParamsEvent, RecordEvent, TagsEvent
+from unitrack.backends.shaping import KeyNames, Limits, chunks, fit_values, points
+from unitrack.events import CHECKPOINT, REWIND, Event, ParamsEvent, RecordEvent, TagsEvent
 
 if TYPE_CHECKING:
     from unitrack.config import Config
@@ -31,22 +31,24 @@ PARAMS_ARTIFACT = "params.json"
 STATUSES = {"completed": "FINISHED", "failed": "FAILED", "interrupted": "KILLED", "crashed": "FAILED"}
 
 
-def _mlflow_limits() -> Capabilities:
+def _mlflow_limits() -> tuple[Capabilities, Limits]:
+    """MLflow's own limits, read from MLflow (what the dispatcher needs, and what the key/value fitting needs)."""
     from mlflow.utils import validation as v
 
-    return Capabilities(
+    capabilities = Capabilities(
         max_metric_values_per_write=v.MAX_METRICS_PER_BATCH,
         max_params_per_write=v.MAX_PARAMS_TAGS_PER_BATCH,
-        max_tags_per_write=v.MAX_PARAMS_TAGS_PER_BATCH,
+        supports_artifacts=True,
+        concurrent_writes=4,  # MLflow orders points by step, not by arrival
+    )
+    limits = Limits(
+        invalid_key_chars=r"[^\w\-. /:]",
+        max_key_length=v.MAX_ENTITY_KEY_LENGTH,
         max_param_value_length=v.MAX_PARAM_VAL_LENGTH,
         max_tag_value_length=v.MAX_TAG_VAL_LENGTH,
-        max_key_length=v.MAX_ENTITY_KEY_LENGTH,
-        max_request_bytes=v.MAX_BATCH_LOG_REQUEST_SIZE,
-        invalid_key_chars=r"[^\w\-. /:]",
-        supports_artifacts=True,
-        deduplicates_metrics=True,
-        concurrent_writes=4,
+        max_tags_per_write=v.MAX_PARAMS_TAGS_PER_BATCH,
     )
+    return capabilities, limits
 
 
 def tracking_uri(config: Config) -> str | None:
@@ -55,19 +57,18 @@ def tracking_uri(config: Config) -> str | None:
 
 class MlflowBackend(Backend):
     name = "mlflow"
-    capabilities = _mlflow_limits()
+    capabilities, limits = _mlflow_limits()
 
     def __init__(self, config: Config) -> None:
+        super().__init__(config)
         self._uri = tracking_uri(config)
         self._experiment_name = config.tracking.mlflow_experiment
-        self._checkpoint_policy = config.checkpointing.upload.get("mlflow", "best")
         self._client: Any = None
         self._run_id: str | None = None
         self._start_time = 0.0
-        self._names = KeyNames(self.capabilities)
+        self._names = KeyNames(self.limits)
         self._overflow: dict[str, Any] = {}
         self._rewinds: list[dict[str, Any]] = []
-        self._last_checkpoint: dict[str, Any] | None = None
 
     @property
     def run_id(self) -> str | None:
@@ -111,7 +112,7 @@ class MlflowBackend(Backend):
             tags["mlflow.note.content"] = str(run.description or run.message)
         if run.command:
             tags["mlflow.source.name"] = " ".join(run.command)[:500]
-        fitted = fit_values(tags, self.capabilities, self.capabilities.max_tag_value_length, "the unitrack run")
+        fitted = fit_values(tags, self.limits, self.limits.max_tag_value_length, "the unitrack run")
         return fitted.values
 
     def write(self, events: Sequence[Event]) -> None:
@@ -131,9 +132,9 @@ class MlflowBackend(Backend):
                 tags.update(event.values)
             elif isinstance(event, RecordEvent):
                 self._write_record(event, tags)
-        caps = self.capabilities
-        fitted_params = fit_values(params, caps, caps.max_param_value_length, PARAMS_ARTIFACT)
-        fitted_tags = fit_values(tags, caps, caps.max_tag_value_length, "the unitrack run")
+        caps, limits = self.capabilities, self.limits
+        fitted_params = fit_values(params, limits, limits.max_param_value_length, PARAMS_ARTIFACT)
+        fitted_tags = fit_values(tags, limits, limits.max_tag_value_length, "the unitrack run")
         if fitted_params.overflow:
             self._store_full_params(fitted_params.overflow)
         param_list = [Param(k, v) for k, v in fitted_params.values.items()]
@@ -142,7 +143,7 @@ class MlflowBackend(Backend):
             self._log_batch(metrics=list(metric_chunk))
         for param_chunk in chunks(param_list, caps.max_params_per_write):
             self._log_batch(params=list(param_chunk))
-        for tag_chunk in chunks(tag_list, caps.max_tags_per_write):
+        for tag_chunk in chunks(tag_list, limits.max_tags_per_write):
             self._log_batch(tags=list(tag_chunk))
 
     def _log_batch(self, metrics: list[Any] = (), params: list[Any] = (), tags: list[Any] = ()) -> None:  # type: ignore[assignment]
@@ -156,23 +157,13 @@ class MlflowBackend(Backend):
             raise
 
     def _write_record(self, event: RecordEvent, tags: dict[str, Any]) -> None:
-        if event.kind_name == "rewind":
+        if event.kind_name == REWIND:
             # MLflow cannot delete metric points: record when and to which step the run went
             # back, so that readers (ours) drop the superseded points; the MLflow UI shows both.
             self._rewinds.append({"step": int(event.data.get("step", 0)), "time": event.time})
             tags[REWINDS_TAG] = json.dumps(self._rewinds)
-        elif event.kind_name == "checkpoint":
-            self._last_checkpoint = event.data
-            if wants_checkpoint(self._checkpoint_policy, event):
-                self._upload_checkpoint(event.data)
-                if event.data.get("is_best"):
-                    tags["unitrack.best_checkpoint"] = str(event.data.get("name"))
-
-    def _upload_checkpoint(self, data: dict[str, Any]) -> None:
-        folder = Path(str(data.get("path", "")))
-        if not folder.exists():
-            raise PermanentBackendError(f"checkpoint {data.get('name')!r} is gone from {folder} (removed by retention?)")
-        self._client.log_artifacts(self._run_id, str(folder), artifact_path=f"checkpoints/{data.get('name')}")
+        elif event.kind_name == CHECKPOINT and event.data.get("is_best"):
+            tags["unitrack.best_checkpoint"] = str(event.data.get("name"))
 
     def _store_full_params(self, overflow: dict[str, Any]) -> None:
         self._overflow.update(overflow)
@@ -196,8 +187,6 @@ class MlflowBackend(Backend):
             self._client.log_artifact(self._run_id, str(path), artifact_path=artifact_path)
 
     def close(self, status: str) -> None:
-        if self._checkpoint_policy == "last" and self._last_checkpoint is not None:
-            self._upload_checkpoint(self._last_checkpoint)
         from mlflow.entities import RunStatus
 
         # what MlflowClient.set_terminated does, without its "View run ..." lines on stdout: a

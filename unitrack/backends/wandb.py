@@ -4,8 +4,8 @@ The W&B run's id is the unitrack run's id, and every tracker gets its own run
 (``reinit="create_new"``), so a second tracker in one process never writes into the first one's
 run, and ``unitrack sync`` reattaches to the same run (``resume="allow"``). Hyperparameters go
 to the run's config, metrics to its history at their step, system samples as ``system/...``
-into the current step's row, artifacts to its files, checkpoints as ``model`` artifacts per the
-upload policy, and at close the summary gets each metric's best value and the final status.
+into the current step's row, artifacts to its files, checkpoints (those the upload policy
+sends) as ``model`` artifacts, and at close the summary gets each metric's best value and the final status.
 
 W&B's history only accepts steps that do not go back. After a ``rewind`` (a resumed run) the
 points at steps W&B already holds are not accepted by W&B; the rewind is recorded in the
@@ -16,17 +16,19 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from unitrack.backends.base import Backend, Capabilities, RunInfo
-from unitrack.backends.shaping import KeyNames, system_key, wants_checkpoint
-from unitrack.events import Event, MetricEvent, ParamsEvent, RecordEvent, SystemEvent, TagsEvent
+from unitrack.backends.shaping import KeyNames, Limits, system_key
+from unitrack.events import REWIND, Event, MetricEvent, ParamsEvent, RecordEvent, SystemEvent, TagsEvent
 
 if TYPE_CHECKING:
     from unitrack.config import Config
 
+# W&B runs opened in this process and not finished, by id: W&B refuses a second init of a live id
+_LIVE_RUNS: dict[str, Any] = {}
 EXIT_CODES = {"completed": 0, "failed": 1, "crashed": 1, "interrupted": 255}
 _MINIMISED = re.compile(r"loss|err|perplexity|ppl|mse|mae|rmse|wer|cer", re.IGNORECASE)
 
@@ -45,9 +47,11 @@ def best_of(key: str, values: tuple[float, float]) -> float:
 
 class WandbBackend(Backend):
     name = "wandb"
-    capabilities = Capabilities(invalid_key_chars=r"[^\w\-./ ]", supports_artifacts=True)
+    capabilities = Capabilities(supports_artifacts=True)
+    limits = Limits(invalid_key_chars=r"[^\w\-./ ]")
 
     def __init__(self, config: Config) -> None:
+        super().__init__(config)
         tracking = config.tracking
         self._mode = wandb_mode(config)
         self._project = tracking.wandb_project
@@ -55,12 +59,10 @@ class WandbBackend(Backend):
         self._group = tracking.wandb_group
         self._job_type = tracking.wandb_job_type
         self._dir = tracking.wandb_dir
-        self._checkpoint_policy = config.checkpointing.upload.get("wandb", "best")
         self._run: Any = None
-        self._names = KeyNames(self.capabilities)
+        self._names = KeyNames(self.limits)
         self._step = -1
         self._range: dict[str, tuple[float, float]] = {}
-        self._last_checkpoint: dict[str, Any] | None = None
         self.skipped_points = 0
 
     @property
@@ -71,6 +73,10 @@ class WandbBackend(Backend):
     def open(self, run: RunInfo) -> None:
         import wandb
 
+        live = _LIVE_RUNS.get(run.run_id)
+        if live is not None:  # left open in this process by a worker that stopped without closing: take it over
+            self._run = live
+            return
         labels = [key if not value else f"{key}:{value}" for key, value in run.tags.items()]
         if self._dir:
             Path(self._dir).mkdir(parents=True, exist_ok=True)
@@ -90,6 +96,7 @@ class WandbBackend(Backend):
             config={"unitrack": {"run_id": run.run_id, "config_hash": run.config_hash, "git": run.git}},
             settings=wandb.Settings(console="off", x_disable_stats=True, silent=True),
         )
+        _LIVE_RUNS[run.run_id] = self._run
 
     def write(self, events: Sequence[Event]) -> None:
         name = self._names
@@ -118,23 +125,15 @@ class WandbBackend(Backend):
                 self._write_record(event)
 
     def _write_record(self, event: RecordEvent) -> None:
-        if event.kind_name == "rewind":
+        if event.kind_name == REWIND:
             self._run.summary["unitrack/rewind_step"] = int(event.data.get("step", 0))
-        elif event.kind_name == "checkpoint":
-            self._last_checkpoint = event.data
-            if wants_checkpoint(self._checkpoint_policy, event):
-                self._upload_checkpoint(event.data)
 
-    def _upload_checkpoint(self, data: dict[str, Any]) -> None:
+    def put_checkpoint(self, path: Path, data: Mapping[str, Any]) -> None:
+        """A checkpoint is a versioned ``model`` artifact, aliased by its name and its aliases (best, latest)."""
         import wandb
 
-        from unitrack.backends.base import PermanentBackendError
-
-        folder = Path(str(data.get("path", "")))
-        if not folder.exists():
-            raise PermanentBackendError(f"checkpoint {data.get('name')!r} is gone from {folder} (removed by retention?)")
-        artifact = wandb.Artifact(f"checkpoint-{self._run.id}", type="model", metadata=data)
-        artifact.add_dir(str(folder))
+        artifact = wandb.Artifact(f"checkpoint-{self._run.id}", type="model", metadata=dict(data))
+        artifact.add_dir(str(path))
         aliases = [str(data.get("name")), *(data.get("aliases") or [])]
         self._run.log_artifact(artifact, aliases=aliases)
 
@@ -148,8 +147,6 @@ class WandbBackend(Backend):
             self._run.save(str(file), base_path=str(base), policy="now")
 
     def close(self, status: str) -> None:
-        if self._checkpoint_policy == "last" and self._last_checkpoint is not None:
-            self._upload_checkpoint(self._last_checkpoint)
         summary = self._run.summary
         for key, values in self._range.items():
             summary[f"best/{key}"] = best_of(key, values)
@@ -157,3 +154,4 @@ class WandbBackend(Backend):
         if self.skipped_points:
             summary["unitrack/points_not_accepted"] = self.skipped_points
         self._run.finish(exit_code=EXIT_CODES.get(status, 1))
+        _LIVE_RUNS.pop(self._run.id, None)

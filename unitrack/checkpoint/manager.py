@@ -15,7 +15,6 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
@@ -25,10 +24,10 @@ from unitrack.checkpoint.crypto import load_key
 from unitrack.checkpoint.errors import CheckpointCorruptError, CheckpointNotFoundError, CheckpointSaveError
 from unitrack.checkpoint.registry import REGISTRY_FILE, CheckpointInfo, Registry, RetentionPolicy
 from unitrack.checkpoint.storage import MANIFEST, STATE_JSON, read_manifest, remove_temporaries
+from unitrack.events import CHECKPOINT, CHECKPOINT_REMOVED, CheckpointData, CheckpointRemovedData, RecordSink
 
 log = logging.getLogger("unitrack")
 
-Emit = Callable[[str, dict[str, Any]], None]
 
 
 def policy_from(settings: Any) -> RetentionPolicy:
@@ -53,7 +52,7 @@ class CheckpointManager:
     """Saves, keeps and restores the checkpoints of one run."""
 
     def __init__(
-        self, run_dir: Path, run_id: str, settings: Any, emit: Emit, config_hash: str, *, owner: bool = True
+        self, run_dir: Path, run_id: str, settings: Any, emit: RecordSink, config_hash: str, *, owner: bool = True
     ) -> None:
         """``owner=False`` reads the registry only (another distributed rank): it never removes the
         temporary folder of a save the owner may be making, nor registers what it finds."""
@@ -94,7 +93,7 @@ class CheckpointManager:
                 continue
             log.warning("unitrack: adding %s to the registry: it was saved but never registered", folder.name)
             self.registry.add(orphan)
-            self._emit("checkpoint", self._event(orphan))
+            self._emit(CHECKPOINT, self._event(orphan))
 
     # --- saving -------------------------------------------------------------------------------
 
@@ -165,10 +164,10 @@ class CheckpointManager:
         key = load_key(self.settings.encryption_key_env) if self.settings.encrypt else None
         _, info.sha256 = write_checkpoint(info.path, captured, self.settings.compression, key)
         self.registry.add(info)  # committed before anything is evicted
-        self._emit("checkpoint", self._event(info))
+        self._emit(CHECKPOINT, self._event(info))
         self._apply_retention()
 
-    def _event(self, info: CheckpointInfo) -> dict[str, Any]:
+    def _event(self, info: CheckpointInfo) -> CheckpointData:
         aliases = ["latest"] + (["best"] if info.is_best else [])
         return {
             "name": info.name,
@@ -185,7 +184,7 @@ class CheckpointManager:
         for victim in self.registry.to_evict():
             self.registry.remove(victim.name)
             _delete_listed_files(victim.path)
-            self._emit("checkpoint_removed", {"name": victim.name})
+            self._emit(CHECKPOINT_REMOVED, CheckpointRemovedData(name=victim.name))
 
     def _failed(self, error: BaseException, cause: BaseException) -> None:
         if not isinstance(error, CheckpointSaveError):

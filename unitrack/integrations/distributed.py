@@ -38,12 +38,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from unitrack.backends.base import Backend, RunInfo
+from unitrack.backends.base import Backend
 from unitrack.checkpoint.manager import CheckpointManager
 from unitrack.config import Config, TrackingConfig
-from unitrack.dispatch import Dispatcher, WorkerSettings
+from unitrack.dispatch import Dispatcher, QueueItem
 from unitrack.errors import UnitrackError
-from unitrack.events import Event
+from unitrack.events import UNNUMBERED, Event, MetricEvent, SystemEvent
 from unitrack.progress import ProgressReporter
 from unitrack.store.fsio import atomic_write_json, read_json
 from unitrack.store.journal import JournalWriter, read_journal
@@ -163,7 +163,7 @@ class RunRendezvous:
 class RankMerger:
     """On rank 0 under ``rank_policy: all``: moves the other ranks' journals into the run's queue."""
 
-    def __init__(self, run_dir: Path, world_size: int, queue: deque[tuple[Any, ...]], patterns: Sequence[str]) -> None:
+    def __init__(self, run_dir: Path, world_size: int, queue: deque[QueueItem], patterns: Sequence[str]) -> None:
         self._folder = run_dir / RANKS_FOLDER
         self._ranks = range(1, world_size)
         self._queue = queue
@@ -214,13 +214,15 @@ class RankMerger:
 
     def _enqueue(self, rank: int, record: Mapping[str, Any]) -> int:
         kind = record.get("kind")
-        if kind == "system":
-            self._queue.append(("system", record["time"], dict(record["values"]), rank))
+        if kind == SystemEvent.kind:
+            sample = SystemEvent.from_record(record)
+            self._queue.append(SystemEvent(UNNUMBERED, sample.time, sample.values, rank))
             return 1
-        if kind == "metric":
-            values = {f"rank{rank}/{key}": value for key, value in record["values"].items() if self._is_chosen(key)}
+        if kind == MetricEvent.kind:
+            event = MetricEvent.from_record(record)
+            values = {f"rank{rank}/{key}": value for key, value in event.values.items() if self._is_chosen(key)}
             if values:
-                self._queue.append(("metric", record["step"], record["time"], values))
+                self._queue.append(MetricEvent(UNNUMBERED, event.time, event.step, values))
                 return 1
         return 0
 
@@ -246,10 +248,8 @@ def lead_run(tracker: ExperimentTracker) -> RankMerger | None:
 # --- the other ranks ----------------------------------------------------------------------------
 
 
-class RankJournal(Backend):
-    """A non-zero rank's own journal, ``runs/<id>/ranks/<rank>/events.jsonl``; rank 0 merges it."""
-
-    name = "rank-journal"
+class RankJournal:
+    """A non-zero rank's own journal (a JournalSink), ``runs/<id>/ranks/<rank>/events.jsonl``; rank 0 merges it."""
 
     def __init__(self, paths: RunPaths) -> None:
         self.paths = paths
@@ -260,8 +260,11 @@ class RankJournal(Backend):
     def journal_offset(self) -> int:
         return self._journal.offset if self._journal else 0
 
-    def open(self, run: RunInfo) -> None:
+    def open(self) -> None:
         self._journal = JournalWriter(self.paths.events)
+
+    def add_dropped(self, count: int) -> None:
+        self.dropped_events += count
 
     def write(self, events: Sequence[Event]) -> None:
         assert self._journal is not None, "open() first"
@@ -278,7 +281,7 @@ class RankJournal(Backend):
         atomic_write_json(self.paths.root / _STATUS_FILE, {"status": status, "time": time.time(), **fields})
 
 
-def _ignore_event(kind: str, data: dict[str, Any]) -> None:
+def _ignore_event(kind: str, data: Mapping[str, Any]) -> None:
     """A follower's checkpoint reader records nothing: rank 0 owns the journal."""
 
 
@@ -310,7 +313,7 @@ class RankFollower(ExperimentTracker):
         self._monitor = None
         self._dispatcher: Dispatcher | None = None  # type: ignore[assignment]
         self._journal: RankJournal | None = None
-        self._queue: deque[tuple[Any, ...]] = deque(maxlen=0)  # appending to it drops: the no-op of rank0 policy
+        self._queue: deque[QueueItem] = deque(maxlen=0)  # appending to it drops: the no-op of rank0 policy
         self._queue_limit = tracking.queue_size
         self.store = RunStore(self.config.store_dir)
         self._rendezvous = RunRendezvous(self.store.root, self.experiment)
@@ -335,26 +338,13 @@ class RankFollower(ExperimentTracker):
         paths = RunPaths(self.run_dir / RANKS_FOLDER / str(self.rank))
         paths.root.mkdir(parents=True, exist_ok=True)
         self._journal = RankJournal(paths)
-        self._dispatcher = Dispatcher(
-            paths,
-            self._journal,  # type: ignore[arg-type]  # the dispatcher only writes and flushes its local journal
-            [],
-            self._rank_info,
-            flush_interval=tracking.flush_interval,
-            queue_size=tracking.queue_size,
-            queue_full=tracking.queue_full,
-            queue_block_timeout=tracking.queue_block_timeout,
-            worker_settings=WorkerSettings(),
-        )
+        self._dispatcher = Dispatcher.from_config(paths, self._journal, [], tracking)
         self._queue = self._dispatcher.queue
-        self._dispatcher.start(self._rank_info())
+        self._dispatcher.start()
         atexit.register(self._at_exit)
         if self.config.monitoring.enabled:
             self._monitor = SystemMonitor(self.config.monitoring, self.store.root, self._emit_system)
             self._monitor.start()
-
-    def _rank_info(self) -> RunInfo:
-        return RunInfo(self.run_id, self.name, self.experiment, self.run_dir, time.time())
 
     # --- what rank 0 alone records --------------------------------------------------------------
 
