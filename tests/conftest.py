@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,23 @@ import pytest
 
 # Settings that keep trackers quick in tests; each test adds what it exercises.
 QUIET = {"monitoring": {"enabled": False}, "capture": {"packages": False}}
+
+
+# How long a test waits for a condition it means (a worker delivered, a sample was written). Generous on
+# purpose: the suite must pass on a loaded 2-core machine, and a condition that holds ends the wait at once.
+PATIENCE_S = 60.0
+
+
+def wait_until(condition: Callable[[], Any], what: str, timeout: float = PATIENCE_S) -> Any:
+    """Poll ``condition`` until it returns something truthy (returned) or fail after ``timeout`` naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.02)
 
 
 def quiet_config(**sections: Any) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import unitrack as ut
+from unitrack.analysis.bookkeeping import bookkeeping_reason, split_bookkeeping
 from unitrack.analysis.diffing import settings_diff
 from unitrack.analysis.explain import explain
 from unitrack.analysis.metrics import diverged_at, goal
@@ -29,15 +30,24 @@ def evidence(a: str, b: str, store_dir: Any, **settings: Any) -> dict[str, Any]:
     return ut.gather_evidence(RunStore(store_dir), a, b, AnalysisConfig(**settings))
 
 
-def test_numbers_within_tolerance_and_ignored_keys_are_not_changes() -> None:
+def test_numbers_within_tolerance_are_not_changes_and_bookkeeping_is_set_apart() -> None:
     diff = settings_diff(
-        {"lr": 0.1, "wd": 1e-4, "log_dir": "/tmp/a", "layers": [64, 64]},
-        {"lr": 0.1 + 1e-12, "wd": 2e-4, "log_dir": "/tmp/b", "layers": [64, 128]},
-        rel_tolerance=1e-6, abs_tolerance=0.0, ignore=["*dir"],
+        {"lr": 0.1, "wd": 1e-4, "log_dir": "/tmp/a", "layers": [64, 64], "log_every": 10, "report": "out/a.json"},
+        {"lr": 0.1 + 1e-12, "wd": 2e-4, "log_dir": "/tmp/b", "layers": [64, 128], "log_every": 50, "report": "out/b.json"},
+        rel_tolerance=1e-6, abs_tolerance=0.0,
     )  # fmt: skip
-    assert [c["key"] for c in diff["changed"]] == ["layers", "wd"]
-    assert diff["changed"][1]["ratio"] == pytest.approx(2.0)
-    assert diff["ignored"] == ["log_dir"]
+    defaults = AnalysisConfig()
+    split = split_bookkeeping(diff, defaults.ignore_params, defaults.keep_params)
+    assert [c["key"] for c in split["changed"]] == ["layers", "wd"]
+    assert split["changed"][1]["ratio"] == pytest.approx(2.0)
+    reasons = {e["key"]: e["reason"] for e in split["bookkeeping"]}
+    assert reasons == {"log_dir": "name matches '*dir'", "log_every": "name matches 'log_*'", "report": "value is a path"}
+    # a path that says what the model or data is matters; the patterns are the config's to change
+    assert bookkeeping_reason("model_name_or_path", ["bert-base", "roberta/base"], defaults.ignore_params, defaults.keep_params) is None
+    assert bookkeeping_reason("data/num_workers", [0, 4], defaults.ignore_params, defaults.keep_params) is not None
+    assert bookkeeping_reason("hidden", [32, 64], ["hidden"], []) == "name matches 'hidden'"
+    assert bookkeeping_reason("started", ["2026-01-02T10:00:00"], [], []) == "value is a timestamp"
+    assert bookkeeping_reason("optimizer", ["sgd", "adam"], defaults.ignore_params, defaults.keep_params) is None
 
 
 def test_metric_goals_and_divergence() -> None:
@@ -64,13 +74,43 @@ def test_metrics_last_best_same_step_and_winner(store_dir: Any) -> None:
     assert metrics["val_loss"]["winner"] == "b"
 
 
-def test_only_the_seed_differs_reads_as_noise(store_dir: Any) -> None:
+def _curve(seed: int, scale: float = 1.0, points: int = 20) -> list[float]:
+    rng = random.Random(seed)
+    return [0.95 - 0.5 * scale * 0.7**step + rng.gauss(0, 0.004) for step in range(points)]
+
+
+def test_only_the_seed_differs_reads_as_noise_with_its_band(store_dir: Any) -> None:
+    a = run({"lr": 0.1, "seed": 1, "out_dir": "runs/a"}, {"val_acc": _curve(1)})
+    b = run({"lr": 0.1, "seed": 2, "out_dir": "runs/b", "log_every": 5}, {"val_acc": _curve(2)})
+    result = explain(evidence(a, b, store_dir), provider="rules")
+    top = result.causes[0]
+    assert top.title == "only the seed differs: within noise"
+    assert "seed 1 → 2" in top.evidence
+    assert any("within the noise band ±" in fact and "tail fluctuation" in fact for fact in top.evidence)
+    assert result.noise is not None and result.noise["within"] and 0.005 < result.noise["band"] < 0.05
+    assert [e["key"] for e in result.bookkeeping] == ["log_every", "out_dir"]
+    assert all("out_dir" not in c.keys and "log_every" not in c.keys for c in result.causes)
+    assert any("seeds" in step for step in result.next_steps)
+
+
+def test_a_single_point_per_run_does_not_pretend_to_measure_noise(store_dir: Any) -> None:
     a = run({"lr": 0.1, "seed": 1}, {"val_acc": [0.900]})
     b = run({"lr": 0.1, "seed": 2}, {"val_acc": [0.905]})
     result = explain(evidence(a, b, store_dir), provider="rules")
-    assert result.causes[0].title == "only the seed differs: within noise"
-    assert "seed 1 → 2" in result.causes[0].evidence
-    assert any("seeds" in step for step in result.next_steps)
+    assert result.causes[0].title == "only the seed differs: noise not measurable"
+
+
+def test_unknown_params_are_ranked_by_evidence_not_a_flat_prior(store_dir: Any) -> None:
+    a = run({"alpha": 1.0, "beta_thing": "x", "seed": 1}, {"val_acc": _curve(1)})
+    moved = run({"alpha": 4.0, "beta_thing": "x", "seed": 1}, {"val_acc": _curve(1, scale=3.0)[:5] + [v - 0.1 for v in _curve(1)[5:]]})
+    still = run({"alpha": 2.0, "beta_thing": "x", "seed": 2}, {"val_acc": _curve(2)})
+    moved_cause = explain(evidence(a, moved, store_dir), provider="rules").causes[0]
+    still_result = explain(evidence(a, still, store_dir), provider="rules")
+    assert moved_cause.keys == ["alpha"] and moved_cause.score > 0.8
+    assert any("beyond the noise band" in fact for fact in moved_cause.evidence)
+    assert still_result.causes[0].title.startswith("within noise: no recorded change moved val_acc beyond ±")
+    alpha = next(c for c in still_result.causes if c.keys == ["alpha"])
+    assert alpha.score < 0.3 < moved_cause.score
 
 
 def test_lr_divergence_and_batch_size_are_named_with_numbers(store_dir: Any) -> None:
@@ -82,5 +122,5 @@ def test_lr_divergence_and_batch_size_are_named_with_numbers(store_dir: Any) -> 
     assert top.evidence[:2] == ["lr 0.001 → 0.05 (×50)", "train_loss diverging after step 2"]
     assert "val_acc 0.8 → 0.2 (-75.0%)" in top.evidence[2]
     batch = next(c for c in result.causes if c.title.startswith("batch size"))
-    assert batch.title == "batch size halved" and batch.evidence[0] == "batch_size 64 → 32"
+    assert batch.title == "batch size halved" and batch.evidence[0] == "batch_size 64 → 32 (÷2)"
     assert any("warm-up" in step for step in result.next_steps)

@@ -129,7 +129,7 @@ def test_flipped_byte_is_named_skipped_by_load_best_and_fails_verify() -> None:
         assert best is not None and best.name == saved[1].name
         flip_last_tensor_byte(best.path)
 
-        with pytest.warns(RuntimeWarning, match=rf"{best.name}.*tensor '3.bias' fails its SHA-256"):
+        with pytest.warns(RuntimeWarning, match=rf"{best.name}.*tensor '3.bias' fails its BLAKE3"):
             assert tracker.load_best(make_model(1)) == (2, 2)  # the newest that verifies
         with pytest.raises(ut.CheckpointCorruptError, match="3.bias"):
             tracker.load_checkpoint(best, make_model(1))
@@ -142,7 +142,7 @@ def test_flipped_byte_is_named_skipped_by_load_best_and_fails_verify() -> None:
     result = runner.invoke(app, ["verify", run_id])
     assert result.exit_code == 1
     assert f"DAMAGED  {run_id}/{best.name}" in result.output
-    assert "model.safetensors: tensor '3.bias' fails its SHA-256" in result.output
+    assert "model.safetensors: tensor '3.bias' fails its BLAKE3" in result.output
     assert runner.invoke(app, ["verify", "--json"]).exit_code == 1
 
 
@@ -224,7 +224,7 @@ def _failing_write(monkeypatch: pytest.MonkeyPatch) -> None:
 
     from unitrack.checkpoint import tensorfile
 
-    real = tensorfile._write_all
+    real = tensorfile.write_all
     written = {"bytes": 0}
 
     def write(stream, data):  # type: ignore[no-untyped-def]
@@ -233,7 +233,7 @@ def _failing_write(monkeypatch: pytest.MonkeyPatch) -> None:
             raise OSError(errno.ENOSPC, "No space left on device")
         real(stream, data)
 
-    monkeypatch.setattr(tensorfile, "_write_all", write)
+    monkeypatch.setattr(tensorfile, "write_all", write)
 
 
 def test_a_full_disk_fails_the_save_clearly_and_keeps_earlier_checkpoints(monkeypatch: pytest.MonkeyPatch) -> None:

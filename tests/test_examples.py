@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -15,6 +16,12 @@ from unitrack.store.runs import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL = str(ROOT / "configs" / "local.yaml")
+
+
+def needs(extra: str, *modules: str) -> pytest.MarkDecorator:
+    """Skip, with the install line as the reason, where an example's optional packages are missing."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    return pytest.mark.skipif(bool(missing), reason=f"needs {', '.join(missing)}: pip install 'unitrack[{extra}]'")
 
 
 def run_example(script: str, *args: str, cwd: Path) -> str:
@@ -51,6 +58,7 @@ def test_train_digits_full_workflow_and_resume(tmp_path: Path, store_dir: Path) 
 
 
 @pytest.mark.slow
+@needs("lightning,dev", "lightning", "sklearn")
 def test_train_lightning(tmp_path: Path, store_dir: Path) -> None:
     out = run_example("train_lightning.py", "--config", LOCAL, "--epochs", "2", "--limit", "200", cwd=tmp_path)
     run_dir = only_run(store_dir)
@@ -59,6 +67,7 @@ def test_train_lightning(tmp_path: Path, store_dir: Path) -> None:
 
 
 @pytest.mark.slow
+@needs("transformers", "transformers", "accelerate")
 def test_train_huggingface(tmp_path: Path, store_dir: Path) -> None:
     run_example("train_huggingface.py", "--config", LOCAL, "--steps", "4", cwd=tmp_path)
     events = journal(only_run(store_dir))
@@ -67,6 +76,7 @@ def test_train_huggingface(tmp_path: Path, store_dir: Path) -> None:
 
 
 @pytest.mark.slow
+@needs("keras,dev", "keras", "sklearn")
 def test_train_keras(tmp_path: Path, store_dir: Path) -> None:
     run_example("train_keras.py", "--config", LOCAL, "--epochs", "2", "--limit", "200", cwd=tmp_path)
     events = journal(only_run(store_dir))
@@ -87,3 +97,17 @@ def test_train_jax(tmp_path: Path, store_dir: Path) -> None:
     rows = {row["name"]: row for row in json.loads(delta.stdout)["tensors"]}
     assert set(rows) == {"dense0.kernel", "dense0.bias", "dense1.kernel", "dense1.bias"}
     assert all(row["l2"] > 0 for row in rows.values())
+
+
+def test_an_example_whose_packages_are_missing_is_skipped_with_the_install_line() -> None:
+    mark = needs("keras", "keras", "no_such_module_here")
+    assert mark.args == (True,) and mark.kwargs["reason"] == "needs no_such_module_here: pip install 'unitrack[keras]'"
+    assert needs("keras", "json").args == (False,)
+
+
+def test_activations_and_pruning_example_shows_sparsity_and_dead_units(tmp_path: Path, store_dir: Path) -> None:
+    out = run_example("activations_and_pruning.py", "--epochs", "2", "--out", str(tmp_path / "plots"), cwd=tmp_path)
+    assert (tmp_path / "plots" / "sparsity.png").exists() and (tmp_path / "plots" / "activations.png").exists(), out
+    events = journal(only_run(store_dir))
+    dead = [e["values"]["activations/3/zero_fraction"] for e in events if e["kind"] == "metric" and "activations/3/zero_fraction" in e["values"]]
+    assert dead and min(dead) >= 0.7  # 24 of the 32 units were started dead

@@ -34,6 +34,7 @@ class MessagesServer:
 
     def __init__(self) -> None:
         self.mode = "ok"
+        self.answer: dict[str, Any] = ANSWER
         self.requests: list[dict[str, Any]] = []
         server = self
 
@@ -49,7 +50,7 @@ class MessagesServer:
                     return
                 reply = {
                     "id": "msg_test", "type": "message", "role": "assistant", "model": json.loads(body)["model"],
-                    "content": [{"type": "text", "text": json.dumps(ANSWER)}], "stop_reason": "end_turn",
+                    "content": [{"type": "text", "text": json.dumps(server.answer)}], "stop_reason": "end_turn",
                     "stop_sequence": None, "usage": {"input_tokens": 10, "output_tokens": 20},
                 }  # fmt: skip
                 self._send(200, reply)
@@ -87,13 +88,13 @@ def server() -> Iterator[MessagesServer]:
 
 @pytest.fixture
 def evidence(server: MessagesServer) -> dict[str, Any]:
-    server.mode, server.requests[:] = "ok", []
+    server.mode, server.answer, server.requests[:] = "ok", ANSWER, []
     ids = []
-    for lr, acc in ((0.01, 0.9), (0.1, 0.7)):
+    for lr, acc, every in ((0.01, 0.9, 10), (0.1, 0.7, 50)):
         with ut.experiment_tracking("llm", quiet_config()) as tracker:
-            tracker.log_hyperparameters({"lr": lr, "db_password": "hunter2"})
-            for step in range(3):
-                tracker.log_metrics({"val_acc": acc + step * 0.01}, step=step)
+            tracker.log_hyperparameters({"lr": lr, "db_password": "hunter2", "log_every": every})
+            for step in range(6):
+                tracker.log_metrics({"val_acc": acc + step * 0.01 + (0.003 if step % 2 else 0.0)}, step=step)
         ids.append(tracker.run_id)
     data = gather_evidence(RunStore(tracker.store.root), ids[0], ids[1])
     # a run read from a backend may carry a secret the local store would have redacted
@@ -127,6 +128,57 @@ def test_the_request_carries_the_evidence_and_no_secret(server: MessagesServer, 
     assert changed["hf_token"]["a"] == changed["hf_token"]["b"] == "***REDACTED***"
     assert [m["key"] for m in sent_evidence["metrics"]] == ["val_acc"]
     assert "metric_history" not in prompt  # summaries, never the raw series
+    # the same evidence the rules read: the noise band and the bookkeeping list, explained in the prompt
+    noise = sent_evidence["metrics"][0]["noise"]
+    assert noise["band"] > 0 and noise["within"] is False and noise["sources"]["tail"] is not None
+    assert sent_evidence["config"]["bookkeeping"] == [
+        {"key": "log_every", "a": 10, "b": 50, "ratio": 5.0, "change": "changed", "reason": "name matches 'log_*'"}
+    ]
+    assert "never causes" in sent["system"] and "within noise" in sent["system"]
+
+
+def test_causes_the_evidence_does_not_support_are_dropped_with_a_note(
+    server: MessagesServer, evidence: dict[str, Any]
+) -> None:
+    server.answer = {
+        "headline": "B is worse",
+        "causes": [
+            {"title": "logging every 50 steps instead of 10", "keys": ["log_every"], "evidence": ["log_every 10 → 50"], "score": 0.9},
+            {"title": "batch size halved", "evidence": ["batch_size 64 → 32"], "score": 0.8},
+            {"title": "learning rate ×10", "evidence": ["lr 0.01 → 0.1", "val_acc -0.2"], "score": 0.7},
+            {"title": "a newer GPU driver", "evidence": ["driver 535 → 550"], "score": 0.6},
+        ],
+        "next_steps": [],
+    }
+    result = explain(evidence, settings(server, retries=0))
+    assert result.provider == "anthropic"
+    assert [(c.title, c.keys) for c in result.causes] == [("learning rate ×10", ["lr"])]
+    dropped = {d["title"]: d["reason"] for d in result.dropped}
+    assert dropped == {
+        "logging every 50 steps instead of 10": "rests on bookkeeping (log_every), which never changes what a run learns",
+        "batch size halved": "names nothing the evidence shows changed",
+        "a newer GPU driver": "names nothing the evidence shows changed",
+    }
+    assert result.noise is not None and result.noise["metric"] == "val_acc"
+    assert [e["key"] for e in result.bookkeeping] == ["log_every"]
+
+
+def test_a_within_noise_verdict_the_answer_left_out_is_restored(server: MessagesServer) -> None:
+    server.mode, server.requests[:] = "ok", []
+    ids = []
+    for seed, lr in ((1, 0.01), (2, 0.02)):
+        with ut.experiment_tracking("llm-noise", quiet_config()) as tracker:
+            tracker.log_hyperparameters({"lr": lr, "seed": seed})
+            for step in range(12):
+                tracker.log_metrics({"val_acc": 0.9 + 0.01 * ((step * (seed + 2)) % 3)}, step=step)
+        ids.append(tracker.run_id)
+    data = gather_evidence(RunStore(tracker.store.root), ids[0], ids[1])
+    server.answer = {"headline": "lr", "causes": [{"title": "learning rate ×2", "evidence": ["lr"], "score": 0.9}]}
+    result = explain(data, settings(server, retries=0))
+    assert result.causes[0].title.startswith("within noise: no recorded change moved val_acc beyond ±")
+    assert "added by the check" in result.causes[0].evidence[-1]
+    lr = result.causes[1]
+    assert lr.title == "learning rate ×2" and lr.score == 0.3 and "score capped" in lr.evidence[-1]
 
 
 @pytest.mark.parametrize("mode", ["error", "slow"])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("torch", "mlflow", "wandb", "tensorboard", "anthropic", "numpy", "pydantic", "matplotlib")
+HEAVY = ("torch", "mlflow", "wandb", "tensorboard", "anthropic", "numpy", "pydantic", "matplotlib", "optuna")
 
 
 def loaded_after(code: str) -> set[str]:

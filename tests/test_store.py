@@ -79,7 +79,7 @@ def test_six_processes_write_one_store_at_once(tmp_path: Path, store_dir: Path) 
         subprocess.Popen([sys.executable, str(script), str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for i in range(6)
     ]
-    outputs = [p.communicate(timeout=120) for p in processes]
+    outputs = [p.communicate(timeout=300) for p in processes]
     assert all(p.returncode == 0 for p in processes), [err for _, err in outputs]
     run_ids = {out.strip() for out, _ in outputs}
     assert len(run_ids) == 6

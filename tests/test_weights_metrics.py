@@ -11,7 +11,7 @@ import torch
 from safetensors.numpy import save_file
 
 from unitrack.weights.compare import compare_sources
-from unitrack.weights.kernel import CHUNK
+from unitrack.weights import kernel
 from unitrack.weights.plugins import METRICS, register_metric
 from unitrack.weights.sources import ArraySource, file_source
 
@@ -117,8 +117,9 @@ def test_nan_and_inf_are_counted_and_left_out_of_the_metrics() -> None:
     assert row["l2"] == 0.0 and math.isfinite(row["cosine"])
 
 
-@pytest.mark.parametrize("shape", [(3, CHUNK + 1000), (2 * CHUNK + 5,), (5, 7, 3, 3)])
-def test_chunking_does_not_change_the_numbers(shape: tuple[int, ...]) -> None:
+@pytest.mark.parametrize("shape", [(3, 4096 + 1000), (2 * 4096 + 5,), (5, 7, 3, 3)])
+def test_chunking_does_not_change_the_numbers(shape: tuple[int, ...], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kernel, "BLOCK", 4096)  # several blocks per tensor, and rows longer than a block
     a = RNG.standard_normal(shape).astype(np.float32)
     b = (a + RNG.standard_normal(shape).astype(np.float32) * 0.01).astype(np.float32)
     delta = compare_sources(ArraySource.of({"w": a}), ArraySource.of({"w": b})).by_name()["w"].delta

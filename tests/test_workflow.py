@@ -230,7 +230,8 @@ def test_commit_delivers_the_command_outcome_to_the_runs_backends(tmp_path: Path
 
     config = tmp_path / "unitrack.yaml"
     config.write_text(f"tracking: {{use_tensorboard: true, tensorboard_log_dir: {tmp_path / 'tb'}}}\ncapture: {{packages: false}}\n")
-    result = cli("commit", "-m", "to tb", "--config", str(config), "--", sys.executable, "-c", "import time; time.sleep(1.2)")
+    # the command's usage is sampled at once, then every second: two seconds leave the sampler time to start
+    result = cli("commit", "-m", "to tb", "--config", str(config), "--", sys.executable, "-c", "import time; time.sleep(2)")
     assert result.exit_code == 0, result.output
     run_id = result.stdout.strip().splitlines()[-1]
     shown = json.loads(cli("show", run_id, "--json").stdout)

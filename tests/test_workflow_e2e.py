@@ -130,7 +130,9 @@ def test_compare_json_shows_lr_architecture_source_lines_and_metrics(two_commits
     evidence = json.loads(result.stdout)
     changed = {c["key"]: c for c in evidence["config"]["changed"]}
     assert changed["lr"]["a"] == 0.01 and changed["lr"]["b"] == 0.5 and changed["lr"]["ratio"] == pytest.approx(50)
-    assert "out_dir" in evidence["config"]["ignored"] and "out_dir" not in changed  # noisy key ignored
+    bookkeeping = {e["key"]: e for e in evidence["config"]["bookkeeping"]}
+    assert "out_dir" in bookkeeping and "out_dir" not in changed  # listed apart, never a cause
+    assert bookkeeping["out_dir"]["reason"] == "name matches '*dir'"
     model = evidence["model"]
     assert model["architecture"]["changed"]
     assert model["parameters"]["b"] > model["parameters"]["a"]

@@ -32,6 +32,7 @@ _EXPORTS: dict[str, str] = {
     # compare / explain
     "gather_evidence": "unitrack.analysis",
     "explain": "unitrack.analysis.explain",
+    "explain_sweep": "unitrack.analysis.sweep",
     "CheckpointInfo": "unitrack.checkpoint.registry",
     "CheckpointError": "unitrack.checkpoint.errors",
     "CheckpointSaveError": "unitrack.checkpoint.errors",
@@ -44,6 +45,7 @@ __all__ = ["__version__", *_EXPORTS]
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from unitrack.analysis import gather_evidence
     from unitrack.analysis.explain import explain
+    from unitrack.analysis.sweep import explain_sweep
     from unitrack.backends.base import Backend, Capabilities, RunInfo
     from unitrack.checkpoint.errors import (
         CheckpointCorruptError,

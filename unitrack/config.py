@@ -52,6 +52,11 @@ class TrackingConfig(_Section):
         None, description="MLflow tracking URI; default: MLFLOW_TRACKING_URI, then MLflow's own default."
     )
     mlflow_experiment: str | None = Field(None, description="MLflow experiment; default: the experiment name.")
+    mlflow_artifact_location: str | None = Field(
+        None,
+        description="Artifact location (a path or URI) of MLflow experiments unitrack creates; default: the "
+        "server's, or <store_dir>/mlflow-artifacts for a database URI without a server (never ./mlruns).",
+    )
     wandb_project: str | None = Field(None, description="W&B project; default: the experiment name.")
     wandb_entity: str | None = Field(None, description="W&B entity (team or user).")
     wandb_mode: Literal["online", "offline", "disabled"] | None = Field(
@@ -228,17 +233,43 @@ class CaptureConfig(_Section):
     handle_signals: bool = Field(True, description="On SIGTERM, flush and mark the run 'interrupted'.")
 
 
+BOOKKEEPING_PATTERNS = (
+    "*dir", "*_dir_*", "*path", "*_file", "*filename*", "out", "output*", "save_to", "*logdir*", "*hostname*", "host",
+    "*timestamp*", "run_name", "name", "exp_name", "experiment*", "message", "notes", "comment", "description", "tags",
+    "project", "entity", "wandb_*", "mlflow_*", "tensorboard*", "report_to",
+    "log_*", "logging_*", "print_*", "*_every", "*_interval", "*_freq", "*_frequency", "logging_steps", "save_steps",
+    "eval_steps", "save_total_limit", "checkpoint_*", "ckpt_*", "keep_last*", "max_checkpoints",
+    "*num_workers*", "workers", "prefetch_factor", "pin_memory", "persistent_workers",
+    "device", "devices", "gpu", "gpus", "gpu_id*", "cuda_visible_devices", "local_rank",
+    "verbose", "verbosity", "quiet", "debug", "progress*", "*tqdm*", "resume*", "restore*", "overwrite*", "dry_run",
+    "trial", "trial_number",
+)  # fmt: skip
+TRAINING_PATTERNS = (
+    "*data*", "*model*", "*pretrained*", "*tokenizer*", "*vocab*", "*weights*", "*init*", "*corpus*", "*split*",
+    "*train_file*", "*validation_file*", "*test_file*",
+)  # fmt: skip
+
+
 class AnalysisConfig(_Section):
     """``unitrack compare`` and ``explain``: what counts as a difference, and who explains it."""
 
     rel_tolerance: float = Field(1e-6, ge=0, description="Numbers closer than this (relative) compare equal.")
     abs_tolerance: float = Field(1e-12, ge=0, description="Numbers closer than this (absolute) compare equal.")
-    ignore_keys: list[str] = Field(
-        default_factory=lambda: [
-            "*dir", "*path", "*logdir*", "*timestamp*", "*hostname*", "*run_name*", "*num_workers*",
-        ],
-        description="Config/param keys left out of the diff (shell-style patterns, matched on the full dotted key).",
-    )  # fmt: skip
+    ignore_params: list[str] = Field(
+        default_factory=lambda: list(BOOKKEEPING_PATTERNS),
+        description="Bookkeeping params (paths, names, logging/checkpoint intervals, workers, devices, verbosity, "
+        "resume flags): shell-style patterns matched on the full key and its last part; such params are listed "
+        "apart and never ranked as causes. A path-shaped value counts too.",
+    )
+    keep_params: list[str] = Field(
+        default_factory=lambda: list(TRAINING_PATTERNS),
+        description="Patterns of params that are never bookkeeping, even with a path for a value (data, model, "
+        "tokenizer, initial weights).",
+    )
+    peer_runs: int = Field(
+        20, ge=0, description="At most this many other runs of the experiment that differ only in the seed are read "
+        "to measure the noise (0: the two runs alone).",
+    )
     provider: Literal["auto", "rules", "anthropic"] = Field(
         "auto", description="Who explains: 'rules' (offline), 'anthropic', or 'auto' (anthropic when a key is set)."
     )
@@ -262,6 +293,15 @@ class WeightsConfig(_Section):
     )
     tolerance: float = Field(0.0, ge=0, description="An element counts as changed when |delta| exceeds this.")
     top_k: int = Field(5, ge=1, description="How many of the most-moved units (rows) a per-neuron report lists.")
+    activations_every: int | None = Field(
+        None, ge=1, description="With watch(model): statistics of each module's output every N training steps; off by default."
+    )
+    activations_modules: list[str] | None = Field(
+        None, description="Module name globs to watch (e.g. ['encoder.*', 'fc2']); default: layers with parameters and activations."
+    )
+    activations_histograms: bool | Literal["auto"] = Field(
+        "auto", description="Histograms of the sampled outputs (`histogram` events); auto: when TensorBoard is on."
+    )
 
 
 class Config(_Section):

@@ -202,6 +202,7 @@ CHECKPOINT_REMOVED = "checkpoint_removed"
 SNAPSHOT = "snapshot"
 HISTOGRAM = "histogram"
 PROCESS = "process"
+ERROR = "error"
 
 
 class RewindData(TypedDict):
@@ -255,6 +256,15 @@ class ProcessData(TypedDict):
     command: list[str]
 
 
+class ErrorData(TypedDict):
+    """Why a run failed: the exception that ended it (redacted; see ``unitrack.failure``)."""
+
+    type: str
+    message: str
+    traceback: str
+    where: str | None
+
+
 # how a part of unitrack that is not the tracker emits a record: ``emit(kind, payload)``
 RecordSink = Callable[[str, Mapping[str, Any]], None]
 
@@ -265,6 +275,7 @@ RECORD_KINDS: dict[str, type] = {
     SNAPSHOT: SnapshotData,
     HISTOGRAM: HistogramData,
     PROCESS: ProcessData,
+    ERROR: ErrorData,
 }
 
 EVENT_TYPES: dict[str, Any] = {

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from unitrack.events import decode_number
+from unitrack.failure import failure_line
 from unitrack.readers.view import RunView
 from unitrack.store.layout import DEFAULT_STORE_DIR, STORE_ENV
 
@@ -96,6 +96,7 @@ def run_summary(view: RunView) -> dict[str, Any]:
         "experiment": view.experiment,
         "status": view.status,
         "message": view.message,
+        "error": failure_line(view.record.get("error")),
         "start_time": start,
         "end_time": end,
         "duration": (end - start) if start and end else None,
@@ -116,13 +117,14 @@ def run_summary_from_row(row: IndexRow) -> dict[str, Any]:
         "experiment": attributes.get("experiment"),
         "status": attributes.get("status"),
         "message": attributes.get("message"),
+        "error": attributes.get("error"),
         "start_time": start,
         "end_time": end,
         "duration": (end - start) if start and end else None,
         "git_commit": attributes.get("git_commit"),
         "config_hash": attributes.get("config_hash"),
         "params": row.params,
-        "metrics": {key: decode_number(s["last"]) for key, s in row.metrics.items() if s.get("last") is not None},
+        "metrics": {key: s["last"] for key, s in row.metrics.items() if s.get("last") is not None},
         "tags": row.tags,
     }
 
@@ -132,16 +134,9 @@ def _listed_view(store: RunStore, row: IndexRow, listing: dict[str, Any]) -> Run
     from unitrack.readers.local import local_details
 
     paths = store.layout.run(row.run_id)
-    summary = {
-        key: {name: decode_number(v) if name in ("last", "min", "max") and v is not None else v for name, v in s.items()}
-        for key, s in row.metrics.items()
-    }
     record = {
-        **{k: listing[k] for k in ("run_id", "name", "experiment", "status", "message", "start_time", "end_time")},
-        "tags": dict(row.tags),
-        "params": dict(row.params),
-        "metrics": {key: s.get("last") for key, s in summary.items()},
-        "metric_summary": summary,
+        **listing,
+        "metric_summary": row.metrics,
         "info": {"git": {"commit": listing["git_commit"]}, "config_hash": listing["config_hash"]},
     }
     view = RunView(record, source="local", path=paths.root, details=lambda: local_details(store, paths))

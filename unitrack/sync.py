@@ -16,7 +16,7 @@ from unitrack.backends.base import RunInfo
 from unitrack.config import load_config
 from unitrack.dispatch import BackendWorker, WorkerSettings
 from unitrack.store.fsio import read_json
-from unitrack.store.history import delivery_status
+from unitrack.store.history import delivery_status, in_sync
 from unitrack.store.layout import RunPaths
 from unitrack.store.runfile import RunFile
 from unitrack.store.runs import RunStore
@@ -33,6 +33,7 @@ class SyncResult:
     in_sync: bool
     delivered: int = 0
     skipped: str | None = None  # why nothing was tried
+    refused: int = 0  # events the backend refused for good: it is not in sync, whatever is owed
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -60,7 +61,10 @@ def sync_run(store: RunStore, ref: str, backends: list[str] | None = None, timeo
         if record.status == "running":
             result.skipped = "the run is still running; its own worker delivers"
         elif owed is not None and owed == 0 and states[name].get("start_error") is None:
-            result.skipped = "in sync"
+            refused = int(states[name].get("skipped_events", 0))
+            result.refused = refused
+            result.in_sync = in_sync(0, True, refused)
+            result.skipped = "in sync" if result.in_sync else f"refused {refused} event(s) for good (kept locally)"
         else:
             _sync_backend(paths, run, config, name, record.status, result, timeout)
         results.append(result)
@@ -89,7 +93,8 @@ def _sync_backend(
     last = _journal_length(paths)
     result.delivered = max(0, state.seq - before)
     result.owed_after = max(0, last - state.seq)
-    result.in_sync = result.owed_after == 0 and state.started
+    result.refused = state.skipped_events
+    result.in_sync = in_sync(result.owed_after, state.started, state.skipped_events)
     result.error = state.start_error or state.last_error
     _record_state(paths, name, worker.state_dict(last))
 

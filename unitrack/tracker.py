@@ -10,7 +10,6 @@ a process that dies without finishing reads as ``crashed``.
 from __future__ import annotations
 
 import atexit
-import hashlib
 import json
 import logging
 import os
@@ -48,6 +47,7 @@ from unitrack.checkpoint.resume import resumed_run_json, run_to_resume
 from unitrack.config import Config, config_hash, load_config
 from unitrack.dispatch import BackendWorker, Dispatcher, WorkerSettings
 from unitrack.events import (
+    ERROR,
     REWIND,
     UNNUMBERED,
     ArtifactEvent,
@@ -58,6 +58,8 @@ from unitrack.events import (
     SystemEvent,
     TagsEvent,
 )
+from unitrack.failure import describe_failure
+from unitrack.hashing import SHA256, digest_path
 from unitrack.names import validate_name
 from unitrack.params import flatten_params
 from unitrack.progress import ProgressReporter, ProgressSample
@@ -75,7 +77,7 @@ TAGS_ENV = "UNITRACK_TAGS"
 COMMAND_ENV = "UNITRACK_COMMAND"
 RUN_ID_ENV = "UNITRACK_RUN_ID"  # the run `unitrack commit` reserved: the script's tracker writes into it
 
-FINAL_STATUSES = ("completed", "failed", "interrupted")
+FINAL_STATUSES = ("completed", "failed", "interrupted", "pruned")
 _RUNNING, _FINISHING, _FINISHED = "running", "finishing", "finished"
 _CAPTURE_WAIT_S = 15.0
 
@@ -84,6 +86,7 @@ class _UncaughtExceptions:
     """Remembers an exception that reached the top of the program, for runs finished at exit."""
 
     last: type[BaseException] | None = None
+    error: dict[str, Any] | None = None  # what describe_failure made of it
     _installed = False
 
     @classmethod
@@ -94,6 +97,7 @@ class _UncaughtExceptions:
 
         def hook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
             cls.last = kind
+            cls.error = describe_failure(kind, value, tb)
             previous(kind, value, tb)
 
         sys.excepthook = hook
@@ -183,6 +187,7 @@ class ExperimentTracker:
         if run_tags:
             self._queue.append(TagsEvent(UNNUMBERED, self._start, dict(run_tags)))
         self._monitor: SystemMonitor | None = None
+        self._failure: dict[str, Any] | None = None  # the exception that ended the run, for run.json and the backends
         if self.config.monitoring.enabled:
             self._monitor = SystemMonitor(self.config.monitoring, self.store.root, self._emit_system)
             self._monitor.start()
@@ -294,6 +299,8 @@ class ExperimentTracker:
         snapshot_every: str | int | None = None,
         gradients: bool = False,
         log_every: int = 100,
+        activations_every: int | None = None,
+        activations_modules: Any = None,
     ) -> None:
         """Record what the model and its training set-up are.
 
@@ -310,6 +317,10 @@ class ExperimentTracker:
         ``snapshot_every`` ("epoch" or N optimizer steps) takes weight snapshots on a schedule, from
         the initial weights to the final ones; ``gradients=True`` logs per-layer gradient norms and
         update-to-weight ratios every ``log_every`` steps. Both hook the optimizer's step.
+
+        ``activations_every`` (default: ``weights.activations_every``) logs statistics of each
+        module's output every N training forward passes (``activations/<module>/<stat>``);
+        ``activations_modules`` picks the modules by type or name glob (docs/weights.md).
         """
         if self._state is not _RUNNING:
             self._raise_not_running()
@@ -328,6 +339,8 @@ class ExperimentTracker:
             self.progress(epochs * len(dataloader))
         if snapshot_every is not None or gradients:
             self._weights_session().watch(model, optimizer, dataloader, snapshot_every, gradients, log_every)
+        if activations_every is not None or self.config.weights.activations_every is not None:
+            self._weights_session().watch_activations(model, activations_every, activations_modules)
 
     def progress(self, total_steps: int, description: str | None = None, interval: float = 1.0) -> ProgressReporter:
         """Show a progress bar with ETA (in a terminal) and log throughput and ETA as metrics.
@@ -379,6 +392,10 @@ class ExperimentTracker:
             self._checkpoints.close(max(0.0, deadline - time.monotonic()))
             if self._ranks is not None:
                 self._ranks.close(min(self.config.tracking.rank_join_timeout, max(0.0, deadline - time.monotonic())))
+            if status in ("failed", "interrupted"):  # not "pruned": an early stop is no failure to explain
+                self._failure = self._failure or describe_failure(*sys.exc_info())  # finish() in an except block
+                if self._failure is not None:
+                    self._queue.append(RecordEvent(UNNUMBERED, time.time(), ERROR, self._failure))
             self._queue.append(StatusEvent(UNNUMBERED, time.time(), status))
             states = self._dispatcher.close(max(0.0, deadline - time.monotonic()))
             self._local.close(status, backends=states, peak_rss_mb=_peak_rss_mb())
@@ -399,6 +416,7 @@ class ExperimentTracker:
     def __exit__(
         self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self._failure = describe_failure(kind, value, tb)
         self.finish(_status_for(kind, value))
 
     def __repr__(self) -> str:
@@ -500,7 +518,7 @@ class ExperimentTracker:
         self._announce_artifact(name, target)
 
     def _announce_artifact(self, name: str, target: Path) -> None:
-        size, digest = _digest(target)
+        size, digest = digest_path(target, SHA256)  # the artifact event's "sha256": kept, as backends read it
         relative = target.relative_to(self.run_dir).as_posix()
         self._queue.append(ArtifactEvent(UNNUMBERED, time.time(), name, relative, size, digest))
 
@@ -509,7 +527,7 @@ class ExperimentTracker:
         self._queue.append(MetricEvent(UNNUMBERED, time.time(), step, sample.as_metrics()))
 
     def _emit_system(self, values: dict[str, float]) -> None:
-        if self._state is _RUNNING:
+        if self._state is not _FINISHED:  # the monitor's last sample comes while finishing
             self._queue.append(SystemEvent(UNNUMBERED, time.time(), values))
 
     def _warn_owed(self, states: dict[str, dict[str, Any]]) -> None:
@@ -522,9 +540,18 @@ class ExperimentTracker:
                     self.run_id,
                     self.run_id,
                 )
+            if state.get("skipped_events"):
+                log.warning(
+                    "unitrack: backend %r refused %d event(s) of run %s for good: it is not in sync "
+                    "(they are kept in the local store)",
+                    backend,
+                    state["skipped_events"],
+                    self.run_id,
+                )
 
     def _at_exit(self) -> None:
         kind = _UncaughtExceptions.last
+        self._failure = _UncaughtExceptions.error
         self.finish(_status_for(kind) if kind is not None else "completed")
 
     def _install_signal_handler(self) -> None:
@@ -771,23 +798,6 @@ def _artifact_name(name: str) -> str:
     if not parts or Path(name).is_absolute() or ".." in parts or "\x00" in name:
         raise ValueError(f"artifact name {name!r} must be a relative path inside the run")
     return Path(*parts).as_posix()
-
-
-def _digest(path: Path) -> tuple[int, str]:
-    """Size and SHA-256 of a file, or of a folder (its files' paths and contents, in order)."""
-    if path.is_file():
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        return path.stat().st_size, digest.hexdigest()
-    digest = hashlib.sha256()
-    total = 0
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        size, file_digest = _digest(file)
-        total += size
-        digest.update(f"{file.relative_to(path).as_posix()}\0{file_digest}\n".encode())
-    return total, digest.hexdigest()
 
 
 def _peak_rss_mb() -> float | None:

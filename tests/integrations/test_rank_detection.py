@@ -8,6 +8,7 @@ import pytest
 
 import unitrack as ut
 from tests.conftest import QUIET, journal
+from unitrack.distributed import rendezvous
 from unitrack.errors import UnitrackError
 from unitrack.integrations import distributed
 from unitrack.integrations.distributed import RankFollower, current_rank
@@ -15,7 +16,7 @@ from unitrack.integrations.distributed import RankFollower, current_rank
 
 @pytest.fixture
 def launch(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in (*distributed.RANK_ENV, *distributed.WORLD_SIZE_ENV, *distributed.LAUNCH_ENV):
+    for name in (*distributed.RANK_ENV, *distributed.WORLD_SIZE_ENV, *rendezvous.LAUNCH_ENV, "TORCHELASTIC_USE_AGENT_STORE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
     monkeypatch.setenv("MASTER_PORT", "29999")
@@ -26,7 +27,7 @@ def as_process(monkeypatch: pytest.MonkeyPatch, rank: int, world_size: int = 2) 
     """Pretend to be another process of the launch: its rank, and its own count of trackers made."""
     monkeypatch.setenv("RANK", str(rank))
     monkeypatch.setenv("WORLD_SIZE", str(world_size))
-    monkeypatch.setattr(distributed, "_generations", {})
+    monkeypatch.setattr(rendezvous, "_generations", {})
 
 
 def test_rank_comes_from_rank_local_rank_or_slurm(launch: pytest.MonkeyPatch) -> None:
@@ -61,7 +62,7 @@ def test_a_finished_launch_is_not_joined_by_the_next(launch: pytest.MonkeyPatch)
     as_process(launch, 0)
     ut.ExperimentTracker("ddp", QUIET).finish()
     as_process(launch, 1)
-    launch.setattr(distributed, "_CLOCK_SLACK_S", -1e9)  # as if this process started after that run
+    launch.setattr(rendezvous, "_CLOCK_SLACK_S", -1e9)  # as if this process started after that run
     follower = ut.ExperimentTracker("ddp", {**QUIET, "tracking": {"rank_join_timeout": 0.3}})
     with pytest.raises(UnitrackError, match="rank 0 published no run"):
         follower.run_id  # noqa: B018

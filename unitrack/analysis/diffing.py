@@ -22,6 +22,7 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def is_ignored(key: str, patterns: Sequence[str]) -> bool:
+    """Whether ``key`` matches one of the shell-style ``patterns`` (case-insensitive)."""
     lowered = key.lower()
     return any(fnmatch.fnmatchcase(lowered, pattern.lower()) for pattern in patterns)
 
@@ -52,19 +53,13 @@ def _nested_diff(a: Any, b: Any, abs_tolerance: float) -> list[str] | None:
     return diff.pretty().splitlines() if diff else None
 
 
-def settings_diff(
-    a: Mapping[str, Any], b: Mapping[str, Any], rel_tolerance: float, abs_tolerance: float, ignore: Sequence[str] = ()
-) -> dict[str, Any]:
+def settings_diff(a: Mapping[str, Any], b: Mapping[str, Any], rel_tolerance: float, abs_tolerance: float) -> dict[str, Any]:
     """What changed, was added or removed between two settings mappings (compared on flattened keys).
 
     Numbers within the tolerance are equal; a list or mapping that differs carries deepdiff's
-    description of what changed inside it (``detail``); keys matching an ``ignore`` pattern
-    (output paths, host names) are listed under ``ignored`` instead of changing anything.
+    description of what changed inside it (``detail``).
     """
-    flat_a, flat_b = flatten(a), flatten(b)
-    ignored = sorted(k for k in set(flat_a) | set(flat_b) if is_ignored(k, ignore))
-    left = {k: v for k, v in flat_a.items() if k not in ignored}
-    right = {k: v for k, v in flat_b.items() if k not in ignored}
+    left, right = flatten(a), flatten(b)
     changed = []
     for key in sorted(set(left) & set(right)):
         old, new = left[key], right[key]
@@ -81,7 +76,6 @@ def settings_diff(
         "changed": changed,
         "added": [{"key": k, "value": right[k]} for k in sorted(set(right) - set(left))],
         "removed": [{"key": k, "value": left[k]} for k in sorted(set(left) - set(right))],
-        "ignored": ignored,
     }
 
 

@@ -12,8 +12,12 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from unitrack.analysis.activations import unhealthy_layers
+from unitrack.analysis.bookkeeping import split_bookkeeping
 from unitrack.analysis.diffing import ratio, settings_diff, sources_diff, text_diff
-from unitrack.analysis.metrics import compare_metrics, overfitting_gap
+from unitrack.analysis.metrics import LoggedCurve, compare_metrics, overfitting_gap
+from unitrack.analysis.noise import bucket_width, bucketed, curve, metric_noise, peer_spread
+from unitrack.analysis.peers import group_curves, peer_groups, seed_keys
 from unitrack.config import AnalysisConfig
 from unitrack.readers import RunView, read_run
 
@@ -72,10 +76,18 @@ def _identity(view: RunView) -> dict[str, Any]:
         "experiment": record.get("experiment"),
         "status": record.get("status"),
         "message": record.get("message"),
+        "error": _failure(record.get("error")),
         "source": view.source,
         "start_time": record.get("start_time"),
         "git_commit": git.get("commit"),
     }
+
+
+def _failure(error: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The exception that ended a failed run, without its traceback (``where`` says the line)."""
+    if not error:
+        return None
+    return {"type": error.get("type"), "message": error.get("message"), "where": error.get("where")}
 
 
 def _pair(a: Any, b: Any) -> dict[str, Any]:
@@ -193,8 +205,22 @@ def _weights_section(store: RunStore, ref_a: str, ref_b: str) -> dict[str, Any] 
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
-def _seed_keys(params: dict[str, Any]) -> list[str]:
-    return [k for k in params if k.lower().split("/")[-1].split(".")[-1] in ("seed", "random_seed", "manual_seed")]
+def _curves(view: RunView) -> dict[str, LoggedCurve]:
+    return {key: (steps, values, view.int_valued(key)) for key, (steps, values) in view.curves().items()}
+
+
+def _add_noise(store: RunStore, a: RunView, b: RunView, metrics: list[dict[str, Any]], settings: AnalysisConfig) -> int:
+    """Each result metric's noise band (``metric["noise"]``); returns how many peer runs were read."""
+    groups = peer_groups(store, a, b, settings)
+    for metric in metrics:
+        if metric["goal"] is None:
+            continue
+        key = metric["key"]
+        pair, peer_curves = [curve(a, key), curve(b, key)], group_curves(groups, key)
+        width = bucket_width([*pair, *(c for group in peer_curves for c in group)])
+        peers = peer_spread([[bucketed(c, width) for c in group] for group in peer_curves]) if groups else None
+        metric["noise"] = metric_noise(bucketed(pair[0], width), bucketed(pair[1], width), peers)
+    return sum(len(g) for g in groups)
 
 
 def gather_evidence(
@@ -204,12 +230,18 @@ def gather_evidence(
     settings = settings or AnalysisConfig()
     view_a, view_b = read_run(ref_a, store), read_run(ref_b, store)
     params_a, params_b = dict(view_a.record.get("params") or {}), dict(view_b.record.get("params") or {})
+    config = settings_diff(params_a, params_b, settings.rel_tolerance, settings.abs_tolerance)
+    curves_a, curves_b = _curves(view_a), _curves(view_b)
+    metrics = compare_metrics(curves_a, curves_b)
     evidence: dict[str, Any] = {
         "runs": {"a": _identity(view_a), "b": _identity(view_b)},
-        "config": settings_diff(params_a, params_b, settings.rel_tolerance, settings.abs_tolerance, settings.ignore_keys),
-        "seed_keys": _seed_keys({**params_a, **params_b}),
-        "metrics": compare_metrics(view_a.metric_history, view_b.metric_history),
-        "overfitting": {"a": overfitting_gap(view_a.metric_history), "b": overfitting_gap(view_b.metric_history)},
+        "config": split_bookkeeping(config, settings.ignore_params, settings.keep_params),
+        "params": {"a": params_a, "b": params_b},
+        "seed_keys": seed_keys({**params_a, **params_b}),
+        "metrics": metrics,
+        "peer_runs": _add_noise(store, view_a, view_b, metrics, settings),
+        "overfitting": {"a": overfitting_gap(curves_a), "b": overfitting_gap(curves_b)},
+        "activations": {"a": unhealthy_layers(curves_a), "b": unhealthy_layers(curves_b)},
         "model": _model_section(view_a, view_b, settings),
         "environment": _environment_section(view_a, view_b),
         "git": _git_section(view_a, view_b),

@@ -19,16 +19,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from unitrack.backends.base import Backend, Capabilities, PermanentBackendError, RunInfo
+from unitrack.backends.quiet import quiet_loggers
 from unitrack.backends.shaping import KeyNames, Limits, chunks, fit_values, points
-from unitrack.events import CHECKPOINT, REWIND, Event, ParamsEvent, RecordEvent, TagsEvent
+from unitrack.events import CHECKPOINT, ERROR, REWIND, Event, ParamsEvent, RecordEvent, TagsEvent
+from unitrack.failure import failure_line
 
 if TYPE_CHECKING:
     from unitrack.config import Config
 
 RUN_ID_TAG = "unitrack.run_id"
 REWINDS_TAG = "unitrack.rewinds"
+ERROR_TAG = "unitrack.error"  # why a failed run failed, in one line; the traceback in ERROR_TAG + ".traceback"
 PARAMS_ARTIFACT = "params.json"
-STATUSES = {"completed": "FINISHED", "failed": "FAILED", "interrupted": "KILLED", "crashed": "FAILED"}
+_DATABASE_SCHEMES = {"sqlite", "postgresql", "mysql", "mssql"}
+# MLflow has no "pruned": an early-stopped trial is KILLED there, and the STATUS_TAG says which it was
+STATUSES = {"completed": "FINISHED", "failed": "FAILED", "interrupted": "KILLED", "pruned": "KILLED", "crashed": "FAILED"}
+STATUS_TAG = "unitrack.status"
 
 
 def _mlflow_limits() -> tuple[Capabilities, Limits]:
@@ -62,6 +68,8 @@ class MlflowBackend(Backend):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         self._uri = tracking_uri(config)
+        self._artifact_root = config.tracking.mlflow_artifact_location
+        self._store_dir = Path(config.store_dir).expanduser()
         self._experiment_name = config.tracking.mlflow_experiment
         self._client: Any = None
         self._run_id: str | None = None
@@ -81,10 +89,14 @@ class MlflowBackend(Backend):
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
         from mlflow.tracking import MlflowClient
 
+        quiet_loggers("mlflow", "alembic")  # e.g. "Creating initial MLflow database tables..." at INFO
         client = MlflowClient(tracking_uri=self._uri)
         experiment_name = self._experiment_name or run.experiment
         experiment = client.get_experiment_by_name(experiment_name)
-        experiment_id = experiment.experiment_id if experiment else client.create_experiment(experiment_name)
+        if experiment is None:
+            experiment_id = client.create_experiment(experiment_name, artifact_location=self._artifact_location())
+        else:
+            experiment_id = experiment.experiment_id
         found = client.search_runs(
             [experiment_id], filter_string=f"tags.`{RUN_ID_TAG}` = '{run.run_id}'", max_results=1
         )
@@ -99,6 +111,17 @@ class MlflowBackend(Backend):
             self._run_id = created.info.run_id
         self._client = client
         self._start_time = run.start_time
+
+    def _artifact_location(self) -> str | None:
+        """Where a new experiment's artifacts go: the configured place; for a database URI without a
+        server (``sqlite:///mlflow.db``), a folder in the unitrack store, where MLflow itself would
+        use ``./mlruns`` in whatever folder training happened to start in; otherwise the server's."""
+        if self._artifact_root:
+            root = self._artifact_root
+            return root if "://" in root or root.startswith("mlflow-artifacts:") else Path(root).expanduser().absolute().as_uri()
+        if self._uri and self._uri.split(":", 1)[0].split("+", 1)[0] in _DATABASE_SCHEMES:
+            return (self._store_dir / "mlflow-artifacts").absolute().as_uri()
+        return None
 
     def _run_tags(self, run: RunInfo) -> dict[str, str]:
         tags = dict(run.tags.items())
@@ -162,6 +185,10 @@ class MlflowBackend(Backend):
             # back, so that readers (ours) drop the superseded points; the MLflow UI shows both.
             self._rewinds.append({"step": int(event.data.get("step", 0)), "time": event.time})
             tags[REWINDS_TAG] = json.dumps(self._rewinds)
+        elif event.kind_name == ERROR:
+            limit = self.limits.max_tag_value_length or 5000
+            tags[ERROR_TAG] = failure_line(event.data, width=limit)
+            tags[f"{ERROR_TAG}.traceback"] = str(event.data.get("traceback") or "")[-(limit // 2) :]  # its end
         elif event.kind_name == CHECKPOINT and event.data.get("is_best"):
             tags["unitrack.best_checkpoint"] = str(event.data.get("name"))
 
@@ -192,4 +219,6 @@ class MlflowBackend(Backend):
         # what MlflowClient.set_terminated does, without its "View run ..." lines on stdout: a
         # backend must not write into the user's output (nor into `unitrack sync --json`)
         store = self._client._tracking_client.store
+        if STATUSES.get(status) == "KILLED":
+            self._client.set_tag(self._run_id, STATUS_TAG, status)  # interrupted or pruned
         store.update_run_info(self._run_id, RunStatus.from_string(STATUSES.get(status, "FINISHED")), int(time.time() * 1000), None)

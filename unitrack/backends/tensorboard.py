@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 from unitrack.backends.base import Backend, Capabilities, RunInfo
 from unitrack.backends.shaping import KeyNames, Limits, system_key, system_step, value_text
 from unitrack.capture.graph import GRAPH_ARTIFACT
-from unitrack.events import HISTOGRAM, REWIND, Event, MetricEvent, ParamsEvent, RecordEvent, SystemEvent
+from unitrack.events import ERROR, HISTOGRAM, REWIND, Event, MetricEvent, ParamsEvent, RecordEvent, SystemEvent
+from unitrack.failure import failure_line
 from unitrack.store.fsio import read_json
 
 if TYPE_CHECKING:
@@ -37,9 +38,11 @@ SESSION_STATUS = {
     "failed": "STATUS_FAILURE",
     "crashed": "STATUS_FAILURE",
     "interrupted": "STATUS_FAILURE",
+    "pruned": "STATUS_FAILURE",
     "running": "STATUS_RUNNING",
 }
 STATUS_HPARAM = "unitrack/status"
+ERROR_TAG = "unitrack/error"
 
 
 def run_folder_name(run: RunInfo) -> str:
@@ -118,6 +121,10 @@ class TensorBoardBackend(Backend):
             # START at step N+1 makes TensorBoard drop every point after N: the resumed run replaces them
             start = TbEvent(wall_time=event.time, step=step + 1, session_log=SessionLog(status=SessionLog.START))
             self._writer.add_event(start)
+        elif event.kind_name == ERROR:  # why the run failed, on the TEXT tab
+            line = failure_line(event.data, width=1000)
+            text = f"**{line}**\n\n```\n{event.data.get('traceback') or ''}\n```"
+            self._add_summary(self._last_step, event.time, [self._text(ERROR_TAG, text)])
         elif event.kind_name == HISTOGRAM:
             step = int(event.data.get("step", 0))
             values = [self._histogram(self._names(tag), h) for tag, h in (event.data.get("values") or {}).items()]

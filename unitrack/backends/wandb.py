@@ -7,29 +7,41 @@ to the run's config, metrics to its history at their step, system samples as ``s
 into the current step's row, artifacts to its files, checkpoints (those the upload policy
 sends) as ``model`` artifacts, and at close the summary gets each metric's best value and the final status.
 
-W&B's history only accepts steps that do not go back. After a ``rewind`` (a resumed run) the
-points at steps W&B already holds are not accepted by W&B; the rewind is recorded in the
-summary (``unitrack/rewind_step``) and the local store keeps the superseding points.
+W&B's history refuses a step lower than the last one it saw, and the documented loop's step goes
+back to 0 every epoch. So W&B's own step is left to W&B (one row per event, never going back) and
+every row carries ``unitrack/seq``, the event's journal sequence number, which every chart uses as
+its x-axis (``define_metric``), and ``unitrack/step``, the step the loop logged: every point is
+kept, in the logged order, and the reader gives each its logged step back. A ``rewind`` (a resumed
+run) is listed in the summary (``unitrack/rewinds``) so that the reader drops the superseded points,
+as the local store does.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from unitrack.backends.base import Backend, Capabilities, RunInfo
+from unitrack.backends.quiet import quiet_wandb_terminal
 from unitrack.backends.shaping import KeyNames, Limits, system_key
-from unitrack.events import REWIND, Event, MetricEvent, ParamsEvent, RecordEvent, SystemEvent, TagsEvent
+from unitrack.events import ERROR, REWIND, Event, MetricEvent, ParamsEvent, RecordEvent, SystemEvent, TagsEvent
+from unitrack.failure import failure_line
 
 if TYPE_CHECKING:
     from unitrack.config import Config
 
+SEQ_KEY = "unitrack/seq"  # the x-axis of every chart: the journal's sequence number, never going back
+STEP_KEY = "unitrack/step"  # the step the training loop logged (may go back, e.g. every epoch)
+REWINDS_KEY = "unitrack/rewinds"
+ERROR_KEY = "unitrack/error"  # why a failed run failed, in one line; the traceback in ERROR_KEY + "_traceback"
 # W&B runs opened in this process and not finished, by id: W&B refuses a second init of a live id
 _LIVE_RUNS: dict[str, Any] = {}
-EXIT_CODES = {"completed": 0, "failed": 1, "crashed": 1, "interrupted": 255}
+EXIT_CODES = {"completed": 0, "failed": 1, "crashed": 1, "interrupted": 255, "pruned": 255}
 _MINIMISED = re.compile(r"loss|err|perplexity|ppl|mse|mae|rmse|wer|cer", re.IGNORECASE)
 
 
@@ -38,6 +50,33 @@ def wandb_mode(config: Config) -> str:
     if config.tracking.wandb_mode:
         return config.tracking.wandb_mode
     return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+
+
+def _put_back_exit_hooks(excepthook: Any, exit_function: Any) -> None:
+    """Undo W&B's ``sys.excepthook`` and ``sys.exit`` patches, made when its service starts.
+
+    W&B's hook prints the traceback and then calls the hook it replaced: after unitrack's own
+    (which hands the exception to Python's), that is a second traceback. unitrack finishes the
+    W&B run itself, with the exit code of the run's status, so W&B needs neither patch.
+    """
+    if type(getattr(sys.excepthook, "__self__", None)).__name__ == "ExitHooks":
+        sys.excepthook = excepthook
+    if type(getattr(sys.exit, "__self__", None)).__name__ == "ExitHooks":
+        sys.exit = exit_function
+
+
+def _place(source: Path, target: Path) -> None:
+    """``target`` becomes the same file as ``source``: a hard link where the file system allows, else a copy."""
+    import shutil
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists() and target.samefile(source):
+        return
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def best_of(key: str, values: tuple[float, float]) -> float:
@@ -61,9 +100,8 @@ class WandbBackend(Backend):
         self._dir = tracking.wandb_dir
         self._run: Any = None
         self._names = KeyNames(self.limits)
-        self._step = -1
         self._range: dict[str, tuple[float, float]] = {}
-        self.skipped_points = 0
+        self._rewinds: list[dict[str, float]] = []
 
     @property
     def run_dir(self) -> Path | None:
@@ -76,11 +114,24 @@ class WandbBackend(Backend):
         live = _LIVE_RUNS.get(run.run_id)
         if live is not None:  # left open in this process by a worker that stopped without closing: take it over
             self._run = live
+            self._rewinds = list(self._run.summary.get(REWINDS_KEY) or [])
             return
         labels = [key if not value else f"{key}:{value}" for key, value in run.tags.items()]
         if self._dir:
             Path(self._dir).mkdir(parents=True, exist_ok=True)
-        self._run = wandb.init(
+        hooks = sys.excepthook, sys.exit
+        try:
+            self._run = self._init(wandb, run, labels)
+        finally:
+            _put_back_exit_hooks(*hooks)
+            quiet_wandb_terminal(wandb)
+        _LIVE_RUNS[run.run_id] = self._run
+        self._run.define_metric(SEQ_KEY, hidden=True)
+        self._run.define_metric("*", step_metric=SEQ_KEY)
+        self._rewinds = list(self._run.summary.get(REWINDS_KEY) or [])  # a reattached run keeps its own
+
+    def _init(self, wandb: Any, run: RunInfo, labels: list[str]) -> Any:
+        return wandb.init(
             project=self._project or run.experiment,
             entity=self._entity,
             group=self._group,
@@ -90,32 +141,27 @@ class WandbBackend(Backend):
             notes=run.description or run.message,
             tags=[label[:64] for label in labels] or None,
             dir=self._dir,
-            mode=self._mode,  # type: ignore[arg-type]
+            mode=self._mode,
             resume="allow",
             reinit="create_new",
             config={"unitrack": {"run_id": run.run_id, "config_hash": run.config_hash, "git": run.git}},
             settings=wandb.Settings(console="off", x_disable_stats=True, silent=True),
         )
-        _LIVE_RUNS[run.run_id] = self._run
 
     def write(self, events: Sequence[Event]) -> None:
         name = self._names
         run = self._run
         for event in events:
             if type(event) is MetricEvent:
-                if event.step < self._step:
-                    self.skipped_points += len(event.values)  # W&B refuses steps that go back
-                    continue
                 row = {name(k): v for k, v in event.values.items()}
-                run.log(row, step=event.step, commit=False)
-                self._step = event.step
+                run.log({**row, SEQ_KEY: event.seq, STEP_KEY: event.step})
                 for key, value in row.items():
                     if value == value:
                         low, high = self._range.get(key, (value, value))
                         self._range[key] = (min(low, value), max(high, value))
             elif type(event) is SystemEvent:
                 row = {name(system_key(k, event.rank)): v for k, v in event.values.items()}
-                run.log(row, step=max(self._step, 0), commit=False)
+                run.log({**row, SEQ_KEY: event.seq})
             elif type(event) is ParamsEvent:
                 run.config.update(event.values, allow_val_change=True)
             elif type(event) is TagsEvent:
@@ -125,8 +171,12 @@ class WandbBackend(Backend):
                 self._write_record(event)
 
     def _write_record(self, event: RecordEvent) -> None:
-        if event.kind_name == REWIND:
-            self._run.summary["unitrack/rewind_step"] = int(event.data.get("step", 0))
+        if event.kind_name == REWIND:  # the time W&B stamps the rows with, to compare theirs against
+            self._rewinds.append({"time": time.time(), "step": int(event.data.get("step", 0))})
+            self._run.summary[REWINDS_KEY] = self._rewinds
+        elif event.kind_name == ERROR:
+            self._run.summary[ERROR_KEY] = failure_line(event.data, width=1000)
+            self._run.summary[f"{ERROR_KEY}_traceback"] = str(event.data.get("traceback") or "")
 
     def put_checkpoint(self, path: Path, data: Mapping[str, Any]) -> None:
         """A checkpoint is a versioned ``model`` artifact, aliased by its name and its aliases (best, latest)."""
@@ -143,15 +193,18 @@ class WandbBackend(Backend):
         for _ in range(depth):
             base = base.parent
         files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        files_dir = Path(self._run.dir)
         for file in files:
-            self._run.save(str(file), base_path=str(base), policy="now")
+            # placed in the run's files folder first: W&B then uploads it as is, instead of linking it
+            # and telling the user to "call wandb.save again" once per file
+            target = files_dir / file.relative_to(base)
+            _place(file, target)
+            self._run.save(str(target), base_path=str(files_dir), policy="now")
 
     def close(self, status: str) -> None:
         summary = self._run.summary
         for key, values in self._range.items():
             summary[f"best/{key}"] = best_of(key, values)
         summary["unitrack/status"] = status
-        if self.skipped_points:
-            summary["unitrack/points_not_accepted"] = self.skipped_points
         self._run.finish(exit_code=EXIT_CODES.get(status, 1))
         _LIVE_RUNS.pop(self._run.id, None)

@@ -19,7 +19,10 @@ Sample = dict[str, float]
 
 
 class SystemMonitor:
-    """Calls ``emit(values)`` with one sample every ``interval`` seconds until stopped."""
+    """Calls ``emit(values)`` with one sample at start, one every ``interval`` seconds, and one when stopped.
+
+    The first and last samples make a run shorter than the interval still record its usage.
+    """
 
     def __init__(self, settings: MonitoringConfig, disk_path: Path, emit: Callable[[Sample], None]) -> None:
         self.settings = settings
@@ -64,12 +67,20 @@ class SystemMonitor:
 
     def _run(self) -> None:
         try:
-            self.sample()  # baseline for the CPU percentages
+            first = self.sample()  # also the baseline for the CPU percentages
         except Exception as exc:
             report_once("the system monitor's first sample (no system metrics for this run)", exc)
             return
+        # CPU percentages need an interval to be measured over: the first sample has none
+        self._send(lambda: {k: v for k, v in first.items() if not k.startswith("cpu/")})
         while not self._stop.wait(self.settings.interval):
-            try:
-                self._emit(self.sample())
-            except Exception as exc:  # one bad sample never ends monitoring
-                report_once("a system monitor sample", exc)
+            self._send(self.sample)
+        self._send(self.sample)  # the last one, at stop: usage since the previous sample
+
+    def _send(self, take: Callable[[], Sample]) -> None:
+        try:
+            values = take()
+            if values:
+                self._emit(values)
+        except Exception as exc:  # one bad sample never ends monitoring
+            report_once("a system monitor sample", exc)

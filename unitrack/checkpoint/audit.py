@@ -12,12 +12,15 @@ from unitrack.store.fsio import read_json
 
 @dataclass
 class CheckpointReport:
-    """The outcome of verifying one checkpoint: ``problems`` names each damaged file and tensor."""
+    """The outcome of verifying one checkpoint: ``problems`` names each damaged file and tensor;
+    ``algorithm`` is that of the checksums checked ("blake3", or "sha256" for checkpoints written
+    before BLAKE3; None when the manifest could not be read)."""
 
     run_id: str
     name: str
     path: str
     problems: list[str] = field(default_factory=list)
+    algorithm: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -28,15 +31,17 @@ def audit_run(run_dir: Path, key_env: str = DEFAULT_KEY_ENV) -> list[CheckpointR
     """Verify every checkpoint listed in ``<run_dir>/checkpoints.json`` (none listed: an empty list).
 
     Encrypted checkpoints are decrypted with the key in ``$key_env``."""
-    from unitrack.checkpoint.storage import verify_checkpoint
+    from unitrack.checkpoint.storage import checkpoint_algorithm, verify_checkpoint
 
     registry = read_json(run_dir / REGISTRY_FILE, {}) or {}
     reports = []
     for entry in registry.get("checkpoints", []):
         folder = Path(entry["path"])
+        algorithm = None
         if not folder.exists():
             problems = [f"folder {folder} is missing"]
         else:
             problems = verify_checkpoint(folder, entry.get("sha256"), key_env)
-        reports.append(CheckpointReport(run_dir.name, entry["name"], str(folder), problems))
+            algorithm = checkpoint_algorithm(folder)
+        reports.append(CheckpointReport(run_dir.name, entry["name"], str(folder), problems, algorithm))
     return reports

@@ -8,7 +8,10 @@ from typing import Annotated
 
 import typer
 
+from unitrack.cli import coercion
 from unitrack.cli.common import JsonOption, StoreOption, cli_errors, open_store
+
+coercion.install()
 
 app = typer.Typer(
     name="unitrack",
@@ -32,7 +35,7 @@ def ls_command(
     ] = None,
     experiment: Annotated[str | None, typer.Option("--experiment", help="Only runs of this experiment.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, help="Show at most N runs (newest first).")] = None,
-    group_by: Annotated[str | None, typer.Option("--group-by", help="List runs per git commit: --group-by git.")] = None,
+    group_by: Annotated[str | None, typer.Option("--group-by", help="List runs per git commit, experiment, status or Optuna study: git|experiment|status|study.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """List runs, newest first."""
@@ -45,7 +48,7 @@ def ls_command(
         if group_by is not None:
             from unitrack.cli.groups import group_runs, print_groups
 
-            groups = group_runs(runs, group_by)
+            groups = group_runs(runs, group_by, runs_store)
             print_json(groups) if as_json else print_groups(groups, runs_store)
             return
         print_json(runs) if as_json else print_runs(runs, runs_store)

@@ -10,6 +10,8 @@ from unitrack.cli.common import JsonOption, StoreOption, cli_errors
 
 RunA = Annotated[str, typer.Argument(help="Run A (before): an id, a prefix, latest~N, or a backend reference.")]
 RunB = Annotated[str, typer.Argument(help="Run B (after).")]
+OptionalRunA = Annotated[str | None, typer.Argument(help="Run A (before): an id, a prefix, latest~N, or a backend reference.")]
+OptionalRunB = Annotated[str | None, typer.Argument(help="Run B (after).")]
 ConfigOption = Annotated[
     str | None, typer.Option("--config", "-c", help="A unitrack config file (its `analysis` section).")
 ]
@@ -37,8 +39,12 @@ def register(app: typer.Typer) -> None:
 
     @app.command("explain")
     def explain_command(
-        run_a: RunA,
-        run_b: RunB,
+        run_a: OptionalRunA = None,
+        run_b: OptionalRunB = None,
+        sweep: Annotated[
+            str | None, typer.Option("--sweep", help="Rank the params of every run of this experiment instead.")
+        ] = None,
+        metric: Annotated[str | None, typer.Option("--metric", help="--sweep: the metric to explain.")] = None,
         store: StoreOption = None,
         config: ConfigOption = None,
         provider: Annotated[
@@ -47,8 +53,14 @@ def register(app: typer.Typer) -> None:
         model: Annotated[str | None, typer.Option("--model", help="The LLM model name.")] = None,
         as_json: JsonOption = False,
     ) -> None:
-        """Why performance changed from A to B: likely causes ranked, each with its evidence, and what to try next."""
+        """Why performance changed from A to B: likely causes ranked, each with its evidence, and what to try next.
+        With --sweep EXPERIMENT: which params of its runs explain the metric's variation, and how."""
         with cli_errors():
+            if sweep is not None or run_a is None or run_b is None:
+                from unitrack.cli.sweep import sweep_command
+
+                sweep_command(sweep, metric, store, _settings(config), as_json, given=[r for r in (run_a, run_b) if r])
+                return
             from unitrack.analysis import gather_evidence
             from unitrack.analysis.explain import explain
             from unitrack.cli.common import open_store, print_json
@@ -114,6 +126,12 @@ def print_comparison(evidence: dict[str, Any]) -> None:
         _show(out, "config (differences)", table)
     else:
         out.print("[dim]config: no differences[/dim]")
+    if config.get("bookkeeping"):
+        listed = ", ".join(
+            f"{e['key']} {_fmt(e['a'])} → {_fmt(e['b'])}" if e["change"] == "changed" else f"{e['key']} {e['change']}"
+            for e in config["bookkeeping"]
+        )
+        out.print(f"bookkeeping (never causes): {listed}", markup=False, style="dim")
 
     if evidence["metrics"]:
         table = _table(("metric", "A last", "B last", "change", "A best", "B best", "same step", "winner"))
@@ -203,10 +221,19 @@ def print_explanation(explanation: Any) -> None:
     out.print(f"[bold]{escape(explanation.headline)}[/bold]  [dim]explained by {source}[/dim]")
     if not explanation.causes:
         out.print("no likely cause found in the recorded evidence")
+    noise = explanation.noise
+    if noise:
+        verdict = "within" if noise["within"] else "beyond"
+        out.print(f"noise: {noise['metric']} band ±{noise['band']:.4g}, the difference is {verdict} it", markup=False)
     for rank, cause in enumerate(explanation.causes, start=1):
         out.print(f"{rank}. [bold]{escape(cause.title)}[/bold] [dim](confidence {cause.score:.2f})[/dim]")
         for fact in cause.evidence:
             out.print(f"     - {fact}", markup=False)
+    if explanation.bookkeeping:
+        listed = ", ".join(f"{e['key']} ({e['reason']})" for e in explanation.bookkeeping)
+        out.print(f"not causes (bookkeeping): {listed}", markup=False)
+    for dropped in explanation.dropped:
+        out.print(f"dropped: {dropped['title']} ({dropped['reason']})", markup=False)
     if explanation.next_steps:
         out.print("[bold]what to try next[/bold]")
         for step in explanation.next_steps:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 from typing import Any
 
 from unitrack.cli.common import console, fmt_duration, fmt_status, fmt_time, fmt_value, print_json
+from unitrack.failure import failure_line
+from unitrack.store.history import delivery_gap
 from unitrack.store.runs import RunStore
 
 _TABLE_METRICS = 3
@@ -41,32 +42,45 @@ def find_runs(
 
 
 def print_runs(runs: list[dict[str, Any]], store: RunStore) -> None:
-    from rich.table import Table
+    from unitrack.cli.common import STATUS_STYLES
+    from unitrack.cli.plain import paint, table, use_color
 
-    out = console()
     if not runs:
-        out.print(f"no runs in {store.root}")
+        sys.stdout.write(f"no runs in {store.root}\n")
         return
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("run", "name", "status", "started", "took", "git", "metrics", "message"):
-        wraps = column in ("metrics", "message")
-        table.add_column(column, overflow="fold" if wraps else "ellipsis", no_wrap=not wraps)
+    rows, styles = [], []
+    color = use_color()
     for run in runs:
         metrics = "  ".join(f"{k}={fmt_value(run['metrics'][k])}" for k in headline_metrics(run["metrics"]))
         if len(run["metrics"]) > _TABLE_METRICS:
             metrics += f"  (+{len(run['metrics']) - _TABLE_METRICS})"
-        table.add_row(
-            run["run_id"],
-            run["name"] or "-",
-            fmt_status(run["status"]),
-            fmt_time(run["start_time"]),
-            fmt_duration(run["duration"]),
-            (run["git_commit"] or "-")[:8],
-            metrics or "-",
-            (run["message"] or "")[:60],
+        rows.append(
+            [
+                run["run_id"],
+                run["name"] or "-",
+                run["status"],
+                fmt_time(run["start_time"]),
+                fmt_duration(run["duration"]),
+                (run["git_commit"] or "-")[:8],
+                metrics or "-",
+                _message_cell(run, color),
+            ]
         )
-    out.print(table)
-    out.print(f"[dim]{len(runs)} run(s) in {store.root}[/dim]")
+        styles.append([None, None, STATUS_STYLES.get(run["status"]), None, None, None, None, None])
+    header = ("run", "name", "status", "started", "took", "git", "metrics", "message")
+    sys.stdout.write(table(header, rows, styles) + "\n")
+    sys.stdout.write(paint(f"{len(runs)} run(s) in {store.root}", "dim", color) + "\n")
+
+
+def _message_cell(run: dict[str, Any], color: bool) -> str:
+    """The run's message, and for a failed run the one line of why (``ValueError: ...``), in red
+    (the last column: its colour codes pad nothing)."""
+    from unitrack.cli.plain import paint
+
+    message = " ".join((run["message"] or "")[:60].split())
+    if not run.get("error"):
+        return message
+    return f"{message}  {paint(run['error'][:80], 'red', color)}".strip()
 
 
 def run_details(store: RunStore, ref: str, with_history: bool = False) -> dict[str, Any]:
@@ -82,6 +96,7 @@ def show_run(store: RunStore, ref: str, as_json: bool) -> None:
     if as_json:
         print_json(data)
         return
+    from rich.markup import escape
     from rich.table import Table
 
     out = console()
@@ -96,16 +111,18 @@ def show_run(store: RunStore, ref: str, as_json: bool) -> None:
         ("duration", fmt_duration(data["duration"])),
         ("git", f"{git.get('commit', '-')} ({git.get('branch')}{', dirty' if git.get('dirty') else ''})" if git else "-"),
         ("command", " ".join(info.get("command") or []) or "-"),
-        ("host", f"{info.get('host')} pid {info.get('pid')}"),
+        ("host", " ".join(str(part) for part in (info.get("host"), _pid(info.get("pid"))) if part) or None),
         ("config hash", info.get("config_hash")),
-        ("peak memory", f"{info['peak_rss_mb']:.0f} MB" if info.get("peak_rss_mb") else "-"),
-        ("tags", ", ".join(f"{k}={v}" if v else k for k, v in data["tags"].items()) or "-"),
+        ("peak memory", f"{info['peak_rss_mb']:.0f} MB" if info.get("peak_rss_mb") else None),
+        ("tags", ", ".join(f"{k}={v}" if v else k for k, v in data["tags"].items()) or None),
         ("folder", data["path"]),
     ]
     grid = Table.grid(padding=(0, 2))
     for key, value in facts:
-        grid.add_row(f"[dim]{key}[/dim]", str(value) if value is not None else "-")
+        if value not in (None, "", "-"):  # what a backend's run does not know is left out, not printed as None
+            grid.add_row(f"[dim]{key}[/dim]", escape(str(value)))
     out.print(grid)
+    _print_failure(out, data.get("error"), data["status"])
     _print_mapping_table(out, "params", {k: fmt_value(v) for k, v in sorted(data["params"].items())})
     if data["metric_summary"]:
         table = Table(title="metrics", title_justify="left", box=None, header_style="bold")
@@ -125,16 +142,34 @@ def show_run(store: RunStore, ref: str, as_json: bool) -> None:
             table.add_row(key, fmt_value(s.get("mean")), fmt_value(s.get("max")), str(s.get("count", 0)))
         out.print(table)
     if data["artifacts"]:
-        _print_mapping_table(out, "artifacts", {a["name"]: f"{a['size']} bytes" for a in data["artifacts"]})
+        sizes = {a["name"]: f"{a['size']} bytes" if a.get("size") is not None else "" for a in data["artifacts"]}
+        _print_mapping_table(out, "artifacts", sizes)
     if data["delivery"]:
         rows = {}
         for name, state in data["delivery"].items():
             if state["in_sync"]:
                 rows[name] = "[green]in sync[/green]"
             else:
-                why = state.get("start_error") or state.get("last_error") or ""
-                rows[name] = f"[yellow]owes {state['owed']} event(s)[/yellow] {why}".strip()
+                rows[name] = f"[yellow]{delivery_gap(state)}[/yellow] {state.get('start_error') or state.get('last_error') or ''}".strip()
         _print_mapping_table(out, "backends", rows)
+
+
+def _pid(pid: Any) -> str | None:
+    return f"pid {pid}" if pid else None
+
+
+def _print_failure(out: Any, error: dict[str, Any] | None, status: str, lines: int = 30) -> None:
+    """Why a failed run failed: its exception in one line, where it was raised, and the traceback's end."""
+    from rich.markup import escape
+
+    if not error:
+        return
+    out.print(f"[bold red]{escape(status)}:[/bold red] {escape(failure_line(error, width=400) or '')}")
+    if error.get("where"):
+        out.print(f"[dim]at {escape(error['where'])}[/dim]")
+    tail = str(error.get("traceback") or "").rstrip().splitlines()[-lines:]
+    if tail:
+        out.print(escape("\n".join(tail)), style="dim", highlight=False)
 
 
 def _print_mapping_table(out: Any, title: str, rows: dict[str, str]) -> None:
@@ -151,24 +186,16 @@ def _print_mapping_table(out: Any, title: str, rows: dict[str, str]) -> None:
 
 
 def export_run(store: RunStore, ref: str, as_csv: bool, out_file: Path | None) -> None:
-    data = run_details(store, ref, with_history=True)
+    from unitrack.cli.export import export_json, write_csv
+    from unitrack.reading import open_run
+
+    view = open_run(ref, store)
     handle = open(out_file, "w", encoding="utf-8", newline="") if out_file else sys.stdout  # noqa: SIM115 - stdout is not ours to close
     try:
         if as_csv:
-            writer = csv.writer(handle)
-            writer.writerow(["metric", "step", "time", "value"])
-            for key, points in data["metric_history"].items():
-                for point in points:
-                    writer.writerow([key, point["step"], f"{point['time']:.6f}", point["value"]])
-        elif out_file:
-            import json
-
-            from unitrack.cli.common import json_safe
-
-            json.dump(json_safe(data), handle, indent=2, allow_nan=False, default=str)
-            handle.write("\n")
+            write_csv(view, handle)
         else:
-            print_json(data)
+            handle.write(export_json(view) + "\n")
     finally:
         if out_file:
             handle.close()

@@ -56,6 +56,8 @@ def _print_results(results: list[SyncResult]) -> None:
             state = f"[dim]{result.skipped}[/dim]"
         elif result.in_sync:
             state = "[green]in sync[/green]"
+        elif result.refused and not result.owed_after:
+            state = f"[yellow]refused {result.refused} event(s) for good (kept locally)[/yellow]"
         else:
             state = f"[yellow]{result.error or 'behind'}[/yellow]"
         table.add_row(result.run_id, result.backend, str(result.delivered), str(result.owed_after), state)

@@ -18,12 +18,13 @@ def verify_command(
         str, typer.Option("--key-env", help="Environment variable with the key of encrypted checkpoints.")
     ] = "UNITRACK_CHECKPOINT_KEY",
 ) -> None:
-    """Verify every checkpoint (each file's and tensor's SHA-256); exit 1 when any is damaged."""
+    """Verify every checkpoint (each file's and tensor's BLAKE3, or SHA-256 for older ones); exit 1 when any is damaged."""
     with cli_errors():
         from dataclasses import asdict
 
         from unitrack.checkpoint.audit import audit_run
         from unitrack.cli.common import print_json
+        from unitrack.hashing import label_of
 
         runs_store = open_store(store)
         folders: list[Path] = (
@@ -35,7 +36,8 @@ def verify_command(
         else:
             for report in reports:
                 state = "ok" if report.ok else "DAMAGED"
-                typer.echo(f"{state:8} {report.run_id}/{report.name}  {report.path}")
+                checked = label_of(report.algorithm) if report.algorithm else "manifest unreadable"
+                typer.echo(f"{state:8} {report.run_id}/{report.name}  {report.path}  ({checked})")
                 for problem in report.problems:
                     typer.echo(f"         - {problem}")
             damaged = sum(not r.ok for r in reports)

@@ -35,6 +35,7 @@ from unitrack.events import (
     event_from_record,
 )
 from unitrack.store.fsio import atomic_write_json, read_json
+from unitrack.store.history import in_sync
 from unitrack.store.journal import last_record, read_journal
 from unitrack.store.layout import RunPaths
 
@@ -154,7 +155,7 @@ class BackendWorker:
     def state_dict(self, last_seq: int) -> dict[str, Any]:
         state = asdict(self.state)
         state["owed"] = max(0, last_seq - self.state.seq)
-        state["in_sync"] = state["owed"] == 0 and self.state.started
+        state["in_sync"] = in_sync(state["owed"], self.state.started, self.state.skipped_events)
         return state
 
     def run_until_caught_up(self, deadline: float, status: str | None) -> DeliveryState:

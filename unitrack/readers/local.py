@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from unitrack.readers.view import PointSeries, RunDetails, RunView
-from unitrack.store import history
+from unitrack.readers.view import RunDetails, RunView
 
 if TYPE_CHECKING:
     from unitrack.store.layout import RunPaths
@@ -15,9 +14,11 @@ if TYPE_CHECKING:
 
 def local_details(store: RunStore, paths: RunPaths) -> RunDetails:
     """Everything the run folder holds about the run, its metric history included."""
+    from unitrack.readers.columnar import ColumnarSeries
+
     record = store.load(paths).to_dict()
-    views = history.read_views(paths)
-    return RunDetails(record, PointSeries(views.metrics), views.system, views.artifacts)
+    series = ColumnarSeries(paths)
+    return RunDetails(record, series, series.system_history(), series.artifacts())
 
 
 def read_local_run(store: RunStore, ref: str) -> RunView:

@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from unitrack.errors import RunNotFoundError
+from unitrack.failure import failure_from_line
 from unitrack.readers import RunView, register_reader
 from unitrack.readers.summary import make_record, parse_param, split_system
 from unitrack.store.history import drop_superseded
@@ -31,6 +32,8 @@ def parse_ref(ref: str) -> tuple[str | None, str]:
 def read_mlflow_run(ref: str) -> RunView:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
+
+    from unitrack.backends.mlflow import ERROR_TAG  # here: the backend module imports mlflow itself
 
     uri, run_id = parse_ref(ref)
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -60,7 +63,7 @@ def read_mlflow_run(ref: str) -> RunView:
         run_id=run_id,
         name=run.info.run_name or run_id,
         experiment=experiment.name if experiment else "",
-        status=STATUSES.get(run.info.status, run.info.status.lower()),
+        status=tags.get("unitrack.status") or STATUSES.get(run.info.status, run.info.status.lower()),
         history=metrics,
         params={k: parse_param(v) for k, v in run.data.params.items()},
         tags=user_tags,
@@ -69,6 +72,7 @@ def read_mlflow_run(ref: str) -> RunView:
         end_time=run.info.end_time / 1000 if run.info.end_time else None,
         info=info,
         path=run.info.artifact_uri,
+        error=failure_from_line(tags.get(ERROR_TAG), tags.get(f"{ERROR_TAG}.traceback")),
     )
     artifacts = [{"name": a.path, "size": a.file_size, "sha256": None} for a in client.list_artifacts(run_id)]
     return RunView(record, metrics, system, artifacts, source="mlflow")

@@ -36,6 +36,7 @@ def make_record(
     end_time: float | None = None,
     info: dict[str, Any] | None = None,
     path: str | None = None,
+    error: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     summary = {key: series_summary(points) for key, points in history.items() if points}
     duration = end_time - start_time if start_time is not None and end_time is not None else None
@@ -55,6 +56,7 @@ def make_record(
         "duration": duration,
         "info": dict(info or {}),
         "path": path,
+        "error": error,
     }
 
 

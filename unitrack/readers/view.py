@@ -24,7 +24,7 @@ Point = dict[str, Any]
 class Series(Protocol):
     """Where a run's metric points come from (every point of a key, logged order, superseded points removed)."""
 
-    def keys(self) -> list[str]: ...
+    def names(self) -> list[str]: ...
 
     def arrays(self, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(steps int64, values float64, times float64)`` of ``key``; KeyError when the run has no such key."""
@@ -34,6 +34,10 @@ class Series(Protocol):
         """``{key: [{step, time, value}]}``: the JSON shape ``export`` prints."""
         ...
 
+    def int_valued(self, key: str) -> bool:
+        """True when every value of ``key`` was logged as an int."""
+        ...
+
 
 class PointSeries:
     """A :class:`Series` over points already in memory (what a backend's reader returns)."""
@@ -41,7 +45,7 @@ class PointSeries:
     def __init__(self, history: dict[str, list[Point]]) -> None:
         self._history = history
 
-    def keys(self) -> list[str]:
+    def names(self) -> list[str]:
         return list(self._history)
 
     def arrays(self, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -56,6 +60,9 @@ class PointSeries:
     def points(self) -> dict[str, list[Point]]:
         return self._history
 
+    def int_valued(self, key: str) -> bool:
+        return all(type(p["value"]) is int for p in self._history.get(key, []))
+
 
 class RunView:
     """One run, read-only, wherever it was recorded (the local store, MLflow, a W&B run directory,
@@ -63,7 +70,7 @@ class RunView:
 
     Identity and results, read from the store's index for a listed run::
 
-        run.run_id, run.name, run.experiment, run.status, run.message
+        run.run_id, run.name, run.experiment, run.status, run.message, run.error (a failed run's why)
         run.params          {flattened key: value}          e.g. {"optimizer/lr": 0.001}
         run.tags            {key: value}
         run.metric_keys     sorted metric names
@@ -73,6 +80,7 @@ class RunView:
     Curves, as numpy arrays (a local run's are memory-mapped from its columnar history)::
 
         steps, values = run.history("val/loss")   # int64, float64; every point in logged order
+        run.curves()                              # {key: (steps, values)} of every metric
         run.history("val/loss", with_time=True)   # (steps, values, times)
         run.to_pandas()                           # long frame: key, step, time, value (pandas needed)
 
@@ -139,6 +147,12 @@ class RunView:
         return self._record.get("message")
 
     @property
+    def error(self) -> dict[str, Any] | None:
+        """Why a failed run failed: ``{type, message, traceback, where}`` (redacted), else None."""
+        error = self.record.get("error")
+        return error if isinstance(error, dict) else None
+
+    @property
     def params(self) -> dict[str, Any]:
         return dict(self._record.get("params") or {})
 
@@ -156,7 +170,7 @@ class RunView:
         """Sorted metric names (from the summary until the curves are read, then from the curves too)."""
         keys = set(self._record.get("metric_summary") or {})
         if self._series is not None:
-            keys |= set(self._series.keys())
+            keys |= set(self._series.names())
         return sorted(keys)
 
     @property
@@ -249,6 +263,15 @@ class RunView:
             raise KeyError(f"run {self.run_id} has no metric {key!r} (its metrics: {keys})") from None
         return (steps, values, times) if with_time else (steps, values)
 
+    def curves(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """``{key: (steps, values)}`` of every metric, in the order the keys were first logged."""
+        series = self._load_series()
+        return {key: series.arrays(key)[:2] for key in series.names()}
+
+    def int_valued(self, key: str) -> bool:
+        """True when every value of ``key`` was logged as an int (``export`` prints them as ints)."""
+        return self._load_series().int_valued(key)
+
     @property
     def metric_history(self) -> dict[str, list[Point]]:
         """Every point as ``{key: [{step, time, value}]}`` (the shape ``export --json`` prints)."""
@@ -264,7 +287,7 @@ class RunView:
         import numpy as np
 
         frames = []
-        for key in self._load_series().keys():  # noqa: SIM118 - a Series has keys(), not iteration
+        for key in self._load_series().names():
             steps, values, times = self._load_series().arrays(key)
             frames.append(pd.DataFrame({"key": key, "step": steps, "time": times, "value": values}))
         if not frames:

@@ -1,7 +1,9 @@
 """``wandb:PATH``: a W&B run directory (``wandb/offline-run-...``, or its ``.wandb`` file) as a ``RunView``.
 
 The records are read by W&B's own reader, ``wandb leet inspect --json``, so no W&B account and no
-network are needed. W&B keeps no point it refused, so a W&B run has no superseded points to drop.
+network are needed. Each point gets back the step the loop logged (``unitrack/step``; W&B's own
+step is only the row's number), and the points a resumed run superseded (``unitrack/rewinds`` in
+the summary) are dropped, as the local store drops them.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from unitrack.backends.wandb import ERROR_KEY, REWINDS_KEY, SEQ_KEY, STEP_KEY
 from unitrack.errors import RunNotFoundError
+from unitrack.failure import failure_from_line
 from unitrack.readers import RunView, register_reader
 from unitrack.readers.summary import make_record, split_system
+from unitrack.store.history import drop_superseded
 
 STATES = {"finished": "completed", "failed": "failed", "crashed": "crashed", "killed": "interrupted", "running": "running"}
 
@@ -65,11 +70,13 @@ def read_wandb_run(ref: str) -> RunView:
             config.update((record["config"] or {}).get("update") or {})
         elif kind == "history":
             item = record["history"]["item"]
-            step = int(record["history"].get("step", {}).get("num", item.get("_step", 0)))
+            step = int(item.get(STEP_KEY, record["history"].get("step", {}).get("num", item.get("_step", 0))))
             when = float(item.get("_timestamp", 0.0))
             for key, value in item.items():
-                if not key.startswith("_") and isinstance(value, (int, float)):
+                if not key.startswith("_") and key not in (SEQ_KEY, STEP_KEY) and isinstance(value, (int, float)):
                     history.setdefault(key, []).append({"step": step, "time": when, "value": value})
+    run_summary = summary.get("summary") or {}
+    history = drop_superseded(history, list(run_summary.get(REWINDS_KEY) or []))
     metrics, system = split_system(history)
     config.pop("_wandb", None)
     unitrack = config.pop("unitrack", None) or {}
@@ -94,6 +101,7 @@ def read_wandb_run(ref: str) -> RunView:
         message=summary.get("notes") or None,
         start_time=start,
         end_time=end,
+        error=failure_from_line(run_summary.get(ERROR_KEY), run_summary.get(f"{ERROR_KEY}_traceback")),
         info={"source": "wandb", "unitrack_run_id": unitrack.get("run_id"), "git": unitrack.get("git") or {}, "summary": summary.get("summary")},
         path=str(path),
     )

@@ -77,6 +77,24 @@ def drop_superseded(history: dict[str, list[Point]], rewinds: list[Point]) -> di
     return {key: points for key, points in kept.items() if points}
 
 
+def in_sync(owed: int, started: bool, refused: int) -> bool:
+    """A backend is in sync when it took every event: nothing owed, and nothing refused for good
+    (a refused event stays in the local store only, so the backend does not hold the whole run)."""
+    return owed == 0 and started and refused == 0
+
+
+def delivery_gap(state: dict[str, Any]) -> str:
+    """What keeps a backend out of sync, in words: 'owes 3 event(s), refused 1 event(s) for good'."""
+    parts = []
+    if state.get("owed"):
+        parts.append(f"owes {state['owed']} event(s)")
+    if state.get("skipped_events"):
+        parts.append(f"refused {state['skipped_events']} event(s) for good")
+    if not state.get("started", True):
+        parts.append("never started")
+    return ", ".join(parts) or "not in sync"
+
+
 def delivery_status(paths: RunPaths) -> dict[str, dict[str, Any]]:
     """Per remote backend: what it acknowledged, what the journal holds, and whether it is in sync."""
     run = read_json(paths.run_json, {}) or {}
@@ -90,13 +108,14 @@ def delivery_status(paths: RunPaths) -> dict[str, dict[str, Any]]:
         recorded = (run.get("backends") or {}).get(name, {})
         cursor = read_json(paths.cursor(name), {}) or {}
         delivered = int(cursor.get("seq", recorded.get("seq", 0)))
+        refused = int(cursor.get("skipped_events", 0))
         status[name] = {
             "delivered_seq": delivered,
             "last_seq": last_seq,
             "owed": max(0, last_seq - delivered),
-            "in_sync": delivered >= last_seq,
+            "in_sync": in_sync(max(0, last_seq - delivered), True, refused),
             "start_error": recorded.get("start_error"),
             "last_error": recorded.get("last_error"),
-            "skipped_events": int(cursor.get("skipped_events", 0)),
+            "skipped_events": refused,
         }
     return status

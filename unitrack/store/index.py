@@ -15,14 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+from unitrack.events import decode_number
+
+SCHEMA_VERSION = 2  # 2: runs.error (the one-line reason a run failed)
 _BUSY_TIMEOUT_S = 60.0
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
     name TEXT, experiment TEXT, status TEXT, message TEXT,
     start_time REAL, end_time REAL, git_commit TEXT, config_hash TEXT,
-    host TEXT, pid INTEGER, pid_start_time REAL
+    host TEXT, pid INTEGER, pid_start_time REAL, error TEXT
 );
 CREATE TABLE IF NOT EXISTS params (run_id TEXT, key TEXT, value TEXT, PRIMARY KEY (run_id, key));
 CREATE TABLE IF NOT EXISTS tags (run_id TEXT, key TEXT, value TEXT, PRIMARY KEY (run_id, key));
@@ -35,8 +37,22 @@ CREATE INDEX IF NOT EXISTS runs_by_start ON runs (start_time);
 """
 _RUN_COLUMNS = (
     "run_id", "name", "experiment", "status", "message", "start_time", "end_time",
-    "git_commit", "config_hash", "host", "pid", "pid_start_time",
+    "git_commit", "config_hash", "host", "pid", "pid_start_time", "error",
 )  # fmt: skip
+
+
+def _triples(table: str, value: str) -> str:
+    """A query giving ``[[run_id, key, <value>], ...]`` of ``table``, in its stored order, as one JSON
+    text (``value`` is SQL that yields JSON text)."""
+    return f"SELECT '[' || group_concat('[' || json_quote(run_id) || ',' || json_quote(key) || ',' || {value} || ']', ',') || ']' FROM {table}"
+
+
+_NULL = "coalesce({}, 'null')"
+_TRIPLES = (
+    _triples("params", "value"),
+    _triples("tags", "json_quote(value)"),
+    _triples("metrics", "'[' || " + " || ',' || ".join(_NULL.format(c) for c in ("last", "last_step", "min", "max", "count")) + " || ']'"),
+)
 
 
 @dataclass
@@ -75,12 +91,25 @@ class RunIndex:
                 if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                     conn.execute("PRAGMA journal_mode=WAL")
                 if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-                    conn.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version={SCHEMA_VERSION};COMMIT;")
+                    conn.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}")  # the transaction stays open: one migrator
+                    try:
+                        self._migrate(conn)
+                        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        conn.execute("ROLLBACK")
+                        raise
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        """Bring an index made by an older unitrack (schema 1) to this schema, in the open transaction."""
+        if "error" not in {row[1] for row in conn.execute("PRAGMA table_info(runs)")}:
+            conn.execute("ALTER TABLE runs ADD COLUMN error TEXT")
 
     def upsert(self, rows: Iterable[IndexRow]) -> None:
         """Insert or replace runs (with their params, tags and metrics) in one transaction."""
@@ -157,28 +186,32 @@ class RunIndex:
             conn.close()
 
     def rows(self) -> list[IndexRow]:
-        """Every indexed run, oldest first."""
+        """Every indexed run, oldest first.
+
+        SQLite assembles each table as one JSON text that is parsed in one call: a thousand runs
+        list in milliseconds instead of one ``json.loads`` per value. Values are stored as JSON
+        already, so they are spliced in as they are.
+        """
         conn = self._connect()
         try:
             runs = {
                 r[0]: IndexRow(dict(zip(_RUN_COLUMNS, r, strict=True)))
                 for r in conn.execute(f"SELECT {','.join(_RUN_COLUMNS)} FROM runs ORDER BY run_id")
             }
-            for run_id, key, value in conn.execute("SELECT run_id, key, value FROM params"):
-                if run_id in runs:
-                    runs[run_id].params[key] = json.loads(value)
-            for run_id, key, value in conn.execute("SELECT run_id, key, value FROM tags"):
-                if run_id in runs:
-                    runs[run_id].tags[key] = value
-            for run_id, key, last, step, low, high, count in conn.execute("SELECT * FROM metrics"):
-                if run_id in runs:
-                    runs[run_id].metrics[key] = {
-                        "last": json.loads(last), "step": step, "min": json.loads(low),
-                        "max": json.loads(high), "count": count,
-                    }  # fmt: skip
-            return list(runs.values())
+            params, tags, metrics = (json.loads(conn.execute(query).fetchone()[0] or "[]") for query in _TRIPLES)
         finally:
             conn.close()
+        for run_id, key, value in params:
+            if run_id in runs:
+                runs[run_id].params[key] = value
+        for run_id, key, value in tags:
+            if run_id in runs:
+                runs[run_id].tags[key] = value
+        for run_id, key, (last, step, low, high, count) in metrics:
+            if run_id in runs:  # NaN / inf are stored as "nan" / "inf" / "-inf": numbers again here
+                last, low, high = (decode_number(v) if type(v) is str else v for v in (last, low, high))
+                runs[run_id].metrics[key] = {"last": last, "step": step, "min": low, "max": high, "count": count}
+        return list(runs.values())
 
     def integrity_check(self) -> str:
         conn = self._connect()

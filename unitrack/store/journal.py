@@ -149,6 +149,25 @@ def read_journal(path: Path, offset: int = 0, max_records: int | None = None) ->
     return chunk
 
 
+def iter_lines(path: Path, offset: int = 0) -> Iterator[tuple[bytes, int]]:
+    """Every complete, non-empty line from byte ``offset`` with the offset just after it; a torn
+    last line (no newline yet) is left out."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            leftover = b""
+            position = offset
+            while data := handle.read(_READ_CHUNK):
+                lines = (leftover + data).split(b"\n")
+                leftover = lines.pop()
+                for line in lines:
+                    position += len(line) + 1
+                    if line.strip():
+                        yield line, position
+    except FileNotFoundError:
+        return
+
+
 def iter_journal(path: Path) -> Iterator[dict[str, Any]]:
     """Every readable record of a journal, in order."""
     offset = 0

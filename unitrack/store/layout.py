@@ -73,5 +73,13 @@ class StoreLayout:
     def index(self) -> Path:
         return self.root / "index.sqlite"
 
+    @property
+    def studies(self) -> Path:
+        """Hyperparameter studies (Optuna): one JSON record each, beside the runs they hold."""
+        return self.root / "studies"
+
+    def study(self, name: str) -> Path:
+        return self.studies / f"{name}.json"
+
     def run(self, run_id: str) -> RunPaths:
         return RunPaths(self.runs / run_id)

@@ -16,13 +16,14 @@ from typing import Any
 
 from unitrack.errors import RunNotFoundError, StoreError
 from unitrack.events import decode_number
+from unitrack.failure import failure_line
 from unitrack.names import is_run_id, new_run_id
 from unitrack.store.fsio import atomic_write_json, read_json
 from unitrack.store.index import IndexRow, RunIndex
 from unitrack.store.layout import RunPaths, StoreLayout
 
-STATUSES = ("running", "completed", "failed", "interrupted", "crashed")
-FINISHED_STATUSES = ("completed", "failed", "interrupted", "crashed")
+STATUSES = ("running", "completed", "failed", "interrupted", "pruned", "crashed")
+FINISHED_STATUSES = ("completed", "failed", "interrupted", "pruned", "crashed")
 HEARTBEAT_INTERVAL_S = 5.0
 STALE_HEARTBEAT_S = 120.0
 
@@ -73,6 +74,7 @@ class RunRecord:
     end_time: float | None
     info: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    error: dict[str, Any] | None = None  # the exception that ended a failed run (unitrack.failure)
 
     @property
     def last_metrics(self) -> dict[str, Any]:
@@ -118,6 +120,7 @@ def make_index_row(
         "host": run.get("host"),
         "pid": run.get("pid"),
         "pid_start_time": run.get("pid_start_time"),
+        "error": failure_line(run.get("error")),
     }
     return IndexRow(attributes, dict(params), dict(run.get("tags") or {}), dict(metrics))
 
@@ -196,7 +199,7 @@ class RunStore:
             raise RunNotFoundError(f"no run.json in {paths.root}")
         summary = read_json(paths.summary_json, {}) or {}
         params = read_json(paths.params_json, {}) or {}
-        info = {k: v for k, v in run.items() if k not in ("tags",)}
+        info = {k: v for k, v in run.items() if k not in ("tags", "error")}
         return RunRecord(
             run_id=paths.run_id,
             name=run.get("name") or run.get("experiment") or paths.run_id,
@@ -211,6 +214,7 @@ class RunStore:
             end_time=run.get("end_time"),
             info=info,
             path=paths.root,
+            error=run.get("error"),
         )
 
     def _status(self, paths: RunPaths, run: dict[str, Any]) -> str:
@@ -260,14 +264,16 @@ class RunStore:
             on_disk = {name for name in os.listdir(self.layout.runs) if is_run_id(name)}
         except FileNotFoundError:
             on_disk = set()
-        indexed = self.index.run_ids()
+        rows = self.index.rows()
+        indexed = {row.run_id for row in rows}
         missing = sorted(r for r in on_disk - indexed if self.layout.run(r).run_json.exists())
         if missing:
             self.index.upsert(self.index_row(self.layout.run(run_id)) for run_id in missing)
         gone = indexed - on_disk
         if gone:
             self.index.delete(gone)
-        rows = self.index.rows()
+        if missing or gone:
+            rows = self.index.rows()
         for row in rows:
             if row.attributes.get("status") == "running":
                 paths = self.layout.run(row.run_id)

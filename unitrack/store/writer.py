@@ -12,7 +12,19 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from unitrack.events import REWIND, Event, MetricEvent, ParamsEvent, SystemEvent, TagsEvent, decode_number, encode_number
+from unitrack.events import (
+    ERROR,
+    REWIND,
+    Event,
+    MetricEvent,
+    ParamsEvent,
+    RecordEvent,
+    SystemEvent,
+    TagsEvent,
+    decode_number,
+    encode_number,
+)
+from unitrack.store.columns import HistoryWriter
 from unitrack.store.fsio import atomic_write_json, read_json
 from unitrack.store.history import metric_history
 from unitrack.store.journal import JournalWriter
@@ -111,6 +123,7 @@ class RunWriter:
         self.paths = paths
         self.run_file = run_file
         self._journal: JournalWriter | None = None
+        self._history = HistoryWriter(paths.root, paths.events)
         summary = read_json(paths.summary_json, {}) or {}
         self._metrics: Stats = decode_stats(summary.get("metrics", {}))
         self._system: Stats = decode_stats(summary.get("system", {}))
@@ -127,6 +140,7 @@ class RunWriter:
 
     def open(self) -> None:
         self._journal = JournalWriter(self.paths.events)
+        self._history.open(self._journal.offset)
         self._write_views()
         self._beat(force=True)
         self._refresh_index(force=True)
@@ -135,6 +149,7 @@ class RunWriter:
         assert self._journal is not None, "open() first"
         lines = [event.to_json() for event in events]
         self._journal.append(("\n".join(lines) + "\n").encode("utf-8"))
+        self._history.add(events, self._journal.offset)
         rewound = False
         for event in events:
             if type(event) is MetricEvent:
@@ -149,6 +164,8 @@ class RunWriter:
                 self.run_file.merge("tags", event.values)
             elif event.kind == REWIND:
                 rewound = True
+            elif isinstance(event, RecordEvent) and event.kind_name == ERROR:
+                self.run_file.update(error=event.data)  # why the run failed, for show, ls and explain
         if rewound:  # a resumed run: the superseded points leave the summary
             self._unfolded = []
             self._metrics = {}
@@ -164,6 +181,7 @@ class RunWriter:
         """Make the journal durable and the derived files current."""
         if self._journal is not None:
             self._journal.sync()
+            self._history.commit()
         if self._dirty:
             self._write_views()
             self._dirty = False
@@ -177,6 +195,7 @@ class RunWriter:
         start = self.run_file.snapshot().get("start_time") or end
         self.run_file.update(**run_fields, status=status, end_time=end, duration=end - start)
         self._refresh_index(force=True)
+        self._history.close()
         if self._journal is not None:
             self._journal.close()
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from unitrack.weights.arrays import as_float
-from unitrack.weights.kernel import TensorDelta, rows_of, sum_of_squares, tensor_delta
+from unitrack.weights.fused import A2, AB, B2, CHANGED, D2, L1, MAX
+from unitrack.weights.kernel import DeltaWork, TensorDelta, blocks, cosine, tensor_delta
 from unitrack.weights.plugins import METRICS
 from unitrack.weights.sources import TensorMeta, WeightSource
 
@@ -34,10 +34,13 @@ class TensorChange:
     delta: TensorDelta
     dtype_b: str | None = None
     from_init_l2: float | None = None
+    sparsity: tuple[float, float] | None = None  # the fraction of zeros in a and in b, when both are known
     extra: dict[str, float] = field(default_factory=dict)
 
     def neurons(self, top_k: int, tolerance: float = 0.0) -> dict[str, Any] | None:
-        """Per row of [out, -1]: the ``top_k`` rows that moved most (L2 of their change), and how many did not move."""
+        """Per row of [out, -1]: the ``top_k`` rows that moved most (L2 of their change), and how many
+        did not move; for tensors of two or more dimensions each top row also has its L1, L∞,
+        cosine and changed count."""
         rows = self.delta.row_d2
         if rows is None:
             return None
@@ -46,7 +49,21 @@ class TensorChange:
         return {
             "units": int(norms.size),
             "unmoved": int(np.count_nonzero(norms <= tolerance)),
-            "top": [{"unit": int(i), "l2": float(norms[i])} for i in order],
+            "top": [{"unit": int(i), "l2": float(norms[i]), **self.neuron(int(i))} for i in order],
+        }
+
+    def neuron(self, unit: int) -> dict[str, float]:
+        """Every metric of one row of [out, -1] (empty for 1-D tensors, whose rows are single elements)."""
+        stats = self.delta.rows
+        if stats is None:
+            return {}
+        column = stats[:, unit]
+        return {
+            "l1": float(column[L1]),
+            "l2": math.sqrt(column[D2]),
+            "max_abs": float(column[MAX]),
+            "cosine": cosine(column[AB], column[A2], column[B2]),
+            "changed": int(column[CHANGED]),
         }
 
     def row(self, top_k: int = 5, tolerance: float = 0.0) -> dict[str, Any]:
@@ -73,6 +90,8 @@ class TensorChange:
             row["dtype_b"] = self.dtype_b
         if self.from_init_l2 is not None:
             row["from_init_l2"] = self.from_init_l2
+        if self.sparsity is not None:
+            row["sparsity"] = {"a": self.sparsity[0], "b": self.sparsity[1]}
         neurons = self.neurons(top_k, tolerance)
         if neurons is not None:
             row["neurons"] = neurons
@@ -149,18 +168,19 @@ def compare_sources(
         if n in meta_b and meta_a[n].shape != meta_b[n].shape
     ]
 
-    def one(name: str) -> TensorChange:
-        change = _change(a, b, name, meta_a[name], meta_b[name], tolerance, per_row)
-        if init is not None:
-            change.from_init_l2 = _distance(init, b, name, meta_b[name])
-        return change
-
-    with threadpool_limits(limits=1, user_api="blas"):  # our threads, not BLAS's (see kernel)
-        if threads > 1 and len(shared) > 1:
-            with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="unitrack-delta") as pool:
-                changes = list(pool.map(one, _big_first(shared, meta_a)))
-        else:
-            changes = [one(name) for name in shared]
+    works: dict[str, DeltaWork] = {}
+    for name in shared:
+        ma, mb = meta_a[name], meta_b[name]
+        left = a.array(name)
+        same = ma.digest is not None and ma.digest == mb.digest and ma.dtype == mb.dtype
+        right = left if same else b.array(name)  # the same content: one read (for the norms), no second file
+        works[name] = DeltaWork(left, right, ma.dtype, mb.dtype, tolerance=tolerance, per_row=per_row)
+    _run(list(works.values()), threads)
+    changes = []
+    for name in shared:
+        change = TensorChange(name, meta_a[name].shape, meta_a[name].dtype, works[name].result(), dtype_b=meta_b[name].dtype)
+        _extras(change, a, b, init)
+        changes.append(change)
     return DeltaReport(
         a.label,
         b.label,
@@ -172,32 +192,29 @@ def compare_sources(
     )
 
 
-def _big_first(names: list[str], meta: dict[str, TensorMeta]) -> list[str]:
-    """Largest tensors first, so two threads finish together instead of one waiting on the last giant."""
-    return sorted(names, key=lambda n: -int(np.prod(meta[n].shape, dtype=np.int64)))
+def _run(works: list[DeltaWork], threads: int) -> None:
+    """Every block of every tensor, on ``threads`` threads (the compiled loop releases the GIL)."""
+    jobs = list(blocks(works))
+    if threads <= 1 or len(jobs) <= 1:
+        for work, index in jobs:
+            work.run(index)
+        return
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="unitrack-delta") as pool:
+        for _ in pool.map(lambda job: job[0].run(job[1]), jobs):
+            pass
 
 
-def _change(
-    a: WeightSource, b: WeightSource, name: str, ma: TensorMeta, mb: TensorMeta, tolerance: float, per_row: bool
-) -> TensorChange:
-    if ma.digest is not None and ma.digest == mb.digest and ma.dtype == mb.dtype:
-        delta = _unchanged(a.array(name), ma, per_row)
-    else:
-        delta = tensor_delta(a.array(name), b.array(name), ma.dtype, mb.dtype, tolerance=tolerance, per_row=per_row)
-    change = TensorChange(name, ma.shape, ma.dtype, delta, dtype_b=mb.dtype)
+def _extras(change: TensorChange, a: WeightSource, b: WeightSource, init: WeightSource | None) -> None:
+    """The distance from ``init`` and the registered plugin metrics of one tensor."""
+    name = change.name
+    ma, mb = a.tensors()[name], b.tensors()[name]
+    if ma.zeros is not None and mb.zeros is not None and change.delta.numel:
+        change.sparsity = (ma.zeros / change.delta.numel, mb.zeros / change.delta.numel)
+    if init is not None:
+        change.from_init_l2 = _distance(init, b, name, b.tensors()[name])
     if METRICS:
-        left, right = as_float(a.array(name), ma.dtype), as_float(b.array(name), mb.dtype)
+        left, right = as_float(a.array(name), change.dtype), as_float(b.array(name), change.dtype_b or change.dtype)
         change.extra = {metric: float(fn(left, right)) for metric, fn in METRICS.items()}
-    return change
-
-
-def _unchanged(array: np.ndarray, meta: TensorMeta, per_row: bool) -> TensorDelta:
-    """The delta of a tensor with itself, reading it once (for its norm)."""
-    squares = sum_of_squares(array, meta.dtype)
-    layout = rows_of(meta.shape) if per_row else None
-    rows = np.zeros(layout[0]) if layout is not None else None
-    numel = int(np.prod(meta.shape, dtype=np.int64))
-    return TensorDelta(numel=numel, sum_a2=squares, sum_b2=squares, row_d2=rows)
 
 
 def _distance(init: WeightSource, b: WeightSource, name: str, mb: TensorMeta) -> float | None:
@@ -236,6 +253,7 @@ def summarize_run_delta(store: Any, ref_a: str, ref_b: str) -> dict[str, Any] | 
                 "cosine": c.delta.cosine,
                 "max_abs": c.delta.max_abs,
                 "changed_fraction": c.delta.changed_fraction,
+                **({"sparsity": {"a": c.sparsity[0], "b": c.sparsity[1]}} if c.sparsity else {}),
             }
             for c in report.largest_first()
         ],

@@ -1,64 +1,58 @@
-"""The change metrics of one tensor pair, in one streaming pass over the two arrays.
+"""The change metrics of one tensor pair: one fused pass, per tensor and per neuron, in large blocks.
 
-The arrays are usually views of memory-mapped files. Callers hold BLAS to one thread per caller
-(:func:`unitrack.weights.compare.compare_sources` does): OpenBLAS's own threads spin-wait, and
-on a busy machine they made the same pass 20x slower. They are walked in chunks small enough that
-the chunk's float64 copies stay in the CPU cache; each chunk is widened to float64 into buffers
-allocated once per thread, and every sum comes from BLAS dot products or ufuncs with ``out=``, so
-the pass allocates nothing per chunk. Peak memory is the buffers plus the per-row sums, whatever
-the tensor's size.
+The arrays are usually views of memory-mapped files. A tensor is cut into blocks of whole rows of
+``[out, -1]`` (about :data:`BLOCK` elements each) and each block is one call of a compiled loop
+(:mod:`unitrack.weights.fused`) that reads every element once and keeps every sum at once, per
+row: Σ|Δ|, ΣΔ², Σa², Σb², Σab, max|Δ|, the changed count. Blocks are independent, so
+:func:`unitrack.weights.compare.compare_sources` runs the blocks of all tensors on its threads
+(the loops release the GIL) and a single huge tensor still uses every core. Nothing is copied
+for float32 / float64 / bfloat16 contiguous arrays; other dtypes (float16, integers, bool) and
+non-contiguous arrays are widened or copied one block at a time, so peak memory is the per-row
+sums plus a few blocks, whatever the tensor's size.
 
-NaN and Inf cost nothing when absent: a non-finite value makes the chunk's sum of squares
-non-finite, and only then is the chunk counted element by element and its non-finite pairs left
-out of the metrics.
+A pair where either side is NaN or ±Inf is left out of every sum and counted; only when a
+tensor has such pairs are its NaNs and Infs counted per side (a second pass, NumPy, rare).
 """
 
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-from unitrack.weights.arrays import BFLOAT16
+from unitrack.weights.arrays import BFLOAT16, as_float
 
-CHUNK = 1 << 15  # elements: three float64 buffers of 256 KiB stay in a 2 MiB L2
+BLOCK = 1 << 22  # elements per call: 16 MiB of float32 per side, ~1 ms of work, Python overhead negligible
 EPS = 1e-12
-
-
-def _einsum_row_dots(matrix: np.ndarray, other: np.ndarray, out: np.ndarray) -> np.ndarray:
-    return np.einsum("ij,ij->i", matrix, other, out=out)
-
-
-# each row's dot product: NumPy 2's vecdot runs BLAS per row, 2-4x faster than einsum
-row_dots = getattr(np, "vecdot", _einsum_row_dots)
+_EXACT_IN_FLOAT32 = {"float32", BFLOAT16, "float16", "int8", "uint8", "int16", "uint16", "bool"}
+_EMPTY = np.empty(0)
 
 
 @dataclass
 class TensorDelta:
-    """Sums over one tensor pair (a → b), and the metrics derived from them."""
+    """Sums over one tensor pair (a → b), and the metrics derived from them.
+
+    ``rows`` holds the same sums per row of ``[out, -1]`` (per neuron: one column per row, the
+    fields of :data:`unitrack.weights.fused.FIELDS`) for tensors of two or more dimensions;
+    ``row_d2`` is each row's ‖Δ‖² (for a 1-D tensor, each element's Δ²).
+    """
 
     numel: int
     l1: float = 0.0
     sum_d2: float = 0.0
     sum_a2: float = 0.0
     sum_b2: float = 0.0
+    sum_ab: float = 0.0
     max_abs: float = 0.0
     changed: int = 0
     nan_a: int = 0
     nan_b: int = 0
     inf_a: int = 0
     inf_b: int = 0
+    rows: np.ndarray | None = field(default=None, repr=False)
     row_d2: np.ndarray | None = field(default=None, repr=False)
-
-    @property
-    def sum_ab(self) -> float:
-        """⟨a, b⟩ from ‖a‖² + ‖b‖² − ‖b − a‖² = 2⟨a, b⟩: one dot product fewer per chunk, with the
-        same absolute rounding error (~1e-16 of the norms) as summing the products."""
-        return 0.5 * (self.sum_a2 + self.sum_b2 - self.sum_d2)
 
     @property
     def l2(self) -> float:
@@ -82,25 +76,19 @@ class TensorDelta:
 
     @property
     def cosine(self) -> float:
-        denominator = self.norm_a * self.norm_b
-        if denominator == 0.0:
-            return 1.0 if self.sum_a2 == self.sum_b2 == 0.0 else 0.0
-        return max(-1.0, min(1.0, self.sum_ab / denominator))
+        return cosine(self.sum_ab, self.sum_a2, self.sum_b2)
 
     @property
     def changed_fraction(self) -> float:
         return self.changed / self.numel if self.numel else 0.0
 
 
-class _Buffers(threading.local):
-    def __init__(self) -> None:
-        self.a = np.empty(CHUNK)
-        self.b = np.empty(CHUNK)
-        self.d = np.empty(CHUNK)
-        self.mask = np.empty(CHUNK, dtype=bool)
-
-
-_BUFFERS = _Buffers()
+def cosine(ab: float, a2: float, b2: float) -> float:
+    """⟨a, b⟩ / (‖a‖ ‖b‖), clipped to [-1, 1]; two zero vectors are alike (1), one zero vector is not (0)."""
+    denominator = math.sqrt(a2) * math.sqrt(b2)
+    if denominator == 0.0:
+        return 1.0 if a2 == b2 == 0.0 else 0.0
+    return max(-1.0, min(1.0, ab / denominator))
 
 
 def rows_of(shape: tuple[int, ...]) -> tuple[int, int] | None:
@@ -111,107 +99,98 @@ def rows_of(shape: tuple[int, ...]) -> tuple[int, int] | None:
     return rows, int(np.prod(shape[1:], dtype=np.int64))
 
 
-def _widen(source: np.ndarray, dtype: str, out: np.ndarray) -> None:
-    if dtype == BFLOAT16:
-        np.copyto(out, (source.astype(np.uint32) << 16).view(np.float32))
-    else:
-        np.copyto(out, source, casting="unsafe")
+class DeltaWork:
+    """One tensor pair's delta, as independent blocks of rows: run every block (on any thread),
+    then :meth:`result` adds them up."""
+
+    def __init__(
+        self, a: np.ndarray, b: np.ndarray, dtype_a: str, dtype_b: str, *, tolerance: float = 0.0, per_row: bool = True
+    ) -> None:
+        self.numel = int(a.size)
+        self.tolerance = float(tolerance)
+        self.dtypes = (dtype_a, dtype_b)
+        shape = tuple(a.shape) or (1,)
+        self.a, self.b = a.reshape(shape), b.reshape(shape)
+        self.length = int(np.prod(shape[1:], dtype=np.int64))
+        layout = rows_of(tuple(a.shape)) if per_row else None
+        self.rows = np.zeros((8, shape[0])) if layout is not None and self.length > 1 else None
+        self.squares = np.zeros(shape[0]) if layout is not None and self.length == 1 else None
+        self.widen = _widening(a.dtype, b.dtype, dtype_a, dtype_b)
+        per_block = max(1, BLOCK // max(1, self.length))
+        self.blocks = [(first, min(first + per_block, shape[0])) for first in range(0, shape[0] if self.numel else 0, per_block)]
+        self.totals = np.zeros((len(self.blocks), 8))
+
+    def run(self, index: int) -> None:
+        """Compute block ``index`` (releases the GIL while it runs)."""
+        from unitrack.weights import fused
+
+        first, last = self.blocks[index]
+        a = self._operand(self.a[first:last], self.dtypes[0])
+        b = self._operand(self.b[first:last], self.dtypes[1])
+        if self.rows is not None:
+            fused.rows_kernel(a, b, self.length, self.tolerance, self.rows[:, first:last])
+        else:
+            squares = self.squares[first:last] if self.squares is not None else _EMPTY
+            fused.flat_kernel(a, b, self.tolerance, self.totals[index], squares)
+
+    def _operand(self, block: np.ndarray, dtype: str) -> np.ndarray:
+        if self.widen is not None:
+            return np.ascontiguousarray(as_float(block, dtype), dtype=self.widen).reshape(-1)
+        return np.ascontiguousarray(block).reshape(-1)
+
+    def result(self) -> TensorDelta:
+        sums = self.rows.sum(axis=1) if self.rows is not None else self.totals.sum(axis=0)
+        if self.rows is not None:
+            sums[5] = self.rows[5].max(initial=0.0)
+        elif len(self.totals):
+            sums[5] = self.totals[:, 5].max()
+        delta = TensorDelta(
+            numel=self.numel, l1=float(sums[0]), sum_d2=float(sums[1]), sum_a2=float(sums[2]), sum_b2=float(sums[3]),
+            sum_ab=float(sums[4]), max_abs=float(sums[5]), changed=int(sums[6]), rows=self.rows,
+            row_d2=self.rows[1] if self.rows is not None else self.squares,
+        )  # fmt: skip
+        if sums[7]:
+            delta.nan_a, delta.inf_a = _nonfinite(self.a, self.dtypes[0])
+            delta.nan_b, delta.inf_b = _nonfinite(self.b, self.dtypes[1])
+        return delta
+
+
+def _widening(storage_a: np.dtype, storage_b: np.dtype, dtype_a: str, dtype_b: str) -> np.dtype | None:
+    """The dtype both sides are widened to before the compiled loop, or None when it reads them as they are."""
+    from unitrack.weights.fused import NATIVE
+
+    if dtype_a == dtype_b and (dtype_a == BFLOAT16 or storage_a in NATIVE) and storage_a == storage_b:
+        return None
+    exact = dtype_a in _EXACT_IN_FLOAT32 and dtype_b in _EXACT_IN_FLOAT32
+    return np.dtype(np.float32 if exact else np.float64)
+
+
+def _nonfinite(array: np.ndarray, dtype: str) -> tuple[int, int]:
+    """(NaN count, Inf count) of an array, a block at a time."""
+    flat = array.reshape(-1)
+    nan = inf = 0
+    if dtype not in _EXACT_IN_FLOAT32 and not np.issubdtype(flat.dtype, np.floating):
+        return 0, 0  # integers and bools have neither
+    for start in range(0, flat.size, BLOCK):
+        values = as_float(flat[start : start + BLOCK], dtype)
+        if np.issubdtype(values.dtype, np.floating):
+            nan += int(np.count_nonzero(np.isnan(values)))
+            inf += int(np.count_nonzero(np.isinf(values)))
+    return nan, inf
 
 
 def tensor_delta(
-    a: np.ndarray,
-    b: np.ndarray,
-    dtype_a: str,
-    dtype_b: str,
-    *,
-    tolerance: float = 0.0,
-    per_row: bool = True,
+    a: np.ndarray, b: np.ndarray, dtype_a: str, dtype_b: str, *, tolerance: float = 0.0, per_row: bool = True
 ) -> TensorDelta:
-    """Every per-tensor sum of ``b - a`` in one pass; with ``per_row`` also each row's ‖Δ‖² ([out, -1])."""
-    flat_a, flat_b = a.reshape(-1), b.reshape(-1)
-    result = TensorDelta(numel=int(flat_a.size))
-    layout = rows_of(tuple(a.shape)) if per_row else None
-    if layout is not None:
-        result.row_d2 = np.zeros(layout[0])
-    buffers = _BUFFERS
-    for start, stop, rows in _segments(result.numel, layout):
-        n = stop - start
-        av, dv, spare, mask = buffers.a[:n], buffers.b[:n], buffers.d[:n], buffers.mask[:n]
-        _widen(flat_a[start:stop], dtype_a, av)
-        _widen(flat_b[start:stop], dtype_b, dv)  # holds b until it becomes b - a below
-        sum_a2, sum_b2 = float(np.dot(av, av)), float(np.dot(dv, dv))
-        if not math.isfinite(sum_a2 + sum_b2):
-            sum_a2, sum_b2 = _drop_nonfinite(av, dv, result)
-        result.sum_a2 += sum_a2
-        result.sum_b2 += sum_b2
-        if tolerance == 0.0:
-            np.not_equal(av, dv, out=mask)
-            result.changed += int(np.count_nonzero(mask))
-        np.subtract(dv, av, out=dv)
-        if rows is None:
-            result.sum_d2 += float(np.dot(dv, dv))
-        elif isinstance(rows, int):  # a piece of one long row
-            piece = float(np.dot(dv, dv))
-            result.sum_d2 += piece
-            result.row_d2[rows] += piece  # type: ignore[index]
-        else:  # whole rows
-            first, count = rows
-            row_sums = result.row_d2[first : first + count]  # type: ignore[index]
-            matrix = dv.reshape(count, -1)
-            row_dots(matrix, matrix, out=row_sums)
-            result.sum_d2 += float(row_sums.sum())
-        np.abs(dv, out=spare)
-        result.l1 += float(spare.sum())
-        result.max_abs = max(result.max_abs, float(spare.max()))
-        if tolerance != 0.0:
-            np.greater(spare, tolerance, out=mask)
-            result.changed += int(np.count_nonzero(mask))
-    return result
+    """Every per-tensor sum of ``b - a``, and with ``per_row`` every per-row one, on the calling thread."""
+    work = DeltaWork(a, b, dtype_a, dtype_b, tolerance=tolerance, per_row=per_row)
+    for index in range(len(work.blocks)):
+        work.run(index)
+    return work.result()
 
 
-def _segments(numel: int, layout: tuple[int, int] | None) -> Iterator[tuple[int, int, Any]]:
-    """Chunks of the flat tensor: (start, stop, rows) where rows is None (no row sums), a row index
-    (a chunk inside one long row) or (first row, row count) (a chunk of whole rows)."""
-    if layout is None:
-        for start in range(0, numel, CHUNK):
-            yield start, min(start + CHUNK, numel), None
-        return
-    rows, length = layout
-    if length <= CHUNK:
-        per_chunk = CHUNK // length
-        for first in range(0, rows, per_chunk):
-            count = min(per_chunk, rows - first)
-            yield first * length, (first + count) * length, (first, count)
-        return
-    for row in range(rows):
-        base = row * length
-        for start in range(base, base + length, CHUNK):
-            yield start, min(start + CHUNK, base + length), row
-
-
-def _drop_nonfinite(av: np.ndarray, bv: np.ndarray, result: TensorDelta) -> tuple[float, float]:
-    """Count NaN / Inf on both sides, zero the pairs where either is non-finite; new sums of squares."""
-    result.nan_a += int(np.count_nonzero(np.isnan(av)))
-    result.nan_b += int(np.count_nonzero(np.isnan(bv)))
-    result.inf_a += int(np.count_nonzero(np.isinf(av)))
-    result.inf_b += int(np.count_nonzero(np.isinf(bv)))
-    bad = ~(np.isfinite(av) & np.isfinite(bv))
-    av[bad] = 0.0
-    bv[bad] = 0.0
-    return float(np.dot(av, av)), float(np.dot(bv, bv))
-
-
-def sum_of_squares(a: np.ndarray, dtype: str) -> float:
-    """‖a‖² of the finite elements, streaming (for a tensor known to be unchanged)."""
-    flat = a.reshape(-1)
-    buffer = _BUFFERS.a
-    total = 0.0
-    for start in range(0, flat.size, CHUNK):
-        view = buffer[: min(CHUNK, flat.size - start)]
-        _widen(flat[start : start + view.size], dtype, view)
-        part = float(np.dot(view, view))
-        if not math.isfinite(part):
-            view[~np.isfinite(view)] = 0.0
-            part = float(np.dot(view, view))
-        total += part
-    return total
+def blocks(works: list[DeltaWork]) -> Iterator[tuple[DeltaWork, int]]:
+    """Every block of ``works``, the largest tensors' first, so threads finish together."""
+    for work in sorted(works, key=lambda w: -w.numel):
+        for index in range(len(work.blocks)):
+            yield work, index

@@ -1,7 +1,8 @@
 """Weight snapshots: a small JSON manifest per snapshot, tensors content-addressed in the store.
 
-``<run>/snapshots/<name>.json`` lists each tensor's digest, shape and dtype; the bytes live once
-in ``<store>/objects/``. Taking a snapshot hashes only tensors that may have changed (on the tracker's job thread): a torch
+``<run>/snapshots/<name>.json`` lists each tensor's digest (BLAKE3, named by the manifest's
+``algorithm``; manifests of format 1 hold SHA-256s), shape and dtype; the bytes live once in
+``<store>/objects/<algorithm>/``. Taking a snapshot hashes only tensors that may have changed (on the tracker's job thread): a torch
 tensor whose data pointer and in-place version counter are what they were at the last snapshot
 reuses its digest without reading its bytes, so a frozen layer costs nothing, not even a hash.
 Retention (``weights:`` config) keeps the first snapshot, the most recent ones, and every Nth
@@ -23,13 +24,14 @@ from typing import Any
 import numpy as np
 
 from unitrack.events import HISTOGRAM, SNAPSHOT, HistogramData, RecordSink, SnapshotData
+from unitrack.hashing import LEGACY_ALGORITHM, check_algorithm
 from unitrack.store.fsio import atomic_write_json
 from unitrack.store.layout import StoreLayout
 from unitrack.weights.arrays import HostTensor, as_float, host_tensors
-from unitrack.weights.objects import GC_GRACE_S, collect_garbage, put_object
+from unitrack.weights.objects import ALGORITHM, GC_GRACE_S, collect_garbage, put_object
 from unitrack.weights.stats import histogram
 
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2  # 2 names its "algorithm"; 1 (earlier versions) meant SHA-256
 CHANGE_L2_METRIC = "weights/change_l2"
 CHANGE_RELATIVE_METRIC = "weights/change_relative"
 SNAPSHOTS_DIR = "snapshots"
@@ -48,6 +50,11 @@ class SnapshotInfo:
     new_bytes: int | None
 
 
+def zero_count(array: np.ndarray, dtype: str) -> int:
+    """How many elements of a tensor are zero (a pruned layer's sparsity is this over its size)."""
+    return int(array.size - np.count_nonzero(as_float(array, dtype)))
+
+
 def snapshots_dir(run_dir: Path) -> Path:
     return Path(run_dir) / SNAPSHOTS_DIR
 
@@ -62,6 +69,11 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return data
 
 
+def manifest_algorithm(manifest: dict[str, Any]) -> str:
+    """The hash algorithm of a snapshot manifest's digests (SHA-256 for format 1, which named none)."""
+    return check_algorithm(manifest.get("algorithm") or LEGACY_ALGORITHM)
+
+
 def list_manifests(run_dir: Path) -> list[Path]:
     """The run's snapshot manifests, oldest first."""
     folder = snapshots_dir(run_dir)
@@ -72,10 +84,11 @@ class _Digest:
     """A tensor's digest, filled in by the snapshot job that hashes it (jobs run in order, so a
     later snapshot that reuses it finds it set)."""
 
-    __slots__ = ("value",)
+    __slots__ = ("value", "zeros")
 
     def __init__(self, value: str | None = None) -> None:
         self.value = value
+        self.zeros: int | None = None  # how many elements are zero (sparsity, for pruned layers)
 
 
 class SnapshotWriter:
@@ -151,13 +164,18 @@ class SnapshotWriter:
             for tensor_name, tensor, digest, needs_hash in work:
                 digest.value, is_new = put_object(self.store_root, tensor.array, None if needs_hash else digest.value)
                 new_bytes += tensor.array.nbytes if is_new else 0
+                if needs_hash:
+                    digest.zeros = zero_count(tensor.array, tensor.dtype)
                 entries[tensor_name] = {"digest": digest.value, "shape": list(tensor.array.shape), "dtype": tensor.dtype}
+                if digest.zeros is not None:
+                    entries[tensor_name]["zeros"] = digest.zeros
                 if self.histograms and is_new and tensor.array.size:
                     summary = histogram(as_float(tensor.array, tensor.dtype))
                     if summary is not None:
                         histograms[tensor_name] = summary
             path.parent.mkdir(parents=True, exist_ok=True)
-            manifest = {"format": MANIFEST_FORMAT, "name": name, "step": step, "tag": tag, "time": time.time(), "tensors": entries}
+            manifest = {"format": MANIFEST_FORMAT, "algorithm": ALGORITHM, "name": name, "step": step, "tag": tag,
+                        "time": time.time(), "tensors": entries}
             atomic_write_json(path, manifest)
             self._log_change(path, step)
             if self._emit is not None:

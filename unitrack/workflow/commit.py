@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from unitrack.events import PROCESS, UNNUMBERED, ArtifactEvent, Event, ProcessData, RecordEvent, StatusEvent, SystemEvent
+from unitrack.hashing import SHA256, digest_path
 from unitrack.names import new_run_id
 from unitrack.store.fsio import read_json
 from unitrack.store.runs import FINISHED_STATUSES, RunStore
-from unitrack.tracker import COMMAND_ENV, MESSAGE_ENV, RUN_ID_ENV, TAGS_ENV, _digest
+from unitrack.tracker import COMMAND_ENV, MESSAGE_ENV, RUN_ID_ENV, TAGS_ENV
 from unitrack.workflow.journal_append import append_to_run
 
 OUTPUT_LOG = "output.log"
@@ -58,7 +59,7 @@ def _sample_tree(pid: int, usage: _Usage, done: threading.Event) -> None:
     except psutil.Error:
         return
     known: dict[int, Any] = {}
-    while not done.wait(_SAMPLE_INTERVAL_S):
+    while True:  # a first sample at once: a command shorter than the interval is sampled too
         try:
             processes = [root, *root.children(recursive=True)]
         except psutil.Error:
@@ -73,6 +74,8 @@ def _sample_tree(pid: int, usage: _Usage, done: threading.Event) -> None:
                 continue
         usage.peak_rss_mb = max(usage.peak_rss_mb, rss)
         usage.samples.append((time.time(), {"command/rss_mb": rss, "command/cpu_percent": cpu}))
+        if done.wait(_SAMPLE_INTERVAL_S):
+            return
 
 
 def _tee(source: IO[bytes], sinks: list[IO[bytes]], lock: threading.Lock) -> None:
@@ -203,7 +206,7 @@ def _record_outcome(store: RunStore, run_id: str, command: list[str], run: _Exec
     status = _final_status((read_json(paths.run_json, {}) or {}).get("status"), run.exit_code)
     target = paths.artifacts / OUTPUT_LOG
     shutil.copyfile(run.log_path, target)
-    size, digest = _digest(target)
+    size, digest = digest_path(target, SHA256)
     peak = run.usage.peak_rss_mb or None
     outcome: ProcessData = {"exit_code": run.exit_code, "duration": run.end - run.start, "peak_rss_mb": peak, "command": command}
     end = run.end

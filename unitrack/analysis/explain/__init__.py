@@ -21,6 +21,7 @@ class Cause:
     title: str
     evidence: list[str]
     score: float
+    keys: list[str] = field(default_factory=list)  # the params (or "model", "environment", "code") it rests on
 
 
 @dataclass
@@ -32,6 +33,9 @@ class Explanation:
     notice: str | None = None
     model: str | None = None
     text: str | None = None
+    noise: dict[str, Any] | None = None  # the headline metric's noise band and where the curves parted
+    bookkeeping: list[dict[str, Any]] = field(default_factory=list)  # params that differ but are never causes
+    dropped: list[dict[str, Any]] = field(default_factory=list)  # an LLM's causes the evidence does not support
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

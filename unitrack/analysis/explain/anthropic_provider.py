@@ -1,7 +1,9 @@
 """The Anthropic explainer: Claude reads the redacted evidence and answers in a fixed JSON shape.
 
-Only the evidence is sent (settings, metric summaries, diffs of the model's code), never raw
-data or secrets: it goes through unitrack's redaction first. Any failure (no key, timeout,
+Only the evidence is sent (settings, metric summaries with their noise bands, the bookkeeping
+list, diffs of the model's code), never raw data or secrets: it goes through unitrack's
+redaction first. The answer is checked against that evidence (:mod:`.check`): a cause that rests
+on nothing that changed, or only on bookkeeping, is dropped with a note. Any failure (no key, timeout,
 an HTTP error, an answer that is not the JSON asked for) falls back to the rule engine with a
 one-line notice, so ``explain`` always answers.
 """
@@ -14,6 +16,7 @@ import os
 from typing import Any
 
 from unitrack.analysis.explain import Cause, Explanation
+from unitrack.analysis.explain.check import check_answer
 from unitrack.analysis.explain.rules import explain_with_rules
 from unitrack.config import AnalysisConfig
 from unitrack.redact import REDACTED, is_secret_key, redact_text
@@ -27,9 +30,17 @@ SYSTEM_PROMPT = """You explain why the performance of a machine-learning trainin
 You get the evidence of a comparison of run A (before) and run B (after) as JSON: changed
 hyperparameters, metric summaries, the model's architecture and source-code diffs, the
 optimizer/scheduler/loss settings, the environment, git and system facts.
+Each result metric carries "noise": the band (±band) within which the two runs differ by chance,
+measured from the runs (tail fluctuation, early-epoch spread, other runs differing only in the
+seed), whether the final difference is "within" it, its multiple "z" of the band, and where the
+curves "parted". A difference within the band is within noise: say so and quote the band.
+"config.bookkeeping" lists params that only change how a run is recorded (paths, names,
+intervals, workers, devices): they are never causes. "seed_keys" changing is noise, not a cause.
 Ground every statement in that evidence and quote its numbers. Answer with JSON only:
-{"headline": str, "causes": [{"title": str, "evidence": [str, ...], "score": number 0..1}],
- "next_steps": [str, ...]} with the causes ranked, most likely first."""
+{"headline": str, "causes": [{"title": str, "keys": [changed param keys, or "model",
+ "environment", "code", "noise"], "evidence": [str, ...], "score": number 0..1}],
+ "next_steps": [str, ...]} with the causes ranked, most likely first. A cause that rests on
+nothing the evidence shows changed will be dropped."""
 
 
 _STRUCTURAL = ("key",)  # the evidence's own field names that only look secret
@@ -63,7 +74,6 @@ def prepared_evidence(evidence: dict[str, Any]) -> dict[str, Any]:
     for part in ("added", "removed", "changed"):
         if len(packages.get(part, [])) > _MAX_PACKAGES:
             packages[part] = packages[part][:_MAX_PACKAGES]
-    data.get("config", {}).pop("ignored", None)
     return _redact_entries(data)
 
 
@@ -103,15 +113,22 @@ def explain_with_anthropic(evidence: dict[str, Any], settings: AnalysisConfig, m
         fallback.notice = f"anthropic explanation failed ({type(exc).__name__}: {reason[:160]}); using the built-in rules"
         return fallback
     causes = [
-        Cause(str(c.get("title", "")), [str(e) for e in c.get("evidence", [])], float(c.get("score", 0.5) or 0.5))
+        Cause(
+            str(c.get("title", "")),
+            [str(e) for e in c.get("evidence", [])],
+            float(c.get("score", 0.5) or 0.5),
+            [str(k) for k in c.get("keys", []) if isinstance(k, str)] if isinstance(c.get("keys"), list) else [],
+        )
         for c in answer["causes"]
         if isinstance(c, dict)
     ]
-    return Explanation(
+    rules = explain_with_rules(evidence)
+    checked = Explanation(
         provider="anthropic",
         model=model_name,
-        headline=str(answer.get("headline") or explain_with_rules(evidence).headline),
+        headline=str(answer.get("headline") or rules.headline),
         causes=causes,
         next_steps=[str(s) for s in answer.get("next_steps", [])],
         text=text,
     )
+    return check_answer(checked, rules, evidence)
