@@ -66,8 +66,9 @@ def test_wandb_offline_conforms(tmp_path: Path) -> None:
         for run_dir in sorted((wandb_dir / "wandb").glob(f"offline-run-*-{run_id}")):  # one per reopening
             for record in wandb_records(run_dir):
                 if record["type"] == "history":
-                    step = record["history"]["step"]["num"]
-                    for key, value in record["history"]["item"].items():
+                    item = record["history"]["item"]
+                    step = item.get("unitrack/step", record["history"]["step"]["num"])  # the step the loop logged
+                    for key, value in item.items():
                         points.setdefault(key, []).append((step, value))
         return kit_points(points)
 
