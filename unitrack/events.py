@@ -203,6 +203,7 @@ SNAPSHOT = "snapshot"
 HISTOGRAM = "histogram"
 PROCESS = "process"
 ERROR = "error"
+REGISTER_MODEL = "register_model"
 
 
 class RewindData(TypedDict):
@@ -212,7 +213,12 @@ class RewindData(TypedDict):
     checkpoint: str  # the name of the checkpoint it resumed from
 
 
-class CheckpointData(TypedDict):
+class _CheckpointLocation(TypedDict, total=False):
+    url: str  # where it lives when saved to object storage (s3://...)
+    register: dict[str, Any]  # {name, aliases}: register it as a model version (best checkpoints)
+
+
+class CheckpointData(_CheckpointLocation):
     """A checkpoint was saved (``path`` absolute, ``sha256`` of its manifest)."""
 
     name: str
@@ -265,6 +271,14 @@ class ErrorData(TypedDict):
     where: str | None
 
 
+class RegisterModelData(TypedDict):
+    """Register a checkpoint as a version of model ``name`` (MLflow Model Registry, W&B model artifact)."""
+
+    name: str
+    aliases: list[str]
+    checkpoint: CheckpointData
+
+
 # how a part of unitrack that is not the tracker emits a record: ``emit(kind, payload)``
 RecordSink = Callable[[str, Mapping[str, Any]], None]
 
@@ -276,6 +290,7 @@ RECORD_KINDS: dict[str, type] = {
     HISTOGRAM: HistogramData,
     PROCESS: ProcessData,
     ERROR: ErrorData,
+    REGISTER_MODEL: RegisterModelData,
 }
 
 EVENT_TYPES: dict[str, Any] = {

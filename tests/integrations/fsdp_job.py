@@ -1,7 +1,7 @@
 """An FSDP2 job on CPU (gloo, an explicit CPU device mesh) for the sharded-checkpoint tests.
 
-``train``: 6 steps, sharded checkpoints at steps 3 and 6 through the tracker, the losses and the
-full state dicts gathered at each save written beside (the references). ``resume CHECKPOINT``:
+``train``: 6 steps, sharded checkpoints at steps 1, 3 and 6 through the tracker (retention keeps the
+last two), the losses and the full state dicts gathered at each save written beside (the references). ``resume CHECKPOINT``:
 load a checkpoint, run the remaining steps, write the losses. ``best``: ``load_best`` into this
 world size (the fallback past a damaged checkpoint). Started by torchrun, or alone (one rank).
 """
@@ -26,7 +26,7 @@ STEPS = 6
 CONFIG = {
     "monitoring": {"enabled": False},
     "capture": {"packages": False},
-    "checkpointing": {"monitor": "val_loss", "mode": "min", "async_save": True},
+    "checkpointing": {"monitor": "val_loss", "mode": "min", "async_save": True, "keep_last": 2},
 }
 
 
@@ -73,7 +73,7 @@ def main(mode: str, out: Path, *args: str) -> None:
         if mode == "train":
             for step in range(1, STEPS + 1):
                 losses[step] = train_step(model, optimizer, step)
-                if step % 3 == 0:
+                if step in (1, 3, 6):
                     reference = full_state(model)  # every rank takes part; rank 0 holds it
                     info = tracker.save_checkpoint(model=model, optimizer=optimizer, epoch=0, step=step,
                                                    val_loss=1.0 / step)

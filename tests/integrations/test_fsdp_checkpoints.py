@@ -57,7 +57,7 @@ def flip_byte(path: Path, offset: int) -> None:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """One FSDP2 training job of two ranks with two sharded checkpoints (steps 3 and 6)."""
+    """One FSDP2 training job of two ranks with sharded checkpoints at steps 1, 3 and 6 (1 evicted)."""
     tmp_path = tmp_path_factory.mktemp("fsdp")
     output = launch(tmp_path, 2, "train")
     run_id = re.search(r"rank 0: run ([0-9a-z]{13})", output).group(1)  # type: ignore[union-attr]
@@ -80,10 +80,12 @@ def test_every_rank_saves_its_shards_and_rank0_registers_once(trained: dict[str,
     run = str(trained["run"])
     assert RunStore(store).run_ids() == [run]  # rank 1 joined rank 0's run
     entries = checkpoints(store, run)
-    assert [e["step"] for e in entries] == [3, 6]
-    events = [e for e in journal(store / "runs" / run) if e["kind"] == "checkpoint"]
-    assert [e["step"] for e in events] == [3, 6]  # one event per checkpoint, from rank 0
+    assert [e["step"] for e in entries] == [3, 6]  # keep_last 2: step 1's was evicted, shards and all
+    events = journal(store / "runs" / run)
+    assert [e["step"] for e in events if e["kind"] == "checkpoint"] == [1, 3, 6]  # one event each, from rank 0
+    assert [e["name"] for e in events if e["kind"] == "checkpoint_removed"] == ["epoch0000-step00000001"]
     folder = Path(str(entries[0]["path"]))
+    assert sorted(p.name for p in folder.parent.iterdir()) == [str(e["name"]) for e in entries]
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["layout"] == "dcp"
     assert {"__0_0.distcp", "__1_0.distcp", ".metadata", "state.json"} <= set(manifest["files"])

@@ -19,7 +19,8 @@ from unitrack.analysis.metrics import LoggedCurve, compare_metrics, overfitting_
 from unitrack.analysis.noise import bucket_width, bucketed, curve, metric_noise, peer_spread
 from unitrack.analysis.peers import group_curves, peer_groups, seed_keys
 from unitrack.config import AnalysisConfig
-from unitrack.readers import RunView, read_run
+from unitrack.readers import RunView
+from unitrack.reading import open_run
 
 if TYPE_CHECKING:
     from unitrack.store.runs import RunStore
@@ -212,6 +213,7 @@ def _curves(view: RunView) -> dict[str, LoggedCurve]:
 def _add_noise(store: RunStore, a: RunView, b: RunView, metrics: list[dict[str, Any]], settings: AnalysisConfig) -> int:
     """Each result metric's noise band (``metric["noise"]``); returns how many peer runs were read."""
     groups = peer_groups(store, a, b, settings)
+    judged = sum(1 for metric in metrics if metric["goal"] is not None)
     for metric in metrics:
         if metric["goal"] is None:
             continue
@@ -219,7 +221,7 @@ def _add_noise(store: RunStore, a: RunView, b: RunView, metrics: list[dict[str, 
         pair, peer_curves = [curve(a, key), curve(b, key)], group_curves(groups, key)
         width = bucket_width([*pair, *(c for group in peer_curves for c in group)])
         peers = peer_spread([[bucketed(c, width) for c in group] for group in peer_curves]) if groups else None
-        metric["noise"] = metric_noise(bucketed(pair[0], width), bucketed(pair[1], width), peers)
+        metric["noise"] = metric_noise(bucketed(pair[0], width), bucketed(pair[1], width), peers, judged)
     return sum(len(g) for g in groups)
 
 
@@ -228,7 +230,7 @@ def gather_evidence(
 ) -> dict[str, Any]:
     """The comparison of runs ``ref_a`` and ``ref_b``: every section, as plain JSON-ready data."""
     settings = settings or AnalysisConfig()
-    view_a, view_b = read_run(ref_a, store), read_run(ref_b, store)
+    view_a, view_b = open_run(ref_a, store), open_run(ref_b, store)
     params_a, params_b = dict(view_a.record.get("params") or {}), dict(view_b.record.get("params") or {})
     config = settings_diff(params_a, params_b, settings.rel_tolerance, settings.abs_tolerance)
     curves_a, curves_b = _curves(view_a), _curves(view_b)

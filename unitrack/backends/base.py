@@ -131,8 +131,10 @@ class Backend(ABC):
         """Upload the checkpoint folder at ``path`` (``data`` is its ``checkpoint`` event's payload).
 
         Called by the worker when ``checkpointing.upload`` wants it; by default an artifact
-        under ``checkpoints/<name>``.
+        under ``checkpoints/<name>``. A checkpoint gone (removed by retention) is a permanent error.
         """
+        if not path.exists():
+            raise PermanentBackendError(f"checkpoint {data.get('name')!r} is gone from {path} (removed by retention?)")
         self.put_artifact(path, f"checkpoints/{data.get('name')}")
 
     def flush(self) -> None:  # noqa: B027 - an optional hook

@@ -14,14 +14,16 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from unitrack.backends import model_registry
 from unitrack.backends.base import Backend, Capabilities, PermanentBackendError, RunInfo
 from unitrack.backends.quiet import quiet_loggers
 from unitrack.backends.shaping import KeyNames, Limits, chunks, fit_values, points
-from unitrack.events import CHECKPOINT, ERROR, REWIND, Event, ParamsEvent, RecordEvent, TagsEvent
+from unitrack.checkpoint.refs import BEST_TAG, CHECKPOINTS_ARTIFACT
+from unitrack.events import CHECKPOINT, ERROR, REGISTER_MODEL, REWIND, Event, ParamsEvent, RecordEvent, TagsEvent
 from unitrack.failure import failure_line
 
 if TYPE_CHECKING:
@@ -77,6 +79,7 @@ class MlflowBackend(Backend):
         self._names = KeyNames(self.limits)
         self._overflow: dict[str, Any] = {}
         self._rewinds: list[dict[str, Any]] = []
+        self._uploaded: set[str] = set()
 
     @property
     def run_id(self) -> str | None:
@@ -189,8 +192,34 @@ class MlflowBackend(Backend):
             limit = self.limits.max_tag_value_length or 5000
             tags[ERROR_TAG] = failure_line(event.data, width=limit)
             tags[f"{ERROR_TAG}.traceback"] = str(event.data.get("traceback") or "")[-(limit // 2) :]  # its end
-        elif event.kind_name == CHECKPOINT and event.data.get("is_best"):
-            tags["unitrack.best_checkpoint"] = str(event.data.get("name"))
+        elif event.kind_name == CHECKPOINT:
+            if event.data.get("is_best"):
+                tags[BEST_TAG] = str(event.data.get("name"))
+            registration = model_registry.registration(dict(event.data))
+            if registration:  # a registered model is uploaded whatever the upload policy says
+                self._upload_checkpoint(event.data)
+                self._register(event.data, *registration)
+        elif event.kind_name == REGISTER_MODEL:
+            checkpoint = dict(event.data.get("checkpoint") or {})
+            self._upload_checkpoint(checkpoint)
+            self._register(checkpoint, str(event.data["name"]), [str(a) for a in event.data.get("aliases") or []])
+
+    def put_checkpoint(self, path: Path, data: Mapping[str, Any]) -> None:
+        """The upload policy's checkpoints: mirrored into ``checkpoints/<name>`` of the run's artifacts."""
+        self._upload_checkpoint(data)
+
+    def _upload_checkpoint(self, data: Mapping[str, Any]) -> None:
+        """Mirror a checkpoint into ``checkpoints/<name>`` of the run's artifacts (once per run)."""
+        name = str(data.get("name"))
+        if name in self._uploaded:
+            return
+        with model_registry.checkpoint_folder(dict(data)) as folder:
+            self._client.log_artifacts(self._run_id, str(folder), artifact_path=f"{CHECKPOINTS_ARTIFACT}/{name}")
+        self._uploaded.add(name)
+
+    def _register(self, data: Mapping[str, Any], name: str, aliases: list[str]) -> None:
+        path = f"{CHECKPOINTS_ARTIFACT}/{data.get('name')}"
+        model_registry.register_mlflow_version(self._client, str(self._run_id), path, name, aliases)
 
     def _store_full_params(self, overflow: dict[str, Any]) -> None:
         self._overflow.update(overflow)

@@ -26,10 +26,22 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from unitrack.backends import model_registry
 from unitrack.backends.base import Backend, Capabilities, RunInfo
 from unitrack.backends.quiet import quiet_wandb_terminal
 from unitrack.backends.shaping import KeyNames, Limits, system_key
-from unitrack.events import ERROR, REWIND, Event, MetricEvent, ParamsEvent, RecordEvent, SystemEvent, TagsEvent
+from unitrack.events import (
+    CHECKPOINT,
+    ERROR,
+    REGISTER_MODEL,
+    REWIND,
+    Event,
+    MetricEvent,
+    ParamsEvent,
+    RecordEvent,
+    SystemEvent,
+    TagsEvent,
+)
 from unitrack.failure import failure_line
 
 if TYPE_CHECKING:
@@ -177,15 +189,29 @@ class WandbBackend(Backend):
         elif event.kind_name == ERROR:
             self._run.summary[ERROR_KEY] = failure_line(event.data, width=1000)
             self._run.summary[f"{ERROR_KEY}_traceback"] = str(event.data.get("traceback") or "")
+        elif event.kind_name == CHECKPOINT and model_registry.registration(dict(event.data)):
+            self._upload_checkpoint(event.data)  # a registered model is uploaded whatever the upload policy says
+        elif event.kind_name == REGISTER_MODEL:
+            checkpoint = {**(event.data.get("checkpoint") or {}), "register": event.data}
+            self._upload_checkpoint(checkpoint)
 
     def put_checkpoint(self, path: Path, data: Mapping[str, Any]) -> None:
-        """A checkpoint is a versioned ``model`` artifact, aliased by its name and its aliases (best, latest)."""
+        """The upload policy's checkpoints: a ``model`` artifact aliased by its name and aliases (best, latest)."""
+        self._upload_checkpoint(data)
+
+    def _upload_checkpoint(self, data: Mapping[str, Any]) -> None:
+        """A ``model`` artifact; a registered checkpoint goes to the artifact named after the model,
+        with the registration's aliases (W&B moves an alias to the newest version that has it)."""
         import wandb
 
-        artifact = wandb.Artifact(f"checkpoint-{self._run.id}", type="model", metadata=dict(data))
-        artifact.add_dir(str(path))
-        aliases = [str(data.get("name")), *(data.get("aliases") or [])]
-        self._run.log_artifact(artifact, aliases=aliases)
+        registration = model_registry.registration(dict(data))
+        name, extra = registration if registration else (f"checkpoint-{self._run.id}", [])
+        metadata = {k: v for k, v in data.items() if k != "register"}
+        with model_registry.checkpoint_folder(dict(data)) as folder:
+            artifact = wandb.Artifact(name, type="model", metadata=metadata)
+            artifact.add_dir(str(folder))
+            aliases = list(dict.fromkeys([str(data.get("name")), *(data.get("aliases") or []), *extra]))
+            self._run.log_artifact(artifact, aliases=aliases)
 
     def put_artifact(self, path: Path, name: str) -> None:
         depth = len(Path(name).parts)

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 import warnings
 from collections.abc import Callable
@@ -23,16 +24,11 @@ from typing import Any
 
 from unitrack.checkpoint.crypto import load_key
 from unitrack.checkpoint.errors import CheckpointCorruptError, CheckpointNotFoundError, CheckpointSaveError
-from unitrack.checkpoint.registry import REGISTRY_FILE, CheckpointInfo, Registry, RetentionPolicy
-from unitrack.checkpoint.storage import (
-    MANIFEST,
-    SHARDED_LAYOUT,
-    STATE_JSON,
-    manifest_checksum,
-    read_manifest,
-    remove_temporaries,
-)
-from unitrack.events import CHECKPOINT, CHECKPOINT_REMOVED, CheckpointData, CheckpointRemovedData, RecordSink
+from unitrack.checkpoint.locations import delete_info, read_info, s3_client
+from unitrack.checkpoint.registry import REGISTRY_FILE, CheckpointInfo, Registry, RetentionPolicy, fallback_order
+from unitrack.checkpoint.s3 import S3Location, is_s3
+from unitrack.checkpoint.storage import MANIFEST, STATE_JSON, manifest_checksum, remove_temporaries
+from unitrack.events import CHECKPOINT, CHECKPOINT_REMOVED, REGISTER_MODEL, CheckpointData, CheckpointRemovedData, RecordSink
 
 log = logging.getLogger("unitrack")
 
@@ -50,8 +46,9 @@ def policy_from(settings: Any) -> RetentionPolicy:
 
 
 def checkpoint_folder(run_dir: Path, run_id: str, checkpoint_dir: str | None) -> Path:
-    """Where a run's checkpoints go: ``<checkpoint_dir>/<run id>`` or ``<run folder>/checkpoints``."""
-    if checkpoint_dir is None:
+    """Where a run's checkpoints go: ``<checkpoint_dir>/<run id>`` or ``<run folder>/checkpoints``
+    (also the staging folder of checkpoints bound for object storage)."""
+    if checkpoint_dir is None or is_s3(checkpoint_dir):
         return run_dir / "checkpoints"
     return Path(checkpoint_dir).expanduser().absolute() / run_id
 
@@ -67,6 +64,7 @@ class CheckpointManager:
         self.settings = settings
         self.owner = owner
         self.directory = checkpoint_folder(run_dir, run_id, settings.checkpoint_dir)
+        self.remote = S3Location.parse(settings.checkpoint_dir).child(run_id) if is_s3(settings.checkpoint_dir) else None
         self.registry = Registry(run_dir / REGISTRY_FILE, policy_from(settings))
         self._emit = emit
         self._config_hash = config_hash
@@ -77,7 +75,21 @@ class CheckpointManager:
             return
         for leftover in remove_temporaries(self.directory):
             log.warning("unitrack: removed %s, left by a save that never finished", leftover)
-        self._adopt_committed_orphans()
+        if self.remote is not None:
+            self._remove_incomplete_uploads()
+        else:
+            self._adopt_committed_orphans()
+
+    def _remove_incomplete_uploads(self) -> None:
+        """Delete what uploads that never finished left in object storage (a resumed run's prefix)."""
+        from unitrack.checkpoint.s3 import remove_incomplete
+
+        assert self.remote is not None
+        try:
+            for name in remove_incomplete(self.remote, s3_client(self.settings)):
+                log.warning("unitrack: removed %s/%s, left by an upload that never finished", self.remote, name)
+        except Exception as exc:  # unreachable storage: the save will say so; starting must not fail
+            log.warning("unitrack: could not look for unfinished uploads under %s: %s", self.remote, exc)
 
     def _adopt_committed_orphans(self) -> None:
         """List checkpoints that were committed (renamed into place) but whose process died
@@ -143,6 +155,7 @@ class CheckpointManager:
             marked_best=None if is_best is None else bool(is_best),
             score=self.registry.policy.score(values),
             time=stamp,
+            url=None if self.remote is None else str(self.remote.child(name)),
         )
         header = {"epoch": info.epoch, "step": info.step, "metrics": {k: _json_safe(v) for k, v in values.items()},
                   "is_best": info.marked_best, "config_hash": self._config_hash, "time": info.time}
@@ -209,6 +222,13 @@ class CheckpointManager:
 
         key = load_key(self.settings.encryption_key_env) if self.settings.encrypt else None
         _, info.sha256 = write_checkpoint(info.path, captured, self.settings.compression, key)
+        if self.remote is not None:
+            from unitrack.checkpoint.s3 import upload_checkpoint
+
+            try:  # staged on disk with its checksums, then uploaded with the manifest last
+                upload_checkpoint(info.path, self.remote.child(info.name), s3_client(self.settings))
+            finally:
+                shutil.rmtree(info.path, ignore_errors=True)
         self._register(info)
 
     def _register(self, info: CheckpointInfo) -> None:
@@ -218,21 +238,41 @@ class CheckpointManager:
 
     def _event(self, info: CheckpointInfo) -> CheckpointData:
         aliases = ["latest"] + (["best"] if info.is_best else [])
-        return {
-            "name": info.name,
-            "path": str(info.path),
-            "epoch": info.epoch,
-            "step": info.step,
-            "metrics": {k: _json_safe(v) for k, v in info.metrics.items()},
-            "is_best": info.is_best,
-            "aliases": aliases,
-            "sha256": info.sha256,
-        }
+        data = CheckpointData(
+            name=info.name,
+            path=str(info.path),
+            epoch=info.epoch,
+            step=info.step,
+            metrics={k: _json_safe(v) for k, v in info.metrics.items()},
+            is_best=info.is_best,
+            aliases=aliases,
+            sha256=info.sha256,
+        )
+        if info.url:
+            data["url"] = info.url
+        if info.is_best and self.settings.register_model:
+            data["register"] = self.registration()
+        return data
+
+    def registration(self, name: str | None = None, aliases: Any = None) -> dict[str, Any]:
+        """What a backend registers a checkpoint as: ``checkpointing.register_model`` and its aliases by default."""
+        aliases = self.settings.register_aliases if aliases is None else aliases
+        return {"name": name or self.settings.register_model, "aliases": [str(a) for a in aliases]}
+
+    def register(self, ref: Any, name: str | None, aliases: Any) -> CheckpointInfo:
+        """Journal a ``register_model`` event for the checkpoint ``ref`` names (the backends register it)."""
+        info = ref if isinstance(ref, CheckpointInfo) else (self.best() if ref == "best" else self.last() if ref == "last" else self.registry.find(str(ref)))
+        if info is None:
+            raise CheckpointNotFoundError(f"no checkpoint {ref!r} to register")
+        if not (name or self.settings.register_model):
+            raise ValueError("register_model needs a model name (or checkpointing.register_model in the config)")
+        self._emit(REGISTER_MODEL, {**self.registration(name, aliases), "checkpoint": self._event(info)})
+        return info
 
     def _apply_retention(self) -> None:
         for victim in self.registry.to_evict():
             self.registry.remove(victim.name)
-            _delete_listed_files(victim.path)
+            delete_info(victim, self.settings)
             self._emit(CHECKPOINT_REMOVED, CheckpointRemovedData(name=victim.name))
 
     def _failed(self, error: BaseException, cause: BaseException | None) -> None:
@@ -295,21 +335,20 @@ class CheckpointManager:
             from unitrack.checkpoint.sharded import load_sharded
 
             return load_sharded(self, ref, model, optimizer, scheduler, scaler)
-        state, _ = self.read(ref)
-        if state.info.get("layout") == SHARDED_LAYOUT:  # saved sharded, read whole into a plain model
-            from unitrack.checkpoint.sharded import restore_whole
-
-            return restore_whole(state, model, optimizer, scheduler, scaler)
+        state, _ = self.read(ref)  # a sharded checkpoint is read whole here, for a plain model
         return restore(state, model, optimizer, scheduler, scaler)
 
     def read(self, ref: Any) -> tuple[Any, CheckpointInfo | None]:
         """The verified content of a checkpoint; "best" and "last" fall back past damaged ones."""
         from unitrack.checkpoint.storage import read_checkpoint
 
+        key_env = self.settings.encryption_key_env
         choices, fallback = self.targets(ref)
         for info, folder in choices:
             try:
-                return read_checkpoint(folder, info.sha256 if info else None, self.settings.encryption_key_env), info
+                if info is not None:
+                    return read_info(info, key_env, self.settings), info
+                return read_checkpoint(folder, None, key_env), None
             except (CheckpointCorruptError, OSError) as exc:
                 if not fallback:
                     raise
@@ -341,13 +380,7 @@ class CheckpointManager:
     def candidates(self, which: str) -> list[CheckpointInfo]:
         """Checkpoints to try for "best" (the best, then newest first) or "last" (newest first)."""
         with self.registry.lock:
-            newest_first = list(reversed(self.registry.entries))
-            best = self.registry.best()
-        if which == "best":
-            if best is None:
-                return []
-            return [best, *(e for e in newest_first if e is not best)]
-        return newest_first
+            return fallback_order(list(reversed(self.registry.entries)), self.registry.best(), which)
 
     def _by_name_or_path(self, ref: Any) -> CheckpointInfo | None:
         if isinstance(ref, str):
@@ -363,25 +396,6 @@ class CheckpointManager:
 
 def _folder_of(path: Path) -> Path:
     return path.parent if path.is_file() else path
-
-
-def _delete_listed_files(folder: Path) -> None:
-    """Delete a checkpoint folder's files named by its manifest, then the folder if that empties it."""
-    try:
-        manifest = read_manifest(folder)
-        names = [*manifest["files"], MANIFEST]
-    except CheckpointCorruptError:
-        names = [MANIFEST]
-    for name in names:
-        try:
-            (folder / name).unlink()
-        except FileNotFoundError:
-            pass
-    try:
-        folder.rmdir()
-    except OSError:
-        if folder.exists():
-            log.warning("unitrack: left %s in place: it holds files that are not part of the checkpoint", folder)
 
 
 def _as_float(key: str, value: Any) -> float:

@@ -114,8 +114,9 @@ class _OptimizerState:
         set_optimizer_state_dict(self.model, self.optimizer, state)
 
 
-def _optimizer_of(model: Any, optimizer: Any) -> _OptimizerState | None:
-    return None if optimizer is None else _OptimizerState(model, optimizer)
+def by_names(model: Any, optimizer: Any) -> tuple[_ModelState, _OptimizerState | None]:
+    """The model and optimizer as torch's distributed state-dict API sees them (a sharded checkpoint's form)."""
+    return _ModelState(model), None if optimizer is None else _OptimizerState(model, optimizer)
 
 
 # --- saving ---------------------------------------------------------------------------------------
@@ -189,8 +190,7 @@ def start_save(
     info = {**header, "world_size": world}
     error = None
     try:
-        captured = capture(_ModelState(model), _optimizer_of(model, optimizer), scheduler, scaler, info, extra,
-                           rng_prefix=f"rng/{rank}")
+        captured = capture(*by_names(model, optimizer), scheduler, scaler, info, extra, rng_prefix=f"rng/{rank}")
         captured.info["layout"] = SHARDED_LAYOUT
         tensors = {**{MODEL_PREFIX + k: v for k, v in captured.model.items()}, **captured.tensors}
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -305,7 +305,7 @@ def _load_verified(folder: Path, group: Any, model: Any, optimizer: Any, schedul
     dcp.load(targets, checkpoint_id=str(folder), process_group=group)
     info = {**content, "rng": content["rng_by_rank"][str(rank)]} if same_world else content
     state = TrainingState(_model_part(targets), targets, info)
-    return restore(state, _ModelState(model), _optimizer_of(model, optimizer), scheduler, scaler, restore_rng=same_world)
+    return restore(state, model, optimizer, scheduler, scaler, restore_rng=same_world)
 
 
 def read_whole(folder: Path, manifest: dict[str, Any]) -> TrainingState:
@@ -320,11 +320,6 @@ def read_whole(folder: Path, manifest: dict[str, Any]) -> TrainingState:
     with _quiet_single_process():
         dcp.load(tensors, checkpoint_id=str(folder), no_dist=True)
     return TrainingState(_model_part(tensors), tensors, content)
-
-
-def restore_whole(state: TrainingState, model: Any, optimizer: Any, scheduler: Any, scaler: Any) -> tuple[int, int]:
-    """Give a sharded checkpoint, read whole, to a plain model (RNG states stay: they were the ranks')."""
-    return restore(state, model, _optimizer_of(model, optimizer), scheduler, scaler, restore_rng=False)
 
 
 def _empty_tensors(folder: Path, keep: Any) -> dict[str, torch.Tensor]:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from unitrack.checkpoint import treecodec
+from unitrack.checkpoint.storage import SHARDED_LAYOUT
 
 STATE_FORMAT = 1
 
@@ -130,8 +131,15 @@ def restore(
     state: TrainingState, model: Any, optimizer: Any = None, scheduler: Any = None, scaler: Any = None,
     restore_rng: bool = True,
 ) -> tuple[int, int]:
-    """Give ``state`` back to the training objects; return ``(epoch, step)``."""
+    """Give ``state`` back to the training objects; return ``(epoch, step)``.
+
+    A sharded checkpoint's state (``layout: dcp``) goes through torch's distributed state-dict API,
+    by parameter names: into the sharded model, or into a plain one when it was read whole."""
     info = state.info
+    if info.get("layout") == SHARDED_LAYOUT:
+        from unitrack.checkpoint.sharded import by_names
+
+        model, optimizer = by_names(model, optimizer)
     if hasattr(model, "load_state_dict"):
         model.load_state_dict(state.weights())
     for key, obj in (("optimizer", optimizer), ("scheduler", scheduler), ("scaler", scaler)):

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from unitrack.backends.base import Backend, PermanentBackendError, RunInfo
 from unitrack.events import (
     CHECKPOINT,
+    REGISTER_MODEL,
     ArtifactEvent,
     Event,
     MetricEvent,
@@ -99,7 +100,7 @@ class DeliveryState:
 
 def _is_checkpoint(event: Event) -> bool:
     """Checkpoint events are delivered on their own: a slow upload must not hold a metric batch."""
-    return isinstance(event, RecordEvent) and event.kind_name == CHECKPOINT
+    return isinstance(event, RecordEvent) and event.kind_name in (CHECKPOINT, REGISTER_MODEL)
 
 
 class _Aborted(Exception):
@@ -341,19 +342,15 @@ class BackendWorker:
                 self._put(self.backend.put_artifact, self.paths.root / first.path, first.name)
             return
         self.backend.write(group)
-        if isinstance(first, RecordEvent) and _is_checkpoint(first):
+        if isinstance(first, RecordEvent) and first.kind_name == CHECKPOINT:
             self._last_checkpoint = first.data
             if wants_checkpoint(self._settings.checkpoint_upload, first.data):
                 self._upload_checkpoint(first.data)
 
     def _upload_checkpoint(self, data: Any) -> None:
         """The checkpoint upload policy, applied here for every backend (not in each backend)."""
-        if not self._artifacts:
-            return
-        folder = Path(str(data.get("path", "")))
-        if not folder.exists():
-            raise PermanentBackendError(f"checkpoint {data.get('name')!r} is gone from {folder} (removed by retention?)")
-        self._put(self.backend.put_checkpoint, folder, data)
+        if self._artifacts:
+            self._put(self.backend.put_checkpoint, Path(str(data.get("path", ""))), data)
 
     def _put(self, put: Callable[..., None], *args: Any) -> None:
         """An upload; ``NotImplementedError`` means the backend stores no files: skipped from now on, not retried."""

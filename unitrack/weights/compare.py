@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from unitrack.weights.arrays import as_float
-from unitrack.weights.fused import A2, AB, B2, CHANGED, D2, L1, MAX
 from unitrack.weights.kernel import DeltaWork, TensorDelta, blocks, cosine, tensor_delta
 from unitrack.weights.plugins import METRICS
 from unitrack.weights.sources import TensorMeta, WeightSource
+from unitrack.weights.sums import A2, AB, B2, CHANGED, D2, L1, MAX
 
 THREADS = 2
 

@@ -255,10 +255,11 @@ def activations(data: RunWeights, out_dir: Path) -> Path | None:
         return None
     figure, axes = _figure(1, len(panels), (6 * len(panels), 4.5))
     for axis, (stat, title) in zip(axes[0], panels, strict=True):
+        xs, went_back = unrolled_steps(series[stat])
         for module, points in sorted(series[stat].items()):
-            steps, values = _plotted(points, [p["step"] for p in points])
-            axis.plot(steps, values, marker=".", label=module)
-        axis.set(title=title, xlabel="step", ylabel="fraction", ylim=(-0.02, 1.02))
+            axis.plot(*_plotted(points, xs[module]), marker=".", label=module)
+        xlabel = "step (continued across the steps' restarts)" if went_back else "step"
+        axis.set(title=title, xlabel=xlabel, ylabel="fraction", ylim=(-0.02, 1.02))
         axis.legend(fontsize="x-small")
     return _save(figure, out_dir, "activations")
 

@@ -43,9 +43,9 @@ class RunWeights:
 
 
 def run_weights(store: Any, ref: str, *, tolerance: float = 0.0) -> RunWeights:
-    from unitrack.readers import read_run
+    from unitrack.reading import open_run
 
-    view = read_run(ref, store)
+    view = open_run(ref, store)
     result = RunWeights(view.run_id, metric_history=view.metric_history)
     points = run_weight_points(store, ref)
     if not points:
