@@ -41,20 +41,18 @@ from unitrack.capture.model import (
 )
 from unitrack.capture.source import model_sources
 from unitrack.capture.system import SystemMonitor
-from unitrack.checkpoint.manager import CheckpointManager
 from unitrack.checkpoint.registry import CheckpointInfo
 from unitrack.checkpoint.resume import resumed_run_json, run_to_resume
 from unitrack.config import Config, config_hash, load_config
-from unitrack.dispatch import BackendWorker, Dispatcher, WorkerSettings
+from unitrack.distributed.ranks import current_rank
+from unitrack.distributed.roles import FollowerRole, OwnerRole, Role
 from unitrack.events import (
     ERROR,
-    REWIND,
     UNNUMBERED,
     ArtifactEvent,
     MetricEvent,
     ParamsEvent,
     RecordEvent,
-    StatusEvent,
     SystemEvent,
     TagsEvent,
 )
@@ -67,7 +65,6 @@ from unitrack.redact import redact_argv, redact_value
 from unitrack.store.fsio import atomic_write_json, read_json
 from unitrack.store.runfile import RunFile
 from unitrack.store.runs import RunStore
-from unitrack.store.writer import RunWriter
 
 log = logging.getLogger("unitrack")
 
@@ -124,14 +121,6 @@ class ExperimentTracker:
     ``checkpointing.resume_from: best``, best) checkpoint that verifies: see ``resumed_from``.
     """
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> ExperimentTracker:
-        # on a distributed rank other than 0, the tracker joins rank 0's run (integrations.distributed)
-        if cls is ExperimentTracker:
-            from unitrack.integrations.distributed import tracker_class_for_this_rank
-
-            cls = tracker_class_for_this_rank()
-        return super().__new__(cls)
-
     def __init__(
         self,
         name: str,
@@ -151,52 +140,68 @@ class ExperimentTracker:
         self._metric_keys: set[str] = set()
         self._params: dict[str, Any] = {}
 
-        remotes = [*create_backends(self.config), *backends]  # before the run exists: a missing extra fails fast
+        self._queue_limit = tracking.queue_size
+        self._progress: ProgressReporter | None = None
+        self._monitor: SystemMonitor | None = None
+        self._weights: Any = None  # unitrack.weights.session.WeightsSession, made on first use
+        self._failure: dict[str, Any] | None = None  # the exception that ended the run, for run.json and the backends
+        self._previous_sigterm: Any = None
+        self._jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unitrack-capture")
+        self._futures: list[Future[Any]] = []
         self.store = RunStore(self.config.store_dir)
+        self.resumed_from: CheckpointInfo | None = None
+
+        rank = current_rank().rank
+        if rank > 0:  # another rank of a distributed job: it joins rank 0's run (unitrack.distributed)
+            self._role: Role = FollowerRole(self.config, self.store, self.experiment, rank)
+            self._queue = self._role.queue
+            if self._role.monitor_disk is not None:  # rank_policy: all
+                self._start_monitor()
+                atexit.register(self._at_exit)
+            return
+
+        remotes = [*create_backends(self.config), *backends]  # before the run exists: a missing extra fails fast
         self._paths = (
             self.store.new_run(_run_id_from_env()) if resume is None else run_to_resume(self.store, resume, self.experiment)
         )
-        self.run_id = self._paths.run_id
-        self.run_dir = self._paths.root
         self._start = time.time()
-
         run_tags = {**_tags_from(self.config.tags), **_tags_from(tags), **_tags_from_env()}
         initial = self._initial_run_json(run_tags)
         if resume is not None:
             initial = resumed_run_json(read_json(self._paths.run_json, {}) or {}, initial)
         self._run_file = RunFile(self._paths.run_json, initial)
         self._info_ready = threading.Event()
-        self._local = RunWriter(self.store, self._paths, self._run_file)
-        workers = [
-            BackendWorker(b, self._paths, self._run_info, WorkerSettings.from_config(self.config, b.name)) for b in remotes
-        ]
-        self._dispatcher = Dispatcher.from_config(self._paths, self._local, workers, tracking)
-        self._queue = self._dispatcher.queue
-        self._queue_limit = tracking.queue_size
-        self._jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unitrack-capture")
-        self._futures: list[Future[Any]] = []
+        owner = OwnerRole(self.config, self.store, self._paths, self._run_file, remotes, self._run_info)
+        self._role = owner
+        self._queue = owner.queue
         self._submit(self._capture_start)
-        self._dispatcher.start()
-        self._checkpoints = CheckpointManager(
-            self.run_dir, self.run_id, self.config.checkpointing, self._emit_record, config_hash(self.config)
-        )
-        self.resumed_from: CheckpointInfo | None = self._rewind() if resume is not None else None
-        from unitrack.integrations.distributed import lead_run  # it builds on this module
-
-        self._ranks = lead_run(self)  # distributed: the other ranks join this run
+        owner.start(self.experiment)
+        if resume is not None:
+            self.resumed_from = owner.checkpoints().rewind()
+            if self.resumed_from is not None:
+                self._step = self.resumed_from.step + 1
         if run_tags:
             self._queue.append(TagsEvent(UNNUMBERED, self._start, dict(run_tags)))
-        self._monitor: SystemMonitor | None = None
-        self._failure: dict[str, Any] | None = None  # the exception that ended the run, for run.json and the backends
-        if self.config.monitoring.enabled:
-            self._monitor = SystemMonitor(self.config.monitoring, self.store.root, self._emit_system)
-            self._monitor.start()
-        self._progress: ProgressReporter | None = None
-        self._previous_sigterm: Any = None
-        self._weights: Any = None  # unitrack.weights.session.WeightsSession, made on first use
+        self._start_monitor()
         self._install_signal_handler()
         _UncaughtExceptions.install()
         atexit.register(self._at_exit)
+
+    def _start_monitor(self) -> None:
+        disk = self._role.monitor_disk
+        if self.config.monitoring.enabled and disk is not None:
+            self._monitor = SystemMonitor(self.config.monitoring, disk, self._emit_system)
+            self._monitor.start()
+
+    @property
+    def run_id(self) -> str:
+        """The run's id (on another rank of a distributed job: rank 0's, waited for on first use)."""
+        return self._role.run_id
+
+    @property
+    def run_dir(self) -> Path:
+        """The run's folder in the local store."""
+        return self._role.run_dir
 
     # --- the public API -----------------------------------------------------------------------
 
@@ -239,7 +244,7 @@ class ExperimentTracker:
             else:
                 _add_metric_value(key, value, values, known)
         queue = self._queue
-        if len(queue) >= self._queue_limit and not self._dispatcher.make_room():
+        if len(queue) >= self._queue_limit and not self._role.make_room():
             return
         queue.append(MetricEvent(UNNUMBERED, time.time(), step, values))
         self._step = step + 1
@@ -248,6 +253,8 @@ class ExperimentTracker:
         """Record hyperparameters (a mapping, dataclass, Namespace, pydantic model or DictConfig)."""
         if self._state is not _RUNNING:
             self._raise_not_running()
+        if not self._role.records_run:  # parameters are rank 0's
+            return
         flat = flatten_params(params)
         if flat:
             self._params.update(flat)
@@ -259,6 +266,8 @@ class ExperimentTracker:
         """Add or change run tags (``{"k": "v"}``, or labels ``["nlp"]``)."""
         if self._state is not _RUNNING:
             self._raise_not_running()
+        if not self._role.records_run:  # tags are rank 0's
+            return
         values = _tags_from(tags)
         if values:
             self._queue.append(TagsEvent(UNNUMBERED, time.time(), values))
@@ -270,6 +279,8 @@ class ExperimentTracker:
         """
         if self._state is not _RUNNING:
             self._raise_not_running()
+        if not self._role.records_run:  # artifacts are rank 0's: nothing is copied
+            return Path(path)
         source = Path(path)
         if not source.exists():
             raise FileNotFoundError(f"artifact {str(source)!r} does not exist")
@@ -324,6 +335,8 @@ class ExperimentTracker:
         """
         if self._state is not _RUNNING:
             self._raise_not_running()
+        if not self._role.records_run:  # the model set-up, snapshots and gradients are rank 0's
+            return
         # optimizer and scheduler settings change during training: read them now
         setup: dict[str, Any] = {}
         if optimizer is not None:
@@ -350,6 +363,8 @@ class ExperimentTracker:
         """
         if self._state is not _RUNNING:
             self._raise_not_running()
+        if not self._role.records_run:  # rank 0 shows the bar: this one is never started
+            return ProgressReporter(total_steps, lambda: self._step, lambda sample, step: None, interval=interval)
         if self._progress is not None:
             self._progress.stop()
         self._progress = ProgressReporter(
@@ -364,11 +379,9 @@ class ExperimentTracker:
     def flush(self, timeout: float | None = None) -> bool:
         """Return once everything logged so far is durable in the local store (False on timeout)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        self._checkpoints.wait()
         if not self._wait_jobs(timeout):
             return False
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        return self._dispatcher.flush(remaining)
+        return self._role.flush(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def finish(self, status: str = "completed", timeout: float | None = None) -> None:
         """End the run: flush, give the backends up to ``timeout`` (config: tracking.finish_timeout), record status.
@@ -385,20 +398,18 @@ class ExperimentTracker:
         try:
             if self._monitor is not None:
                 self._monitor.stop()
+            if not self._role.records_run:  # another rank: close its own journal; rank 0 finishes the run
+                self._role.close(status, deadline)
+                return
             if self._progress is not None:
                 self._progress.stop()
             self._finish_weights()
             self._wait_jobs(min(_CAPTURE_WAIT_S, budget))
-            self._checkpoints.close(max(0.0, deadline - time.monotonic()))
-            if self._ranks is not None:
-                self._ranks.close(min(self.config.tracking.rank_join_timeout, max(0.0, deadline - time.monotonic())))
             if status in ("failed", "interrupted"):  # not "pruned": an early stop is no failure to explain
                 self._failure = self._failure or describe_failure(*sys.exc_info())  # finish() in an except block
                 if self._failure is not None:
                     self._queue.append(RecordEvent(UNNUMBERED, time.time(), ERROR, self._failure))
-            self._queue.append(StatusEvent(UNNUMBERED, time.time(), status))
-            states = self._dispatcher.close(max(0.0, deadline - time.monotonic()))
-            self._local.close(status, backends=states, peak_rss_mb=_peak_rss_mb())
+            states = self._role.close(status, deadline, peak_rss_mb=_peak_rss_mb())
             self._warn_owed(states)
         finally:
             self._state = _FINISHED
@@ -420,6 +431,8 @@ class ExperimentTracker:
         self.finish(_status_for(kind, value))
 
     def __repr__(self) -> str:
+        if not self._role.records_run:
+            return f"ExperimentTracker(following rank 0's run, experiment={self.experiment!r}, state={self._state!r})"
         return f"ExperimentTracker(run_id={self.run_id!r}, experiment={self.experiment!r}, state={self._state!r})"
 
     # --- internals ----------------------------------------------------------------------------
@@ -433,7 +446,7 @@ class ExperimentTracker:
         command = _command_from_env() or redact_argv(list(sys.argv))
         return {
             "format": 1,
-            "run_id": self.run_id,
+            "run_id": self._paths.run_id,
             "name": self.name,
             "experiment": self.experiment,
             "status": "running",
@@ -592,6 +605,8 @@ class ExperimentTracker:
         """
         if self._state is not _RUNNING:
             self._raise_not_running()
+        if not self._role.records_run:  # snapshots are rank 0's
+            return None
         return self._weights_session().snapshot(model, self._step if step is None else _checked_step(step), tag)
 
     def _weights_session(self) -> Any:
@@ -612,7 +627,7 @@ class ExperimentTracker:
                 from unitrack.weights.session import make_finish_plots
 
                 self._wait_jobs(_CAPTURE_WAIT_S)  # snapshots are written on the job thread
-                self._dispatcher.flush(_CAPTURE_WAIT_S)
+                self._role.flush(_CAPTURE_WAIT_S)
                 for name, path in make_finish_plots(self.store, self.run_id, self._paths.artifacts):
                     self._announce_artifact(name, path)
         except Exception as exc:  # plots and snapshots are worth a warning, never a failed finish
@@ -640,15 +655,15 @@ class ExperimentTracker:
         """
         if self._state is not _RUNNING:
             self._raise_not_running()
-        return self._checkpoints.save(model, epoch, step, optimizer, scheduler, scaler, is_best, extra, metrics)
+        return self._role.save_checkpoint(model, epoch, step, optimizer, scheduler, scaler, is_best, extra, metrics)
 
     def list_checkpoints(self) -> list[CheckpointInfo]:
         """The kept checkpoints, oldest first (after a pending save has finished)."""
-        return self._checkpoints.kept()
+        return self._role.checkpoints().kept()
 
     def get_best_checkpoint(self) -> CheckpointInfo | None:
         """The best kept checkpoint (by ``checkpointing.monitor``, else the last one saved with is_best), or None."""
-        return self._checkpoints.best()
+        return self._role.checkpoints().best()
 
     def load_checkpoint(
         self, checkpoint: Any, model: Any, optimizer: Any = None, scheduler: Any = None, scaler: Any = None
@@ -658,7 +673,7 @@ class ExperimentTracker:
         RNG states are restored too. "best" and "last" skip, with a warning, checkpoints that fail
         their checksums; an explicit checkpoint that fails raises CheckpointCorruptError.
         """
-        return self._checkpoints.load(checkpoint, model, optimizer, scheduler, scaler)
+        return self._role.checkpoints().load(checkpoint, model, optimizer, scheduler, scaler)
 
     def register_model(
         self, name: str | None = None, checkpoint: Any = "best", aliases: Sequence[str] | None = None
@@ -667,11 +682,11 @@ class ExperimentTracker:
         (default: ``checkpointing.register_model``) in MLflow's Model Registry and a W&B model artifact,
         with ``aliases`` (default: ``checkpointing.register_aliases``) moved onto it. Journalled and
         delivered like everything else: it returns at once."""
-        return self._checkpoints.register(checkpoint, name, aliases)
+        return self._role.checkpoints().register(checkpoint, name, aliases)
 
     def load_best(self, model: Any, optimizer: Any = None, scheduler: Any = None, scaler: Any = None) -> tuple[int, int]:
         """Restore the best checkpoint that verifies; return (epoch, step)."""
-        return self._checkpoints.load("best", model, optimizer, scheduler, scaler)
+        return self._role.checkpoints().load("best", model, optimizer, scheduler, scaler)
 
     def _emit_record(self, kind: str, data: Mapping[str, Any]) -> None:
         self._queue.append(RecordEvent(UNNUMBERED, time.time(), kind, data))
@@ -680,21 +695,6 @@ class ExperimentTracker:
         # straight onto the queue: log_metrics would move the user's step counter
         self._queue.append(MetricEvent(UNNUMBERED, time.time(), step, values))
 
-    def _rewind(self) -> CheckpointInfo | None:
-        """Pick the resumed run's last (or best) checkpoint that verifies; mark later metric steps superseded."""
-        from unitrack.checkpoint.locations import verify_info
-
-        for candidate in self._checkpoints.candidates(self.config.checkpointing.resume_from):
-            problems = verify_info(candidate, self.config.checkpointing.encryption_key_env, self.config.checkpointing)
-            if not problems:
-                self._checkpoints.registry.resumed_from.append(candidate.name)
-                self._checkpoints.registry.save()
-                self._emit_record(REWIND, {"step": candidate.step, "checkpoint": candidate.name})
-                self._step = candidate.step + 1
-                return candidate
-            log.warning("unitrack: not resuming from checkpoint %s: %s", candidate.name, "; ".join(problems))
-        log.warning("unitrack: run %s has no intact checkpoint; it continues without rewinding", self.run_id)
-        return None
 
 def experiment_tracking(
     name: str,

@@ -28,7 +28,16 @@ from unitrack.checkpoint.locations import delete_info, read_info, s3_client
 from unitrack.checkpoint.registry import REGISTRY_FILE, CheckpointInfo, Registry, RetentionPolicy, fallback_order
 from unitrack.checkpoint.s3 import S3Location, is_s3
 from unitrack.checkpoint.storage import MANIFEST, STATE_JSON, manifest_checksum, remove_temporaries
-from unitrack.events import CHECKPOINT, CHECKPOINT_REMOVED, REGISTER_MODEL, CheckpointData, CheckpointRemovedData, RecordSink
+from unitrack.events import (
+    CHECKPOINT,
+    CHECKPOINT_REMOVED,
+    REGISTER_MODEL,
+    REWIND,
+    CheckpointData,
+    CheckpointRemovedData,
+    RecordSink,
+    RewindData,
+)
 
 log = logging.getLogger("unitrack")
 
@@ -62,6 +71,7 @@ class CheckpointManager:
         """``owner=False`` reads the registry only (another distributed rank): it never removes the
         temporary folder of a save the owner may be making, nor registers what it finds."""
         self.settings = settings
+        self.run_id = run_id
         self.owner = owner
         self.directory = checkpoint_folder(run_dir, run_id, settings.checkpoint_dir)
         self.remote = S3Location.parse(settings.checkpoint_dir).child(run_id) if is_s3(settings.checkpoint_dir) else None
@@ -268,6 +278,24 @@ class CheckpointManager:
             raise ValueError("register_model needs a model name (or checkpointing.register_model in the config)")
         self._emit(REGISTER_MODEL, {**self.registration(name, aliases), "checkpoint": self._event(info)})
         return info
+
+    def rewind(self) -> CheckpointInfo | None:
+        """Resume: the last (or, ``resume_from: best``, best) checkpoint that verifies, marked as resumed
+        from (retention never evicts it) with a ``rewind`` record (metric steps after it are superseded)."""
+        from unitrack.checkpoint.locations import verify_info
+
+        settings = self.settings
+        for candidate in self.candidates(settings.resume_from):
+            problems = verify_info(candidate, settings.encryption_key_env, settings)
+            if not problems:
+                with self.registry.lock:
+                    self.registry.resumed_from.append(candidate.name)
+                    self.registry.save()
+                self._emit(REWIND, RewindData(step=candidate.step, checkpoint=candidate.name))
+                return candidate
+            log.warning("unitrack: not resuming from checkpoint %s: %s", candidate.name, "; ".join(problems))
+        log.warning("unitrack: run %s has no intact checkpoint; it continues without rewinding", self.run_id)
+        return None
 
     def _apply_retention(self) -> None:
         for victim in self.registry.to_evict():
