@@ -1,6 +1,6 @@
 """The configuration: one pydantic model, loaded from YAML, a dict, or defaults.
 
-Both YAML blocks of seed 003 load as written (``use_wandb: true``...), and so does the list form
+The flat layouts of the multi-backend design load as written (``use_wandb: true``...), and so does the list form
 ``tracking: {backends: [local, mlflow]}``. ``extends: base.yaml`` inherits from another file, and
 environment variables override any key: ``UNITRACK__TRACKING__USE_MLFLOW=true``. Every error
 names the file, the line and the key, because a typo in a config should cost seconds, not a run.
@@ -26,7 +26,7 @@ from unitrack.store.layout import DEFAULT_STORE_DIR, STORE_ENV  # re-exported: c
 SWITCHED_BACKENDS: tuple[str, ...] = ("mlflow", "wandb", "tensorboard")
 ENV_PREFIX = "UNITRACK__"
 
-# Seed 003's "Basic Configuration" puts these at the top level; they belong to `checkpointing`.
+# The flat "basic" layout puts these at the top level; they belong to `checkpointing`.
 _TOP_LEVEL_CHECKPOINT_KEYS = ("checkpoint_dir", "max_checkpoints", "save_frequency", "compression")
 
 Path_ = tuple[str, ...]
