@@ -194,7 +194,11 @@ class CheckpointingConfig(_Section):
     monitor: str | None = Field(
         None, description="Metric that ranks checkpoints for 'best' (e.g. val_loss); default: the is_best flag."
     )
-    mode: Literal["min", "max"] = Field("min", description="Whether a lower or a higher monitored value is better.")
+    mode: Literal["min", "max"] | None = Field(
+        None,
+        description="Whether a lower or a higher monitored value is better; default: from the metric's name "
+        "(acc, f1, auc... higher; loss, error, nll... lower), else lower.",
+    )
     keep_last: int | None = Field(None, ge=1, description="Keep the N newest checkpoints.")
     keep_best: int | None = Field(None, ge=1, description="Keep the k best checkpoints (by monitor, or is_best).")
     keep_every_n_steps: int | None = Field(None, ge=1, description="Keep every checkpoint whose step is a multiple of N.")

@@ -19,7 +19,6 @@ as the local store does.
 from __future__ import annotations
 
 import os
-import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -43,6 +42,7 @@ from unitrack.events import (
     TagsEvent,
 )
 from unitrack.failure import failure_line
+from unitrack.goals import lower_is_better
 
 if TYPE_CHECKING:
     from unitrack.config import Config
@@ -54,7 +54,6 @@ ERROR_KEY = "unitrack/error"  # why a failed run failed, in one line; the traceb
 # W&B runs opened in this process and not finished, by id: W&B refuses a second init of a live id
 _LIVE_RUNS: dict[str, Any] = {}
 EXIT_CODES = {"completed": 0, "failed": 1, "crashed": 1, "interrupted": 255, "pruned": 255}
-_MINIMISED = re.compile(r"loss|err|perplexity|ppl|mse|mae|rmse|wer|cer", re.IGNORECASE)
 
 
 def wandb_mode(config: Config) -> str:
@@ -93,7 +92,7 @@ def _place(source: Path, target: Path) -> None:
 
 def best_of(key: str, values: tuple[float, float]) -> float:
     """The best value of a series from its (min, max): lower for losses and errors, higher otherwise."""
-    return values[0] if _MINIMISED.search(key) else values[1]
+    return values[0] if lower_is_better(key) else values[1]
 
 
 class WandbBackend(Backend):

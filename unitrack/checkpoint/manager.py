@@ -38,6 +38,7 @@ from unitrack.events import (
     RecordSink,
     RewindData,
 )
+from unitrack.goals import lower_is_better
 
 log = logging.getLogger("unitrack")
 
@@ -46,7 +47,7 @@ log = logging.getLogger("unitrack")
 def policy_from(settings: Any) -> RetentionPolicy:
     return RetentionPolicy(
         monitor=settings.monitor,
-        mode=settings.mode,
+        mode=settings.mode or ("min" if lower_is_better(settings.monitor or "", default=True) else "max"),
         keep_last=settings.keep_last,
         keep_best=settings.keep_best,
         keep_every_n_steps=settings.keep_every_n_steps,
