@@ -9,12 +9,10 @@ a process that dies without finishing reads as ``crashed``.
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import os
 import shutil
-import signal
 import socket
 import sys
 import threading
@@ -23,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any
 
 from unitrack.backends import create_backends
@@ -43,6 +41,7 @@ from unitrack.capture.source import model_sources
 from unitrack.capture.system import SystemMonitor
 from unitrack.checkpoint.registry import CheckpointInfo
 from unitrack.checkpoint.resume import resumed_run_json, run_to_resume
+from unitrack.commit_env import MESSAGE_ENV, command_from_env, run_id_from_env, tags_from, tags_from_env
 from unitrack.config import Config, config_hash, load_config
 from unitrack.distributed.ranks import current_rank
 from unitrack.distributed.roles import FollowerRole, OwnerRole, Role
@@ -58,58 +57,20 @@ from unitrack.events import (
 )
 from unitrack.failure import describe_failure
 from unitrack.hashing import SHA256, digest_path
+from unitrack.lifecycle import RunLifecycle, status_for
 from unitrack.names import validate_name
 from unitrack.params import flatten_params
 from unitrack.progress import ProgressReporter, ProgressSample
-from unitrack.redact import redact_argv, redact_value
+from unitrack.redact import redact_argv
 from unitrack.store.fsio import atomic_write_json, read_json
 from unitrack.store.runfile import RunFile
 from unitrack.store.runs import RunStore
 
 log = logging.getLogger("unitrack")
 
-# What `unitrack commit` hands to the script it runs.
-MESSAGE_ENV = "UNITRACK_MESSAGE"
-TAGS_ENV = "UNITRACK_TAGS"
-COMMAND_ENV = "UNITRACK_COMMAND"
-RUN_ID_ENV = "UNITRACK_RUN_ID"  # the run `unitrack commit` reserved: the script's tracker writes into it
-
 FINAL_STATUSES = ("completed", "failed", "interrupted", "pruned")
 _RUNNING, _FINISHING, _FINISHED = "running", "finishing", "finished"
 _CAPTURE_WAIT_S = 15.0
-
-
-class _UncaughtExceptions:
-    """Remembers an exception that reached the top of the program, for runs finished at exit."""
-
-    last: type[BaseException] | None = None
-    error: dict[str, Any] | None = None  # what describe_failure made of it
-    _installed = False
-
-    @classmethod
-    def install(cls) -> None:
-        if cls._installed:
-            return
-        previous = sys.excepthook
-
-        def hook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
-            cls.last = kind
-            cls.error = describe_failure(kind, value, tb)
-            previous(kind, value, tb)
-
-        sys.excepthook = hook
-        cls._installed = True
-
-
-def _status_for(kind: type[BaseException] | None, value: BaseException | None = None) -> str:
-    if kind is None:
-        return "completed"
-    if issubclass(kind, KeyboardInterrupt):
-        return "interrupted"
-    if issubclass(kind, SystemExit):
-        code = getattr(value, "code", 1)
-        return "completed" if code in (0, None) else "failed"
-    return "failed"
 
 
 class ExperimentTracker:
@@ -145,7 +106,7 @@ class ExperimentTracker:
         self._monitor: SystemMonitor | None = None
         self._weights: Any = None  # unitrack.weights.session.WeightsSession, made on first use
         self._failure: dict[str, Any] | None = None  # the exception that ended the run, for run.json and the backends
-        self._previous_sigterm: Any = None
+        self._lifecycle = RunLifecycle(self._end_from_lifecycle)
         self._jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unitrack-capture")
         self._futures: list[Future[Any]] = []
         self.store = RunStore(self.config.store_dir)
@@ -157,15 +118,15 @@ class ExperimentTracker:
             self._queue = self._role.queue
             if self._role.monitor_disk is not None:  # rank_policy: all
                 self._start_monitor()
-                atexit.register(self._at_exit)
+                self._lifecycle.start(signals=False)
             return
 
         remotes = [*create_backends(self.config), *backends]  # before the run exists: a missing extra fails fast
         self._paths = (
-            self.store.new_run(_run_id_from_env()) if resume is None else run_to_resume(self.store, resume, self.experiment)
+            self.store.new_run(run_id_from_env()) if resume is None else run_to_resume(self.store, resume, self.experiment)
         )
         self._start = time.time()
-        run_tags = {**_tags_from(self.config.tags), **_tags_from(tags), **_tags_from_env()}
+        run_tags = {**tags_from(self.config.tags), **tags_from(tags), **tags_from_env()}
         initial = self._initial_run_json(run_tags)
         if resume is not None:
             initial = resumed_run_json(read_json(self._paths.run_json, {}) or {}, initial)
@@ -183,9 +144,7 @@ class ExperimentTracker:
         if run_tags:
             self._queue.append(TagsEvent(UNNUMBERED, self._start, dict(run_tags)))
         self._start_monitor()
-        self._install_signal_handler()
-        _UncaughtExceptions.install()
-        atexit.register(self._at_exit)
+        self._lifecycle.start(signals=self.config.capture.handle_signals)
 
     def _start_monitor(self) -> None:
         disk = self._role.monitor_disk
@@ -268,7 +227,7 @@ class ExperimentTracker:
             self._raise_not_running()
         if not self._role.records_run:  # tags are rank 0's
             return
-        values = _tags_from(tags)
+        values = tags_from(tags)
         if values:
             self._queue.append(TagsEvent(UNNUMBERED, time.time(), values))
 
@@ -414,8 +373,7 @@ class ExperimentTracker:
         finally:
             self._state = _FINISHED
             self._jobs.shutdown(wait=False)
-            self._restore_signal_handler()
-            atexit.unregister(self._at_exit)
+            self._lifecycle.stop()
 
     @property
     def finished(self) -> bool:
@@ -428,7 +386,7 @@ class ExperimentTracker:
         self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._failure = describe_failure(kind, value, tb)
-        self.finish(_status_for(kind, value))
+        self.finish(status_for(kind, value))
 
     def __repr__(self) -> str:
         if not self._role.records_run:
@@ -443,7 +401,7 @@ class ExperimentTracker:
     def _initial_run_json(self, tags: dict[str, str]) -> dict[str, Any]:
         import psutil
 
-        command = _command_from_env() or redact_argv(list(sys.argv))
+        command = command_from_env() or redact_argv(list(sys.argv))
         return {
             "format": 1,
             "run_id": self._paths.run_id,
@@ -562,36 +520,11 @@ class ExperimentTracker:
                     self.run_id,
                 )
 
-    def _at_exit(self) -> None:
-        kind = _UncaughtExceptions.last
-        self._failure = _UncaughtExceptions.error
-        self.finish(_status_for(kind) if kind is not None else "completed")
-
-    def _install_signal_handler(self) -> None:
-        if not self.config.capture.handle_signals or threading.current_thread() is not threading.main_thread():
-            return
-        try:
-            self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
-        except (ValueError, OSError):  # not allowed here (embedded interpreters)
-            self._previous_sigterm = None
-
-    def _restore_signal_handler(self) -> None:
-        if self._previous_sigterm is None:
-            return
-        try:
-            if signal.getsignal(signal.SIGTERM) == self._on_sigterm:
-                signal.signal(signal.SIGTERM, self._previous_sigterm)
-        except (ValueError, OSError):
-            pass
-
-    def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
-        previous = self._previous_sigterm
-        self.finish("interrupted")
-        if callable(previous):
-            previous(signum, frame)
-        elif previous != signal.SIG_IGN:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
+    def _end_from_lifecycle(self, status: str, failure: dict[str, Any] | None) -> None:
+        """Called at exit (status from an uncaught exception, if any) or on SIGTERM ("interrupted")."""
+        if failure is not None:
+            self._failure = failure
+        self.finish(status)
 
     # --- weights -----------------------------------------------------------------------------------
 
@@ -764,42 +697,6 @@ def _add_metric_value(key: str, value: Any, values: dict[str, Any], known: set[s
 
 
 # --- small helpers -------------------------------------------------------------------------------
-
-
-def _tags_from(tags: Mapping[str, Any] | Sequence[str] | None) -> dict[str, str]:
-    if not tags:
-        return {}
-    if isinstance(tags, Mapping):
-        return {str(k): "" if v is None else str(redact_value(str(k), str(v))) for k, v in tags.items()}
-    if isinstance(tags, str):
-        return {tags: ""}
-    return {str(label): "" for label in tags}
-
-
-def _tags_from_env() -> dict[str, str]:
-    raw = os.environ.get(TAGS_ENV)
-    if not raw:
-        return {}
-    try:
-        return _tags_from(json.loads(raw))
-    except (ValueError, TypeError):
-        log.warning("unitrack: ignoring %s: not a JSON object", TAGS_ENV)
-        return {}
-
-
-def _run_id_from_env() -> str | None:
-    """The run id ``unitrack commit`` handed down; taken once, so a second tracker gets its own run."""
-    return os.environ.pop(RUN_ID_ENV, None) or None
-
-
-def _command_from_env() -> list[str] | None:
-    raw = os.environ.get(COMMAND_ENV)
-    if not raw:
-        return None
-    try:
-        return redact_argv([str(part) for part in json.loads(raw)])
-    except (ValueError, TypeError):
-        return None
 
 
 def _artifact_name(name: str) -> str:

@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from unitrack.commit_env import COMMAND_ENV, MESSAGE_ENV, RUN_ID_ENV, TAGS_ENV
 from unitrack.events import PROCESS, UNNUMBERED, ArtifactEvent, Event, ProcessData, RecordEvent, StatusEvent, SystemEvent
 from unitrack.hashing import SHA256, digest_path
 from unitrack.names import new_run_id
 from unitrack.store.fsio import read_json
 from unitrack.store.runs import FINISHED_STATUSES, RunStore
-from unitrack.tracker import COMMAND_ENV, MESSAGE_ENV, RUN_ID_ENV, TAGS_ENV
 from unitrack.workflow.journal_append import append_to_run
 
 OUTPUT_LOG = "output.log"
