@@ -15,12 +15,12 @@ from unitrack.server.stack import CLIENT_ENV, READY_LINE
 
 
 class StackProcess:
-    """One ``unitrack server --db postgresql --artifacts s3`` with its data in ``data``."""
+    """One ``unitrack server`` (by default ``--db postgresql --artifacts s3``) with its data in ``data``."""
 
-    def __init__(self, data: Path, port: int | None = None, *extra: str) -> None:
+    def __init__(self, data: Path, port: int | None = None, *options: str) -> None:
         self.data = data
         self.port = port or free_port()
-        self.extra = extra
+        self.options = options or ("--db", "postgresql", "--artifacts", "s3", "--s3-port", "0", "--workers", "2")
         self.process: subprocess.Popen[str] | None = None
         self.output: list[str] = []
 
@@ -28,8 +28,8 @@ class StackProcess:
         """Start (or start again: same data, same port) and wait for the ready line."""
         self.output = []
         command = [
-            sys.executable, "-m", "unitrack.cli.app", "server", "--data", str(self.data), "--db", "postgresql",
-            "--artifacts", "s3", "--port", str(self.port), "--s3-port", "0", "--workers", "2", *self.extra,
+            sys.executable, "-m", "unitrack.cli.app", "server", "--data", str(self.data), "--port", str(self.port),
+            *self.options,
         ]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
         self.process = subprocess.Popen(

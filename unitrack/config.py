@@ -52,6 +52,10 @@ class TrackingConfig(_Section):
         None, description="MLflow tracking URI; default: MLFLOW_TRACKING_URI, then MLflow's own default."
     )
     mlflow_experiment: str | None = Field(None, description="MLflow experiment; default: the experiment name.")
+    mlflow_requests_in_flight: int = Field(
+        4, ge=1, le=64,
+        description="log_batch requests to MLflow in flight at once; match the server's --workers (a SQLite store takes one at a time).",
+    )
     mlflow_artifact_location: str | None = Field(
         None,
         description="Artifact location (a path or URI) of MLflow experiments unitrack creates; default: the "

@@ -204,6 +204,7 @@ HISTOGRAM = "histogram"
 PROCESS = "process"
 ERROR = "error"
 REGISTER_MODEL = "register_model"
+NOTE = "note"
 
 
 class RewindData(TypedDict):
@@ -279,6 +280,12 @@ class RegisterModelData(TypedDict):
     checkpoint: CheckpointData
 
 
+class NoteData(TypedDict):
+    """A free-text note on a run (``unitrack ui``)."""
+
+    text: str
+
+
 # how a part of unitrack that is not the tracker emits a record: ``emit(kind, payload)``
 RecordSink = Callable[[str, Mapping[str, Any]], None]
 
@@ -291,6 +298,7 @@ RECORD_KINDS: dict[str, type] = {
     PROCESS: ProcessData,
     ERROR: ErrorData,
     REGISTER_MODEL: RegisterModelData,
+    NOTE: NoteData,
 }
 
 EVENT_TYPES: dict[str, Any] = {

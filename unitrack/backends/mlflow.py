@@ -15,6 +15,7 @@ import os
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,7 @@ from unitrack.backends.base import Backend, Capabilities, PermanentBackendError,
 from unitrack.backends.quiet import quiet_loggers
 from unitrack.backends.shaping import KeyNames, Limits, chunks, fit_values, points
 from unitrack.checkpoint.refs import BEST_TAG, CHECKPOINTS_ARTIFACT
-from unitrack.events import CHECKPOINT, ERROR, REGISTER_MODEL, REWIND, Event, ParamsEvent, RecordEvent, TagsEvent
+from unitrack.events import CHECKPOINT, ERROR, NOTE, REGISTER_MODEL, REWIND, Event, ParamsEvent, RecordEvent, TagsEvent
 from unitrack.failure import failure_line
 
 if TYPE_CHECKING:
@@ -70,6 +71,10 @@ class MlflowBackend(Backend):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         self._uri = tracking_uri(config)
+        # as many requests in flight as the server has workers to take them: a per-run setting, so this
+        # instance shadows the class's limits (the dispatcher reads them from the instance)
+        in_flight = config.tracking.mlflow_requests_in_flight
+        self.capabilities = replace(type(self).capabilities, concurrent_writes=in_flight)  # type: ignore[misc]
         self._artifact_root = config.tracking.mlflow_artifact_location
         self._store_dir = Path(config.store_dir).expanduser()
         self._experiment_name = config.tracking.mlflow_experiment
@@ -203,6 +208,8 @@ class MlflowBackend(Backend):
             checkpoint = dict(event.data.get("checkpoint") or {})
             self._upload_checkpoint(checkpoint)
             self._register(checkpoint, str(event.data["name"]), [str(a) for a in event.data.get("aliases") or []])
+        elif event.kind_name == NOTE:  # `unitrack ui`'s note: MLflow's run description
+            tags["mlflow.note.content"] = str(event.data.get("text", ""))
 
     def put_checkpoint(self, path: Path, data: Mapping[str, Any]) -> None:
         """The upload policy's checkpoints: mirrored into ``checkpoints/<name>`` of the run's artifacts."""

@@ -32,6 +32,7 @@ from unitrack.backends.shaping import KeyNames, Limits, system_key
 from unitrack.events import (
     CHECKPOINT,
     ERROR,
+    NOTE,
     REGISTER_MODEL,
     REWIND,
     Event,
@@ -193,6 +194,8 @@ class WandbBackend(Backend):
         elif event.kind_name == REGISTER_MODEL:
             checkpoint = {**(event.data.get("checkpoint") or {}), "register": event.data}
             self._upload_checkpoint(checkpoint)
+        elif event.kind_name == NOTE:  # `unitrack ui`'s note: the W&B run's notes
+            self._run.notes = str(event.data.get("text", ""))
 
     def put_checkpoint(self, path: Path, data: Mapping[str, Any]) -> None:
         """The upload policy's checkpoints: a ``model`` artifact aliased by its name and aliases (best, latest)."""

@@ -363,7 +363,7 @@ class CheckpointManager:
         if is_sharded(model):  # every rank loads its own shards, resharded to this world size
             from unitrack.checkpoint.sharded import load_sharded
 
-            return load_sharded(self, ref, model, optimizer, scheduler, scaler)
+            return load_sharded(partial(self.plan, ref), model, optimizer, scheduler, scaler)
         state, _ = self.read(ref)  # a sharded checkpoint is read whole here, for a plain model
         return restore(state, model, optimizer, scheduler, scaler)
 
@@ -391,6 +391,13 @@ class CheckpointManager:
             return [(c, c.path) for c in self.candidates(ref)], True
         info = ref if isinstance(ref, CheckpointInfo) else self._by_name_or_path(ref)
         return [(info, info.path if info is not None else _folder_of(Path(os.fspath(ref))))], False
+
+    def plan(self, ref: Any) -> tuple[list[tuple[str, str | None]], bool, str]:
+        """For a load that every rank of a sharded model makes together (rank 0 asks): the folders
+        ``ref`` means with their manifest checksums, whether to fall back, what to say if none is intact."""
+        choices, fallback = self.targets(ref)
+        found = [(str(folder), info.sha256 if info else None) for info, folder in choices]
+        return found, fallback, self.none_to_load(ref, tried=len(found))
 
     def none_to_load(self, ref: Any, tried: int) -> str:
         """Why nothing could be loaded as ``ref``: none saved, none marked best, or every one damaged."""

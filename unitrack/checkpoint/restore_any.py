@@ -13,11 +13,12 @@ import os
 import shutil
 import tempfile
 import warnings
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from unitrack.checkpoint.crypto import DEFAULT_KEY_ENV
-from unitrack.checkpoint.errors import CheckpointCorruptError, CheckpointNotFoundError
+from unitrack.checkpoint.errors import CheckpointCorruptError, CheckpointError, CheckpointNotFoundError
 
 
 def _first_intact(ref: str | Path, store: str | Path | None, key_env: str, keep: Path | None) -> tuple[Any, str, Path | None]:
@@ -66,11 +67,35 @@ def load_checkpoint(
 
     ``ref``: a path, ``RUN@best|last|STEP`` in ``store`` (default: ``$UNITRACK_DIR`` or ./.unitrack),
     ``mlflow://HOST:PORT/RUN@best|last|STEP`` or ``s3://bucket/prefix/CHECKPOINT``. Nothing is touched
-    unless every checksum holds."""
-    from unitrack.checkpoint.state import restore
+    unless every checksum holds. A sharded checkpoint (DCP) loads into a plain model here, or into a
+    sharded (FSDP2 / DTensor) model when every rank calls this with the same ``ref``."""
+    from unitrack.checkpoint.state import is_sharded, restore
 
-    state, _, _ = _first_intact(ref, store, key_env, None)
+    if is_sharded(model):  # FSDP2 / DTensor: every rank calls this and loads its own shards
+        from unitrack.checkpoint.sharded import load_sharded
+
+        return load_sharded(partial(_shared_folders, ref, store), model, optimizer, scheduler)
+    state, _, _ = _first_intact(ref, store, key_env, None)  # a sharded checkpoint is read whole for a plain model
     return restore(state, model, optimizer, scheduler, None)
+
+
+def _shared_folders(ref: str | Path, store: str | Path | None) -> tuple[list[tuple[str, str | None]], bool, str]:
+    """For a sharded model: the folders ``ref`` names, which every rank reads itself; a checkpoint
+    in object storage or MLflow is pulled first (``unitrack pull``) into a folder they all see."""
+    from unitrack.checkpoint.refs import resolve
+
+    resolved = resolve(ref, store)
+    found: list[tuple[str, str | None]] = []
+    with tempfile.TemporaryDirectory(prefix=".unitrack-fetch-") as scratch:
+        for candidate in resolved.candidates:
+            with candidate.fetch(Path(scratch)) as folder:
+                if Path(scratch) in (folder, *folder.parents):
+                    raise CheckpointError(
+                        f"{candidate.label} is remote: for a sharded model, pull it first (unitrack pull {ref} "
+                        "--to DIR) into a folder every rank can read, and load that folder"
+                    )
+                found.append((str(folder), candidate.sha256))
+    return found, not resolved.exact, f"no intact checkpoint for {str(ref)!r}: every candidate is damaged"
 
 
 def pull_checkpoint(ref: str | Path, to: Path, *, store: str | Path | None = None, key_env: str = DEFAULT_KEY_ENV) -> tuple[Path, str]:
