@@ -19,7 +19,6 @@ from starlette.routing import Route
 
 from unitrack.cli.common import json_safe
 from unitrack.errors import RunNotFoundError
-from unitrack.ui.buckets import bucket_series
 from unitrack.ui.runs_table import RunsTable
 from unitrack.ui.source import RunSource
 
@@ -147,6 +146,8 @@ class Api:
         the range holds more than N points, raw otherwise (min = max = value). ``start``/``end`` are
         steps, wall-clock seconds with ``x=time``, or positions in logged order with ``x=index``
         (a series whose steps go back); NaN and ±inf values are null."""
+        from unitrack.ui.buckets import bucket_series  # numpy: loaded by the first curve, not at start-up
+
         key = _required(request, "key")
         buckets = _int(request, "buckets", DEFAULT_BUCKETS, 1, 200_000) or DEFAULT_BUCKETS
         x = request.query_params.get("x", "step")
