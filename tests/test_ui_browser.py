@@ -66,6 +66,8 @@ def test_run_page_draws_its_curves(dashboard: tuple[str, Path, dict[str, str], A
     assert len(ink) >= 6 and all(n > 100 for n in ink[:6])
     checked = wait_for(driver, "const t = document.getElementById('checkpoints').innerText; return t.includes('ok') && t")
     assert "DAMAGED" not in checked
+    wait_for(driver, "return document.getElementById('environment').innerText.includes('python_implementation')")
+    assert "178" in wait_for(driver, "const t = document.getElementById('model').innerText; return t.includes('parameters') && t")
     assert console_errors(driver) == []
 
 

@@ -88,6 +88,7 @@ class Api:
             Route("/api/runs/{ref}/system", guarded(self.system)),
             Route("/api/runs/{ref}/checkpoints", guarded(self.checkpoints)),
             Route("/api/runs/{ref}/model", guarded(self.model)),
+            Route("/api/runs/{ref}/environment", guarded(self.environment)),
             Route("/api/runs/{ref}/artifact", guarded(self.artifact)),
             Route("/api/runs/{ref}/weights", guarded(self.weights)),
             Route("/api/runs/{ref}/note", guarded(self.note), methods=["GET", "PUT"]),
@@ -172,6 +173,10 @@ class Api:
         from unitrack.ui.run_data import model_summary
 
         return json_response(model_summary(self._local(request), self.source.view(request.path_params["ref"]).artifacts))
+
+    def environment(self, request: Request) -> Response:
+        """``GET /api/runs/{run_id}/environment``: Python, OS, host, packages, torch / CUDA, GPUs ({} when not recorded)."""
+        return json_response(self.source.view(request.path_params["ref"]).environment)
 
     def artifact(self, request: Request) -> Response:
         """``GET /api/runs/{run_id}/artifact?name=NAME``: the bytes of one artifact the run recorded."""
