@@ -83,6 +83,7 @@ class Api:
             Route("/api/columns", guarded(self.columns)),
             Route("/api/compare", guarded(self.compare)),
             Route("/api/explain", guarded(self.explain)),
+            Route("/api/sweep", guarded(self.sweep)),
             Route("/api/runs/{ref}", guarded(self.run)),
             Route("/api/runs/{ref}/metric", guarded(self.metric)),
             Route("/api/runs/{ref}/system", guarded(self.system)),
@@ -243,6 +244,15 @@ class Api:
 
         evidence, settings = self._evidence(request)
         return json_response(explain(evidence, settings).to_dict())
+
+    def sweep(self, request: Request) -> Response:
+        """``GET /api/sweep?experiment=E[&metric=K]``: ``unitrack explain --sweep E --json``."""
+        from unitrack.analysis.sweep import explain_sweep
+        from unitrack.config import load_config
+
+        experiment, metric = _required(request, "experiment"), request.query_params.get("metric")
+        result = explain_sweep(experiment, metric, store=self.source.store, settings=load_config(None).analysis)
+        return json_response(result.to_dict())
 
     # --- live ---------------------------------------------------------------------------------
 
