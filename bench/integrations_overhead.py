@@ -25,7 +25,7 @@ Log = Callable[[dict[str, float], int], None]
 
 def contenders(store: Path) -> list[tuple[str, Log, Callable[[], None]]]:
     import unitrack as ut
-    from unitrack.integrations import distributed
+    from unitrack.distributed import rendezvous
 
     config = {"store_dir": str(store), "monitoring": {"enabled": False}, "capture": {"packages": False}}
     tracker = ut.ExperimentTracker("bench", config)
@@ -47,7 +47,7 @@ def contenders(store: Path) -> list[tuple[str, Log, Callable[[], None]]]:
         callback.on_log(args, state, control, logs=values)
 
     os.environ.update(RANK="1", WORLD_SIZE="2")
-    distributed._generations.clear()
+    rendezvous._generations.clear()
     follower = ut.ExperimentTracker("bench-rank1", config)
     del os.environ["RANK"], os.environ["WORLD_SIZE"]
 

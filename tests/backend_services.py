@@ -66,9 +66,10 @@ def wandb_summary(run_dir: Path) -> dict[str, Any]:
 
 
 def wandb_history(run_dir: Path, key: str) -> list[tuple[int, float]]:
-    """(the step the loop logged, value) of every point of ``key``, in the order W&B holds them."""
+    """(the step the loop logged, value) of every point of ``key``, in the order W&B holds them
+    (``unitrack/step`` of each row; W&B's own step for rows written before unitrack logged it)."""
     return [
-        (r["history"]["item"]["unitrack/step"], r["history"]["item"][key])
+        (r["history"]["item"].get("unitrack/step", r["history"]["step"]["num"]), r["history"]["item"][key])
         for r in wandb_records(run_dir)
         if r["type"] == "history" and key in r["history"]["item"]
     ]

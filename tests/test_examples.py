@@ -103,3 +103,11 @@ def test_an_example_whose_packages_are_missing_is_skipped_with_the_install_line(
     mark = needs("keras", "keras", "no_such_module_here")
     assert mark.args == (True,) and mark.kwargs["reason"] == "needs no_such_module_here: pip install 'unitrack[keras]'"
     assert needs("keras", "json").args == (False,)
+
+
+def test_activations_and_pruning_example_shows_sparsity_and_dead_units(tmp_path: Path, store_dir: Path) -> None:
+    out = run_example("activations_and_pruning.py", "--epochs", "2", "--out", str(tmp_path / "plots"), cwd=tmp_path)
+    assert (tmp_path / "plots" / "sparsity.png").exists() and (tmp_path / "plots" / "activations.png").exists(), out
+    events = journal(only_run(store_dir))
+    dead = [e["values"]["activations/3/zero_fraction"] for e in events if e["kind"] == "metric" and "activations/3/zero_fraction" in e["values"]]
+    assert dead and min(dead) >= 0.7  # 24 of the 32 units were started dead

@@ -1,4 +1,4 @@
-"""``unitrack delta`` and ``unitrack plot`` on a real (tiny) training run; MLflow artifacts; plots at finish."""
+"""``unitrack delta``, ``plot`` and ``export-weights`` on a real (tiny) training run; MLflow artifacts; plots at finish."""
 
 from __future__ import annotations
 
@@ -171,3 +171,18 @@ def test_an_artifact_folder_names_the_weights_inside(tmp_path: Path) -> None:
     data = json.loads(cli("delta", str(tmp_path / "start.pt"), str(folder), "--json").stdout)
     assert data["source_b"].endswith("model-v3/model.safetensors")
     assert data["tensors"][0]["l1"] == 4.0 and data["added"] == [] and data["removed"] == []
+
+
+def test_export_weights_writes_a_checkpoints_state_dict_as_safetensors(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2)).to(torch.bfloat16)
+    with ExperimentTracker("export", quiet_config(checkpointing={"compression": "zstd"})) as tracker:
+        tracker.save_checkpoint(model, epoch=0, step=1, is_best=True)
+    target = tmp_path / "out" / "model.safetensors"
+    result = cli("export-weights", f"{tracker.run_id}@best", "--to", str(target))
+    assert result.exit_code == 0 and "wrote 4 tensor(s)" in result.output
+    exported = load_file(str(target))  # safetensors' own reader
+    assert exported.keys() == model.state_dict().keys()
+    assert all(torch.equal(exported[k], v) and exported[k].dtype == torch.bfloat16 for k, v in model.state_dict().items())
+    assert runner.invoke(app, ["export-weights", tracker.run_id, "--to", str(tmp_path / "x.pt")]).exit_code != 0

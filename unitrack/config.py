@@ -50,6 +50,11 @@ class TrackingConfig(_Section):
         None, description="MLflow tracking URI; default: MLFLOW_TRACKING_URI, then MLflow's own default."
     )
     mlflow_experiment: str | None = Field(None, description="MLflow experiment; default: the experiment name.")
+    mlflow_artifact_location: str | None = Field(
+        None,
+        description="Artifact location (a path or URI) of MLflow experiments unitrack creates; default: the "
+        "server's, or <store_dir>/mlflow-artifacts for a database URI without a server (never ./mlruns).",
+    )
     wandb_project: str | None = Field(None, description="W&B project; default: the experiment name.")
     wandb_entity: str | None = Field(None, description="W&B entity (team or user).")
     wandb_mode: Literal["online", "offline", "disabled"] | None = Field(
@@ -231,6 +236,15 @@ class WeightsConfig(_Section):
     )
     tolerance: float = Field(0.0, ge=0, description="An element counts as changed when |delta| exceeds this.")
     top_k: int = Field(5, ge=1, description="How many of the most-moved units (rows) a per-neuron report lists.")
+    activations_every: int | None = Field(
+        None, ge=1, description="With watch(model): statistics of each module's output every N training steps; off by default."
+    )
+    activations_modules: list[str] | None = Field(
+        None, description="Module name globs to watch (e.g. ['encoder.*', 'fc2']); default: layers with parameters and activations."
+    )
+    activations_histograms: bool | Literal["auto"] = Field(
+        "auto", description="Histograms of the sampled outputs (`histogram` events); auto: when TensorBoard is on."
+    )
 
 
 class Config(_Section):

@@ -300,6 +300,8 @@ class ExperimentTracker:
         snapshot_every: str | int | None = None,
         gradients: bool = False,
         log_every: int = 100,
+        activations_every: int | None = None,
+        activations_modules: Any = None,
     ) -> None:
         """Record what the model and its training set-up are.
 
@@ -316,6 +318,10 @@ class ExperimentTracker:
         ``snapshot_every`` ("epoch" or N optimizer steps) takes weight snapshots on a schedule, from
         the initial weights to the final ones; ``gradients=True`` logs per-layer gradient norms and
         update-to-weight ratios every ``log_every`` steps. Both hook the optimizer's step.
+
+        ``activations_every`` (default: ``weights.activations_every``) logs statistics of each
+        module's output every N training forward passes (``activations/<module>/<stat>``);
+        ``activations_modules`` picks the modules by type or name glob (docs/weights.md).
         """
         if self._state is not _RUNNING:
             self._raise_not_running()
@@ -334,6 +340,8 @@ class ExperimentTracker:
             self.progress(epochs * len(dataloader))
         if snapshot_every is not None or gradients:
             self._weights_session().watch(model, optimizer, dataloader, snapshot_every, gradients, log_every)
+        if activations_every is not None or self.config.weights.activations_every is not None:
+            self._weights_session().watch_activations(model, activations_every, activations_modules)
 
     def progress(self, total_steps: int, description: str | None = None, interval: float = 1.0) -> ProgressReporter:
         """Show a progress bar with ETA (in a terminal) and log throughput and ETA as metrics.
@@ -385,7 +393,7 @@ class ExperimentTracker:
             self._checkpoints.close(max(0.0, deadline - time.monotonic()))
             if self._ranks is not None:
                 self._ranks.close(min(self.config.tracking.rank_join_timeout, max(0.0, deadline - time.monotonic())))
-            if status != "completed":
+            if status in ("failed", "interrupted"):  # not "pruned": an early stop is no failure to explain
                 self._failure = self._failure or describe_failure(*sys.exc_info())  # finish() in an except block
                 if self._failure is not None:
                     self._queue.append(("record", time.time(), "error", self._failure))

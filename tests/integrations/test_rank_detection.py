@@ -1,4 +1,5 @@
-"""Rank detection and joining rank 0's run, in one process (the torchrun test covers two)."""
+"""Rank detection and joining rank 0's run, through files or a torch.distributed store, in one process
+(the torchrun tests cover two processes and two nodes)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 
 import unitrack as ut
 from tests.conftest import QUIET, journal
+from unitrack.distributed import rendezvous
 from unitrack.errors import UnitrackError
 from unitrack.integrations import distributed
 from unitrack.integrations.distributed import RankFollower, current_rank
@@ -15,7 +17,7 @@ from unitrack.integrations.distributed import RankFollower, current_rank
 
 @pytest.fixture
 def launch(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in (*distributed.RANK_ENV, *distributed.WORLD_SIZE_ENV, *distributed.LAUNCH_ENV):
+    for name in (*distributed.RANK_ENV, *distributed.WORLD_SIZE_ENV, *rendezvous.LAUNCH_ENV, "TORCHELASTIC_USE_AGENT_STORE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
     monkeypatch.setenv("MASTER_PORT", "29999")
@@ -26,7 +28,7 @@ def as_process(monkeypatch: pytest.MonkeyPatch, rank: int, world_size: int = 2) 
     """Pretend to be another process of the launch: its rank, and its own count of trackers made."""
     monkeypatch.setenv("RANK", str(rank))
     monkeypatch.setenv("WORLD_SIZE", str(world_size))
-    monkeypatch.setattr(distributed, "_generations", {})
+    monkeypatch.setattr(rendezvous, "_generations", {})
 
 
 def test_rank_comes_from_rank_local_rank_or_slurm(launch: pytest.MonkeyPatch) -> None:
@@ -61,7 +63,7 @@ def test_a_finished_launch_is_not_joined_by_the_next(launch: pytest.MonkeyPatch)
     as_process(launch, 0)
     ut.ExperimentTracker("ddp", QUIET).finish()
     as_process(launch, 1)
-    launch.setattr(distributed, "_CLOCK_SLACK_S", -1e9)  # as if this process started after that run
+    launch.setattr(rendezvous, "_CLOCK_SLACK_S", -1e9)  # as if this process started after that run
     follower = ut.ExperimentTracker("ddp", {**QUIET, "tracking": {"rank_join_timeout": 0.3}})
     with pytest.raises(UnitrackError, match="rank 0 published no run"):
         follower.run_id  # noqa: B018
@@ -99,3 +101,40 @@ def test_other_ranks_resume_from_rank0s_checkpoints_without_touching_its_saves(
     assert in_progress.is_dir()  # a rank that only reads never cleans up rank 0's saves
     follower.finish()
     owner.finish()
+
+
+def test_rank_policy_all_through_files_merges_another_ranks_points(launch: pytest.MonkeyPatch, store_dir: Path) -> None:
+    config = {**QUIET, "tracking": {"rank_policy": "all"}}
+    as_process(launch, 0)
+    owner = ut.ExperimentTracker("ddp", config)
+    as_process(launch, 1)
+    follower = ut.ExperimentTracker("ddp", config)
+    for step in range(5):
+        follower.log_metrics({"loss": float(step)}, step=step)
+    follower.finish()
+    assert (owner.run_dir / "ranks" / "1" / "events.jsonl").is_file()  # no process group: files in the run
+    owner.finish()
+    points = [(e["step"], e["values"]["rank1/loss"]) for e in journal(owner.run_dir) if e["kind"] == "metric"]
+    assert points == [(s, float(s)) for s in range(5)]
+
+
+def test_under_torchrun_the_ranks_meet_and_send_through_its_store(launch: pytest.MonkeyPatch, store_dir: Path) -> None:
+    import torch.distributed as dist
+
+    server = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)  # what torchrun's agent holds
+    launch.setenv("MASTER_PORT", str(server.port))
+    launch.setenv("TORCHELASTIC_USE_AGENT_STORE", "True")
+    config = {**QUIET, "tracking": {"rank_policy": "all", "rank_join_timeout": 30}}
+    as_process(launch, 0)
+    owner = ut.ExperimentTracker("ddp", config)
+    as_process(launch, 1)
+    follower = ut.ExperimentTracker("ddp", config)
+    assert follower.run_id == owner.run_id
+    for step in range(5):
+        follower.log_metrics({"loss": float(step)}, step=step)
+    follower.finish()
+    owner.finish()
+    points = [(e["step"], e["values"]["rank1/loss"]) for e in journal(owner.run_dir) if e["kind"] == "metric"]
+    assert points == [(s, float(s)) for s in range(5)]
+    assert not (owner.run_dir / "ranks").exists() and not (store_dir / "rendezvous").exists()  # nothing on disk
+    del server

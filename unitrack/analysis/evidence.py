@@ -12,13 +12,15 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from unitrack.analysis.activations import unhealthy_layers
 from unitrack.analysis.bookkeeping import split_bookkeeping
 from unitrack.analysis.diffing import ratio, settings_diff, sources_diff, text_diff
 from unitrack.analysis.metrics import LoggedCurve, compare_metrics, overfitting_gap
 from unitrack.analysis.noise import bucket_width, bucketed, curve, metric_noise, peer_spread
 from unitrack.analysis.peers import group_curves, peer_groups, seed_keys
 from unitrack.config import AnalysisConfig
-from unitrack.readers import RunView, read_run
+from unitrack.readers import RunView
+from unitrack.reading import open_run
 
 if TYPE_CHECKING:
     from unitrack.store.runs import RunStore
@@ -227,7 +229,7 @@ def gather_evidence(
 ) -> dict[str, Any]:
     """The comparison of runs ``ref_a`` and ``ref_b``: every section, as plain JSON-ready data."""
     settings = settings or AnalysisConfig()
-    view_a, view_b = read_run(ref_a, store), read_run(ref_b, store)
+    view_a, view_b = open_run(ref_a, store), open_run(ref_b, store)
     params_a, params_b = dict(view_a.record.get("params") or {}), dict(view_b.record.get("params") or {})
     config = settings_diff(params_a, params_b, settings.rel_tolerance, settings.abs_tolerance)
     curves_a, curves_b = _curves(view_a), _curves(view_b)
@@ -240,6 +242,7 @@ def gather_evidence(
         "metrics": metrics,
         "peer_runs": _add_noise(store, view_a, view_b, metrics, settings),
         "overfitting": {"a": overfitting_gap(curves_a), "b": overfitting_gap(curves_b)},
+        "activations": {"a": unhealthy_layers(curves_a), "b": unhealthy_layers(curves_b)},
         "model": _model_section(view_a, view_b, settings),
         "environment": _environment_section(view_a, view_b),
         "git": _git_section(view_a, view_b),

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from unitrack.backends.base import Backend, Capabilities, PermanentBackendError, RunInfo
+from unitrack.backends.quiet import quiet_loggers
 from unitrack.backends.shaping import KeyNames, chunks, fit_values, points, wants_checkpoint
 from unitrack.events import Event, ParamsEvent, RecordEvent, TagsEvent
 from unitrack.failure import failure_line
@@ -30,6 +31,7 @@ RUN_ID_TAG = "unitrack.run_id"
 REWINDS_TAG = "unitrack.rewinds"
 ERROR_TAG = "unitrack.error"  # why a failed run failed, in one line; the traceback in ERROR_TAG + ".traceback"
 PARAMS_ARTIFACT = "params.json"
+_DATABASE_SCHEMES = {"sqlite", "postgresql", "mysql", "mssql"}
 # MLflow has no "pruned": an early-stopped trial is KILLED there, and the STATUS_TAG says which it was
 STATUSES = {"completed": "FINISHED", "failed": "FAILED", "interrupted": "KILLED", "pruned": "KILLED", "crashed": "FAILED"}
 STATUS_TAG = "unitrack.status"
@@ -63,6 +65,8 @@ class MlflowBackend(Backend):
 
     def __init__(self, config: Config) -> None:
         self._uri = tracking_uri(config)
+        self._artifact_root = config.tracking.mlflow_artifact_location
+        self._store_dir = Path(config.store_dir).expanduser()
         self._experiment_name = config.tracking.mlflow_experiment
         self._checkpoint_policy = config.checkpointing.upload.get("mlflow", "best")
         self._client: Any = None
@@ -84,10 +88,14 @@ class MlflowBackend(Backend):
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
         from mlflow.tracking import MlflowClient
 
+        quiet_loggers("mlflow", "alembic")  # e.g. "Creating initial MLflow database tables..." at INFO
         client = MlflowClient(tracking_uri=self._uri)
         experiment_name = self._experiment_name or run.experiment
         experiment = client.get_experiment_by_name(experiment_name)
-        experiment_id = experiment.experiment_id if experiment else client.create_experiment(experiment_name)
+        if experiment is None:
+            experiment_id = client.create_experiment(experiment_name, artifact_location=self._artifact_location())
+        else:
+            experiment_id = experiment.experiment_id
         found = client.search_runs(
             [experiment_id], filter_string=f"tags.`{RUN_ID_TAG}` = '{run.run_id}'", max_results=1
         )
@@ -102,6 +110,17 @@ class MlflowBackend(Backend):
             self._run_id = created.info.run_id
         self._client = client
         self._start_time = run.start_time
+
+    def _artifact_location(self) -> str | None:
+        """Where a new experiment's artifacts go: the configured place; for a database URI without a
+        server (``sqlite:///mlflow.db``), a folder in the unitrack store, where MLflow itself would
+        use ``./mlruns`` in whatever folder training happened to start in; otherwise the server's."""
+        if self._artifact_root:
+            root = self._artifact_root
+            return root if "://" in root or root.startswith("mlflow-artifacts:") else Path(root).expanduser().absolute().as_uri()
+        if self._uri and self._uri.split(":", 1)[0].split("+", 1)[0] in _DATABASE_SCHEMES:
+            return (self._store_dir / "mlflow-artifacts").absolute().as_uri()
+        return None
 
     def _run_tags(self, run: RunInfo) -> dict[str, str]:
         tags = dict(run.tags.items())

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from unitrack.backends.base import Backend, Capabilities, RunInfo
+from unitrack.backends.quiet import quiet_wandb_terminal
 from unitrack.backends.shaping import KeyNames, system_key, wants_checkpoint
 from unitrack.events import Event, MetricEvent, ParamsEvent, RecordEvent, SystemEvent, TagsEvent
 from unitrack.failure import failure_line
@@ -60,6 +61,20 @@ def _put_back_exit_hooks(excepthook: Any, exit_function: Any) -> None:
         sys.excepthook = excepthook
     if type(getattr(sys.exit, "__self__", None)).__name__ == "ExitHooks":
         sys.exit = exit_function
+
+
+def _place(source: Path, target: Path) -> None:
+    """``target`` becomes the same file as ``source``: a hard link where the file system allows, else a copy."""
+    import shutil
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists() and target.samefile(source):
+        return
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def best_of(key: str, values: tuple[float, float]) -> float:
@@ -102,6 +117,7 @@ class WandbBackend(Backend):
             self._run = self._init(wandb, run, labels)
         finally:
             _put_back_exit_hooks(*hooks)
+            quiet_wandb_terminal(wandb)
         self._run.define_metric(SEQ_KEY, hidden=True)
         self._run.define_metric("*", step_metric=SEQ_KEY)
         self._rewinds = list(self._run.summary.get(REWINDS_KEY) or [])  # a reattached run keeps its own
@@ -177,8 +193,13 @@ class WandbBackend(Backend):
         for _ in range(depth):
             base = base.parent
         files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        files_dir = Path(self._run.dir)
         for file in files:
-            self._run.save(str(file), base_path=str(base), policy="now")
+            # placed in the run's files folder first: W&B then uploads it as is, instead of linking it
+            # and telling the user to "call wandb.save again" once per file
+            target = files_dir / file.relative_to(base)
+            _place(file, target)
+            self._run.save(str(target), base_path=str(files_dir), policy="now")
 
     def close(self, status: str) -> None:
         if self._checkpoint_policy == "last" and self._last_checkpoint is not None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from unitrack.checkpoint.registry import REGISTRY_FILE, CheckpointInfo
+from unitrack.checkpoint.storage import SHARDED_LAYOUT
 from unitrack.store.fsio import atomic_write_json, read_json
 
 MANIFEST_FILE = "manifest.json"  # written last by a save: a folder without it is no finished checkpoint
@@ -42,6 +43,12 @@ def best_checkpoint(run_dir: Path) -> CheckpointInfo | None:
 def is_unitrack_checkpoint(folder: Path) -> bool:
     """True for a folder a save finished (it holds the manifest): the only kind ``clean`` deletes."""
     return (Path(folder) / MANIFEST_FILE).is_file()
+
+
+def is_sharded_checkpoint(folder: Path) -> bool:
+    """True for a finished checkpoint whose manifest says it holds DCP shards (see ``sharded``)."""
+    manifest = read_json(Path(folder) / MANIFEST_FILE, None)
+    return isinstance(manifest, dict) and manifest.get("layout") == SHARDED_LAYOUT
 
 
 def forget_checkpoints(run_dir: Path, names: set[str]) -> None:

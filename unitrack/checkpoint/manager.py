@@ -17,13 +17,20 @@ import warnings
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from unitrack.checkpoint.crypto import load_key
 from unitrack.checkpoint.errors import CheckpointCorruptError, CheckpointNotFoundError, CheckpointSaveError
 from unitrack.checkpoint.registry import REGISTRY_FILE, CheckpointInfo, Registry, RetentionPolicy
-from unitrack.checkpoint.storage import MANIFEST, STATE_JSON, manifest_checksum, read_manifest, remove_temporaries
+from unitrack.checkpoint.storage import (
+    MANIFEST,
+    STATE_JSON,
+    manifest_checksum,
+    read_manifest,
+    remove_temporaries,
+)
 
 log = logging.getLogger("unitrack")
 
@@ -57,6 +64,7 @@ class CheckpointManager:
         """``owner=False`` reads the registry only (another distributed rank): it never removes the
         temporary folder of a save the owner may be making, nor registers what it finds."""
         self.settings = settings
+        self.owner = owner
         self.directory = checkpoint_folder(run_dir, run_id, settings.checkpoint_dir)
         self.registry = Registry(run_dir / REGISTRY_FILE, policy_from(settings))
         self._emit = emit
@@ -117,19 +125,28 @@ class CheckpointManager:
         from unitrack.checkpoint import state as training_state
 
         values = {key: _as_float(key, value) for key, value in (metrics or {}).items()}
-        name = self._new_name(epoch, step)
+        place = (self._new_name(epoch, step), self.directory, time.time())
+        group = None
+        if training_state.is_sharded(model):  # every rank saves its shards under rank 0's name and folder
+            from unitrack.checkpoint import sharded
+
+            group = sharded.checkpoint_group()
+            place = sharded.agree(group, place)
+        name, directory, stamp = place
         info = CheckpointInfo(
             name=name,
-            path=self.directory / name,
+            path=directory / name,
             epoch=int(epoch),
             step=int(step),
             metrics=values,
             marked_best=None if is_best is None else bool(is_best),
             score=self.registry.policy.score(values),
-            time=time.time(),
+            time=stamp,
         )
         header = {"epoch": info.epoch, "step": info.step, "metrics": {k: _json_safe(v) for k, v in values.items()},
                   "is_best": info.marked_best, "config_hash": self._config_hash, "time": info.time}
+        if group is not None:
+            return self._save_sharded(info, header, group, model, optimizer, scheduler, scaler, extra)
         try:
             captured = training_state.capture(model, optimizer, scheduler, scaler, header, extra)
             reuse = self.settings.async_save
@@ -138,17 +155,45 @@ class CheckpointManager:
         except Exception as exc:
             self._failed(CheckpointSaveError(f"could not capture checkpoint {info.name}: {exc}"), exc)
             return None
+        return self._finish_save(info, partial(self._write, info, captured))
+
+    def _finish_save(self, info: CheckpointInfo, write: Callable[[], None]) -> CheckpointInfo | None:
+        """Run ``write`` now, or on the background thread with ``async_save`` (its error surfaces at the next call)."""
         if not self.settings.async_save:
             try:
-                self._write(info, captured)
+                write()
             except Exception as exc:
                 self._failed(exc, exc)
                 return None
             return info
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unitrack-checkpoint")
-        self._pending = self._executor.submit(self._write, info, captured)
+        self._pending = self._executor.submit(write)
         return info
+
+    def _save_sharded(
+        self, info: CheckpointInfo, header: dict[str, Any], group: Any, model: Any, optimizer: Any, scheduler: Any,
+        scaler: Any, extra: Any,
+    ) -> CheckpointInfo | None:
+        """Every rank: its shards through DCP (in the background with ``async_save``), then the manifest."""
+        from unitrack.checkpoint import sharded
+
+        if self.settings.encrypt:
+            self._failed(CheckpointSaveError("sharded checkpoints cannot be encrypted"), None)
+            return None
+        try:
+            job = sharded.start_save(
+                info.path, group, header, model, optimizer, scheduler, scaler, extra, self.settings.async_save
+            )
+        except Exception as exc:
+            self._failed(exc, exc)
+            return None
+        return self._finish_save(info, partial(self._commit_sharded, info, job))
+
+    def _commit_sharded(self, info: CheckpointInfo, job: Any) -> None:
+        info.sha256 = job.commit()
+        if self.owner:
+            self._register(info)
 
     def _new_name(self, epoch: int, step: int) -> str:
         base = f"epoch{int(epoch):04d}-step{int(step):08d}"
@@ -163,6 +208,9 @@ class CheckpointManager:
 
         key = load_key(self.settings.encryption_key_env) if self.settings.encrypt else None
         _, info.sha256 = write_checkpoint(info.path, captured, self.settings.compression, key)
+        self._register(info)
+
+    def _register(self, info: CheckpointInfo) -> None:
         self.registry.add(info)  # committed before anything is evicted
         self._emit("checkpoint", self._event(info))
         self._apply_retention()
@@ -186,7 +234,7 @@ class CheckpointManager:
             _delete_listed_files(victim.path)
             self._emit("checkpoint_removed", {"name": victim.name})
 
-    def _failed(self, error: BaseException, cause: BaseException) -> None:
+    def _failed(self, error: BaseException, cause: BaseException | None) -> None:
         if not isinstance(error, CheckpointSaveError):
             error = CheckpointSaveError(f"checkpoint save failed: {type(error).__name__}: {error}")
         if self.settings.on_error == "raise":
@@ -240,29 +288,38 @@ class CheckpointManager:
     ) -> tuple[int, int]:
         """Restore a checkpoint into the given objects; ``ref`` is a CheckpointInfo, a path, a name, "best" or "last"."""
         self.wait()
-        from unitrack.checkpoint.state import restore
+        from unitrack.checkpoint.state import is_sharded, restore
 
-        state, _ = self.read(ref)
+        if is_sharded(model):  # every rank loads its own shards, resharded to this world size
+            from unitrack.checkpoint.sharded import load_sharded
+
+            return load_sharded(self, ref, model, optimizer, scheduler, scaler)
+        state, _ = self.read(ref)  # a sharded checkpoint is read whole here, for a plain model
         return restore(state, model, optimizer, scheduler, scaler)
 
     def read(self, ref: Any) -> tuple[Any, CheckpointInfo | None]:
         """The verified content of a checkpoint; "best" and "last" fall back past damaged ones."""
         from unitrack.checkpoint.storage import read_checkpoint
 
-        if isinstance(ref, str) and ref in ("best", "last"):
-            candidates = self.candidates(ref)
-            for candidate in candidates:
-                try:
-                    return read_checkpoint(candidate.path, candidate.sha256, self.settings.encryption_key_env), candidate
-                except (CheckpointCorruptError, OSError) as exc:
-                    warnings.warn(f"unitrack: skipping checkpoint {candidate.name}: {exc}", RuntimeWarning, stacklevel=4)
-            raise CheckpointNotFoundError(self._none_to_load(ref, tried=len(candidates)))
-        info = ref if isinstance(ref, CheckpointInfo) else self._by_name_or_path(ref)
-        folder = info.path if info is not None else _folder_of(Path(os.fspath(ref)))
-        expected = info.sha256 if info is not None else None
-        return read_checkpoint(folder, expected, self.settings.encryption_key_env), info
+        choices, fallback = self.targets(ref)
+        for info, folder in choices:
+            try:
+                return read_checkpoint(folder, info.sha256 if info else None, self.settings.encryption_key_env), info
+            except (CheckpointCorruptError, OSError) as exc:
+                if not fallback:
+                    raise
+                warnings.warn(f"unitrack: skipping checkpoint {folder.name}: {exc}", RuntimeWarning, stacklevel=4)
+        raise CheckpointNotFoundError(self.none_to_load(ref, tried=len(choices)))
 
-    def _none_to_load(self, ref: str, tried: int) -> str:
+    def targets(self, ref: Any) -> tuple[list[tuple[CheckpointInfo | None, Path]], bool]:
+        """The checkpoints ``ref`` may mean, in the order to try them (with their registry entry when
+        listed), and whether to fall back past a damaged one ("best" and "last" do; a named one raises)."""
+        if isinstance(ref, str) and ref in ("best", "last"):
+            return [(c, c.path) for c in self.candidates(ref)], True
+        info = ref if isinstance(ref, CheckpointInfo) else self._by_name_or_path(ref)
+        return [(info, info.path if info is not None else _folder_of(Path(os.fspath(ref))))], False
+
+    def none_to_load(self, ref: Any, tried: int) -> str:
         """Why nothing could be loaded as ``ref``: none saved, none marked best, or every one damaged."""
         with self.registry.lock:
             saved = len(self.registry.entries)

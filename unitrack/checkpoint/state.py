@@ -8,12 +8,14 @@ second tensor map. Nothing here pickles.
 from __future__ import annotations
 
 import random
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from unitrack.checkpoint import treecodec
+from unitrack.checkpoint.storage import SHARDED_LAYOUT
 
 STATE_FORMAT = 1
 
@@ -47,7 +49,7 @@ def _model_tensors(model: Any) -> tuple[dict[str, torch.Tensor], dict[str, str]]
     for name, tensor in state.items():
         tensor = tensor.detach()
         key = (tensor.device, tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape),
-               tensor.stride(), tensor.dtype) if tensor.numel() else None
+               tensor.stride(), tensor.dtype) if tensor.numel() and not is_dtensor(tensor) else None
         if key is not None and key in seen:
             aliases[name] = seen[key]
             continue
@@ -57,7 +59,18 @@ def _model_tensors(model: Any) -> tuple[dict[str, torch.Tensor], dict[str, str]]
     return unique, aliases
 
 
-def _rng_state() -> dict[str, Any]:
+def is_dtensor(tensor: torch.Tensor) -> bool:
+    """A DTensor has no storage of its own; a sharded save keeps every name (DCP stores shards per name)."""
+    tensor_module = sys.modules.get("torch.distributed.tensor")
+    return tensor_module is not None and isinstance(tensor, tensor_module.DTensor)
+
+
+def is_sharded(model: Any) -> bool:
+    """True for a model with DTensor parameters (FSDP2, tensor parallel): every rank saves its shards."""
+    return hasattr(model, "parameters") and any(is_dtensor(p) for p in model.parameters())
+
+
+def rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
     try:
         import numpy as np
@@ -77,15 +90,18 @@ def capture(
     scaler: Any,
     info: dict[str, Any],
     extra: Any,
+    rng_prefix: str = "rng",
 ) -> TrainingState:
-    """Read the training state now (on the caller's thread); tensors still live where they were."""
+    """Read the training state now (on the caller's thread); tensors still live where they were.
+
+    ``rng_prefix`` names the RNG tensors (a sharded save gives each rank its own)."""
     weights, aliases = _model_tensors(model)
     tensors: dict[str, torch.Tensor] = {}
     content: dict[str, Any] = {"format": STATE_FORMAT, **info, "aliases": aliases}
     for key, obj in (("optimizer", optimizer), ("scheduler", scheduler), ("scaler", scaler)):
         if obj is not None:
             content[key] = treecodec.encode(obj.state_dict(), key, tensors)
-    content["rng"] = treecodec.encode(_rng_state(), "rng", tensors)
+    content["rng"] = treecodec.encode(rng_state(), rng_prefix, tensors)
     if extra is not None:
         content["extra"] = treecodec.encode(extra, "extra", tensors)
     return TrainingState(weights, tensors, content)
@@ -115,8 +131,15 @@ def restore(
     state: TrainingState, model: Any, optimizer: Any = None, scheduler: Any = None, scaler: Any = None,
     restore_rng: bool = True,
 ) -> tuple[int, int]:
-    """Give ``state`` back to the training objects; return ``(epoch, step)``."""
+    """Give ``state`` back to the training objects; return ``(epoch, step)``.
+
+    A sharded checkpoint's state (``layout: dcp``) goes through torch's distributed state-dict API,
+    by parameter names: into the sharded model, or into a plain one when it was read whole."""
     info = state.info
+    if info.get("layout") == SHARDED_LAYOUT:
+        from unitrack.checkpoint.sharded import by_names
+
+        model, optimizer = by_names(model, optimizer)
     if hasattr(model, "load_state_dict"):
         model.load_state_dict(state.weights())
     for key, obj in (("optimizer", optimizer), ("scheduler", scheduler), ("scaler", scaler)):
@@ -126,11 +149,11 @@ def restore(
             raise ValueError(f"the checkpoint holds no {key} state")
         obj.load_state_dict(treecodec.decode(info[key], state.tensors))
     if restore_rng and "rng" in info:
-        _set_rng(treecodec.decode(info["rng"], state.tensors))
+        set_rng(treecodec.decode(info["rng"], state.tensors))
     return int(info["epoch"]), int(info["step"])
 
 
-def _set_rng(rng: dict[str, Any]) -> None:
+def set_rng(rng: dict[str, Any]) -> None:
     version, internal, gauss = rng["python"]
     random.setstate((version, tuple(internal), gauss))
     torch.set_rng_state(rng["torch"].clone())

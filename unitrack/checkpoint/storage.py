@@ -9,6 +9,9 @@ The manifest names the algorithm of its checksums (``"algorithm": "blake3"``, fo
 ``unitrack.checkpoint/2``); a ``unitrack.checkpoint/1`` manifest, written by earlier versions,
 names none and holds SHA-256s, and is verified as such. The registry and the ``checkpoint``
 event keep the SHA-256 of ``manifest.json`` itself (a few kilobytes: speed does not matter there).
+
+A sharded checkpoint (``"layout": "dcp"``, see ``sharded``) holds torch Distributed Checkpoint
+files instead of the two tensor files, under the same kind of manifest: a checksum per file.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ MANIFEST = "manifest.json"
 STATE_JSON = "state.json"
 MANIFEST_FORMAT = "unitrack.checkpoint/2"
 LEGACY_MANIFEST_FORMAT = "unitrack.checkpoint/1"  # SHA-256 checksums, no "algorithm" key
+SHARDED_LAYOUT = "dcp"  # manifest "layout" of a sharded checkpoint (torch Distributed Checkpoint files)
 TEMP_PREFIX = ".tmp-"
 _SPACE_MARGIN = 1.05
 
@@ -84,7 +88,7 @@ def write_checkpoint(
     if target.exists():
         raise CheckpointSaveError(f"checkpoint folder {target} already exists")
     check_free_space(parent, state.nbytes)
-    temp = parent / f"{TEMP_PREFIX}{target.name}-{uuid.uuid4().hex[:8]}"
+    temp = temporary_folder(target)
     try:
         temp.mkdir()
         files: dict[str, Any] = {}
@@ -92,35 +96,64 @@ def write_checkpoint(
         for stem, tensors in (("model", state.model), ("state", state.tensors)):
             name = tensor_file_name(stem, compression, encrypted=key is not None)
             files[name] = write_tensor_file(temp / name, tensors, metadata, compression, key, algorithm).to_dict()
-        state_json = temp / STATE_JSON
-        with open(state_json, "x", encoding="utf-8") as handle:
-            json.dump(state.info, handle, indent=1, sort_keys=True, allow_nan=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        digest, size = digest_file(state_json, algorithm)
-        files[STATE_JSON] = {"digest": digest, "size": size}
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            "algorithm": algorithm,
-            "name": target.name,
-            "epoch": state.info["epoch"],
-            "step": state.info["step"],
-            "time": time.time(),
-            "files": files,
-        }
-        data = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
-        with open(temp / MANIFEST, "xb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        fsync_dir(temp)
-        os.rename(temp, target)
-        fsync_dir(parent)
+        files[STATE_JSON] = write_state_json(temp, state.info, algorithm)
+        return commit_folder(temp, target, files, state.info, algorithm)
     except BaseException as exc:
         shutil.rmtree(temp, ignore_errors=True)
         if isinstance(exc, OSError) and not isinstance(exc, CheckpointSaveError):
             raise CheckpointSaveError(f"could not save checkpoint {target.name} in {parent}: {exc}") from exc
         raise
+
+
+def temporary_folder(target: Path) -> Path:
+    """A fresh name beside ``target`` for a save in progress (removed at the next start if it is left)."""
+    return target.parent / f"{TEMP_PREFIX}{target.name}-{uuid.uuid4().hex[:8]}"
+
+
+def file_entry(path: Path, algorithm: str = DEFAULT_ALGORITHM) -> dict[str, Any]:
+    """The manifest entry of a file that holds no tensors of ours: its checksum and size."""
+    digest, size = digest_file(path, algorithm)
+    return {"digest": digest, "size": size}
+
+
+def write_state_json(folder: Path, info: dict[str, Any], algorithm: str = DEFAULT_ALGORITHM) -> dict[str, Any]:
+    """Write ``state.json`` (epoch, step, metrics and the non-tensor state) durably; return its manifest entry."""
+    path = folder / STATE_JSON
+    with open(path, "x", encoding="utf-8") as handle:
+        json.dump(info, handle, indent=1, sort_keys=True, allow_nan=False)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return file_entry(path, algorithm)
+
+
+def commit_folder(
+    temp: Path,
+    target: Path,
+    files: dict[str, Any],
+    info: dict[str, Any],
+    algorithm: str = DEFAULT_ALGORITHM,
+    layout: str | None = None,
+) -> tuple[dict[str, Any], str]:
+    """Write the manifest (every file's checksum) last into ``temp``, fsync, rename ``temp`` to
+    ``target``: the checkpoint exists whole or not at all. Returns (manifest, its SHA-256)."""
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "algorithm": algorithm,
+        "name": target.name,
+        "epoch": info["epoch"],
+        "step": info["step"],
+        "time": time.time(),
+        "files": files,
+        **({"layout": layout} if layout else {}),
+    }
+    data = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
+    with open(temp / MANIFEST, "xb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    fsync_dir(temp)
+    os.rename(temp, target)
+    fsync_dir(target.parent)
     return manifest, manifest_checksum(data)
 
 
@@ -170,6 +203,10 @@ def read_checkpoint(folder: Path, expected_sha: str | None = None, key_env: str 
     from unitrack.checkpoint.tensorfile import read_tensor_file
 
     manifest = read_manifest(folder, expected_sha)
+    if manifest.get("layout") == SHARDED_LAYOUT:
+        from unitrack.checkpoint.sharded import read_whole
+
+        return read_whole(folder, manifest)
     algorithm = manifest_algorithm(manifest)
     problems: list[str] = []
     maps: dict[str, Any] = {}
@@ -179,8 +216,7 @@ def read_checkpoint(folder: Path, expected_sha: str | None = None, key_env: str 
             problems.append(f"{name}: missing")
             continue
         if name == STATE_JSON:
-            if digest_file(path, algorithm)[0] != entry_digest(entry):
-                problems.append(f"{name}: file fails its {label_of(algorithm)}")
+            problems.extend(check_file(folder, name, entry, algorithm))
             continue
         tensors, _, found = read_tensor_file(path, entry, str(folder), lambda: load_key(key_env), algorithm)
         problems.extend(found)
@@ -200,9 +236,33 @@ def verify_checkpoint(folder: Path, expected_sha: str | None = None, key_env: st
     """Every problem of a checkpoint folder (empty when it is intact); :func:`checkpoint_algorithm` says
     which algorithm's checksums were checked."""
     try:
+        manifest = read_manifest(folder, expected_sha)
+        if manifest.get("layout") == SHARDED_LAYOUT:  # plain files: checking them needs no loading
+            return check_files(folder, manifest, sorted(manifest["files"]))
         read_checkpoint(folder, expected_sha, key_env)
     except CheckpointCorruptError as exc:
         return exc.problems
+    return []
+
+
+def check_files(folder: Path, manifest: dict[str, Any], names: list[str]) -> list[str]:
+    """The problems of the manifest's files ``names`` (each checked whole against its size and checksum)."""
+    algorithm = manifest_algorithm(manifest)
+    return [problem for name in names for problem in check_file(folder, name, manifest["files"][name], algorithm)]
+
+
+def check_file(folder: Path, name: str, entry: Mapping[str, Any], algorithm: str) -> list[str]:
+    """The problems of one file the manifest lists by its size and checksum (empty when it matches)."""
+    try:
+        digest, size = digest_file(folder / name, algorithm)
+    except FileNotFoundError:
+        return [f"{name}: missing"]
+    except OSError as exc:
+        return [f"{name}: unreadable ({exc})"]
+    if size != entry.get("size", size):
+        return [f"{name}: size is {size} bytes, the manifest says {entry['size']}"]
+    if digest != entry_digest(entry):
+        return [f"{name}: file fails its {label_of(algorithm)}"]
     return []
 
 

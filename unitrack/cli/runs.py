@@ -122,7 +122,7 @@ def show_run(store: RunStore, ref: str, as_json: bool) -> None:
         if value not in (None, "", "-"):  # what a backend's run does not know is left out, not printed as None
             grid.add_row(f"[dim]{key}[/dim]", escape(str(value)))
     out.print(grid)
-    _print_failure(out, data.get("error"))
+    _print_failure(out, data.get("error"), data["status"])
     _print_mapping_table(out, "params", {k: fmt_value(v) for k, v in sorted(data["params"].items())})
     if data["metric_summary"]:
         table = Table(title="metrics", title_justify="left", box=None, header_style="bold")
@@ -158,13 +158,13 @@ def _pid(pid: Any) -> str | None:
     return f"pid {pid}" if pid else None
 
 
-def _print_failure(out: Any, error: dict[str, Any] | None, lines: int = 30) -> None:
+def _print_failure(out: Any, error: dict[str, Any] | None, status: str, lines: int = 30) -> None:
     """Why a failed run failed: its exception in one line, where it was raised, and the traceback's end."""
     from rich.markup import escape
 
     if not error:
         return
-    out.print(f"[bold red]failed:[/bold red] {escape(failure_line(error, width=400) or '')}")
+    out.print(f"[bold red]{escape(status)}:[/bold red] {escape(failure_line(error, width=400) or '')}")
     if error.get("where"):
         out.print(f"[dim]at {escape(error['where'])}[/dim]")
     tail = str(error.get("traceback") or "").rstrip().splitlines()[-lines:]

@@ -16,6 +16,7 @@ TABLE_ROWS = 30
 def register(app: typer.Typer) -> None:
     app.command("delta")(delta_command)
     app.command("plot")(plot_command)
+    app.command("export-weights")(export_weights_command)
 
 
 def delta_command(
@@ -75,9 +76,11 @@ def print_delta(report: Any, top: int) -> None:
     out = console()
     out.print(f"[bold]{report.source_a}[/bold] → [bold]{report.source_b}[/bold]")
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("tensor", "shape", "relative", "L2", "mean|Δ|", "max|Δ|", "cosine", "changed", "from init", "units moved", "NaN/Inf"):
-        table.add_column(column, justify="left" if column in ("tensor", "shape") else "right")
     changes = report.largest_first()
+    sparse = any(c.sparsity is not None and max(c.sparsity) > 0 for c in changes)  # a pruned or sparse model
+    columns = ["tensor", "shape", "relative", "L2", "mean|Δ|", "max|Δ|", "cosine", "changed", "from init", "units moved", "NaN/Inf"]
+    for column in [*columns, "sparsity"] if sparse else columns:
+        table.add_column(column, justify="left" if column in ("tensor", "shape") else "right")
     for change in changes[:top]:
         d = change.delta
         neurons = change.neurons(1, report.tolerance)
@@ -95,6 +98,7 @@ def print_delta(report: Any, top: int) -> None:
             "-" if change.from_init_l2 is None else _num(change.from_init_l2),
             moved,
             f"[red]{bad}[/red]" if bad else "0",
+            *([_sparsity(change.sparsity)] if sparse else []),
         )
     out.print(table)
     if len(changes) > top:
@@ -106,6 +110,11 @@ def print_delta(report: Any, top: int) -> None:
             out.print(f"{label}: {', '.join(names)}")
     for item in report.shape_changed:
         out.print(f"shape changed: {item['name']} {item['a']} → {item['b']}")
+
+
+def _sparsity(sparsity: tuple[float, float] | None) -> str:
+    """The fraction of zeros before → after, e.g. ``0% → 50%``."""
+    return "-" if sparsity is None else f"{100 * sparsity[0]:.0f}% → {100 * sparsity[1]:.0f}%"
 
 
 def _num(value: float) -> str:
@@ -126,3 +135,20 @@ def plot_command(
             typer.echo(str(path))
         if not written:
             typer.echo("nothing to plot: the run has no metrics, snapshots or checkpoints", err=True)
+
+
+def export_weights_command(
+    ref: Annotated[str, typer.Argument(help="A run (RUN, RUN@best, RUN@STEP, RUN@NAME), a checkpoint folder (sharded too), a weights file, or mlflow:RUN_ID.")],
+    to: Annotated[Path, typer.Option("--to", help="The .safetensors file to write.")],
+    store: StoreOption = None,
+) -> None:
+    """Write a model's whole state dict (a sharded checkpoint gathered and verified) as one .safetensors file."""
+    with cli_errors():
+        from unitrack.weights.export import export_safetensors
+        from unitrack.weights.refs import open_weights
+
+        if to.suffix != ".safetensors":
+            raise ValueError(f"--to {to}: the file must end in .safetensors")
+        source = open_weights(open_store(store, must_exist=False), ref)
+        count = export_safetensors(source, to)
+        typer.echo(f"wrote {count} tensor(s) of {source.label} to {to}")

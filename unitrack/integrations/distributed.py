@@ -4,29 +4,27 @@ Every rank creates its tracker the same way (``ExperimentTracker(...)``); what i
 on its rank, read from ``torch.distributed`` when it is initialised, else from ``RANK``,
 ``LOCAL_RANK`` or ``SLURM_PROCID`` (the first one set, as Lightning reads them):
 
-- rank 0 creates the run and publishes its id in ``<store>/rendezvous/<key>.json``, where the
-  key names the launch (``TORCHELASTIC_RUN_ID``, ``MASTER_ADDR``/``MASTER_PORT``, the restart
-  count, ``SLURM_JOB_ID``/``SLURM_STEP_ID``), the experiment, and how many trackers this process
-  made before (so a second tracker in the same job joins the second run, not the first);
+- rank 0 creates the run and publishes its id through the launch's rendezvous
+  (:mod:`unitrack.distributed.rendezvous`): torch.distributed's key-value store when a process
+  group is initialised or ``torchrun`` names its store (any nodes, no shared filesystem), else a
+  file in the store (one machine);
 - the other ranks join that run (same ``run_id``) instead of making their own. With
-  ``tracking.rank_policy: rank0`` (the default) their metrics, parameters, tags, artifacts,
-  checkpoints and snapshots are no-ops; they can still read the run's checkpoints
-  (``load_checkpoint`` to resume every rank from rank 0's save). With ``rank_policy: all`` each
-  one also writes its system samples and the metrics matching ``tracking.rank_metrics`` to its
-  own journal (``runs/<id>/ranks/<rank>/events.jsonl``), which rank 0 merges into the run:
-  system samples carry ``rank``, metrics are named ``rank<r>/<key>``. Parameters stay rank 0's.
+  ``tracking.rank_policy: rank0`` (the default) their metrics, parameters, tags, artifacts and
+  snapshots are no-ops, and so are whole-model checkpoints; a sharded model's checkpoint is
+  saved by every rank. They can read the run's checkpoints (``load_checkpoint`` to resume every
+  rank from rank 0's save). With ``rank_policy: all`` each one also sends its system samples and
+  the metrics matching ``tracking.rank_metrics`` through the rendezvous, and rank 0 merges them
+  into the run: system samples carry ``rank``, metrics are named ``rank<r>/<key>``. Parameters
+  stay rank 0's.
 
-File-based on purpose: it needs no collective call (a rank that never makes a tracker cannot
-hang the others) and works before, after or without ``init_process_group``. It needs a store
-that all ranks see: any local disk on one node, a shared file system across nodes.
+No collective call: a rank that never makes a tracker cannot hang the others, and it works
+before, after or without ``init_process_group``.
 """
 
 from __future__ import annotations
 
 import atexit
 import fnmatch
-import hashlib
-import json
 import logging
 import os
 import sys
@@ -42,12 +40,9 @@ from unitrack.backends.base import Backend, RunInfo
 from unitrack.checkpoint.manager import CheckpointManager
 from unitrack.config import Config, TrackingConfig
 from unitrack.dispatch import Dispatcher, WorkerSettings
+from unitrack.distributed.rendezvous import RankSink, RankSource, rendezvous_for
 from unitrack.errors import UnitrackError
-from unitrack.events import Event
 from unitrack.progress import ProgressReporter
-from unitrack.store.fsio import atomic_write_json, read_json
-from unitrack.store.journal import JournalWriter, read_journal
-from unitrack.store.layout import RunPaths
 from unitrack.store.runs import RunStore
 from unitrack.tracker import _FINISHED, _FINISHING, _RUNNING, FINAL_STATUSES, ExperimentTracker
 
@@ -55,20 +50,8 @@ log = logging.getLogger("unitrack")
 
 RANK_ENV = ("RANK", "LOCAL_RANK", "SLURM_PROCID")
 WORLD_SIZE_ENV = ("WORLD_SIZE", "SLURM_NTASKS")
-LAUNCH_ENV = (
-    "TORCHELASTIC_RUN_ID",
-    "MASTER_ADDR",
-    "MASTER_PORT",
-    "TORCHELASTIC_RESTART_COUNT",
-    "SLURM_JOB_ID",
-    "SLURM_STEP_ID",
-)
-RANKS_FOLDER = "ranks"
-RENDEZVOUS_FOLDER = "rendezvous"
-_STATUS_FILE = "status.json"
 _POLL_S = 0.1
 _MERGE_INTERVAL_S = 1.0
-_CLOCK_SLACK_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -108,67 +91,17 @@ def tracker_class_for_this_rank() -> type[ExperimentTracker]:
     return RankFollower if current_rank().rank > 0 else ExperimentTracker
 
 
-# --- finding the run: rank 0 publishes, the others wait ------------------------------------------
-
-_generations: dict[str, int] = {}
-
-
-class RunRendezvous:
-    """Where rank 0 leaves its run id for the other ranks of the same launch."""
-
-    def __init__(self, store_root: Path, experiment: str) -> None:
-        launch = {name: os.environ.get(name, "") for name in LAUNCH_ENV}
-        generation = _generations.get(experiment, 0)
-        _generations[experiment] = generation + 1
-        identity = json.dumps({"launch": launch, "experiment": experiment, "generation": generation}, sort_keys=True)
-        key = hashlib.sha256(identity.encode()).hexdigest()[:20]
-        self.path = store_root / RENDEZVOUS_FOLDER / f"{key}.json"
-
-    def publish(self, run_id: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.path, {"run_id": run_id, "time": time.time(), "pid": os.getpid()})
-
-    def wait(self, store: RunStore, timeout: float) -> str:
-        """The run id rank 0 published for this launch; raises after ``timeout`` seconds."""
-        import psutil
-
-        started = psutil.Process(os.getpid()).create_time() - _CLOCK_SLACK_S
-        deadline = time.monotonic() + timeout
-        while True:
-            published = read_json(self.path, None)
-            if published and self._current(published, started, store):
-                return str(published["run_id"])
-            if time.monotonic() >= deadline:
-                raise UnitrackError(
-                    f"rank {current_rank().rank}: rank 0 published no run within {timeout:g} s "
-                    f"(expected in {self.path}); does rank 0 create its tracker too, with the same "
-                    "experiment name and store? (tracking.rank_join_timeout sets the wait)"
-                )
-            time.sleep(_POLL_S)
-
-    @staticmethod
-    def _current(published: Mapping[str, Any], started: float, store: RunStore) -> bool:
-        """Published by this launch's rank 0, not left by an earlier launch that used the same key."""
-        if float(published.get("time", 0)) >= started:
-            return True
-        try:
-            return store.load(str(published["run_id"])).status == "running"
-        except Exception:
-            return False
-
-
 # --- rank 0: publish, and merge the other ranks' journals -----------------------------------------
 
 
 class RankMerger:
-    """On rank 0 under ``rank_policy: all``: moves the other ranks' journals into the run's queue."""
+    """On rank 0 under ``rank_policy: all``: moves what the other ranks sent into the run's queue."""
 
-    def __init__(self, run_dir: Path, world_size: int, queue: deque[tuple[Any, ...]], patterns: Sequence[str]) -> None:
-        self._folder = run_dir / RANKS_FOLDER
+    def __init__(self, source: RankSource, world_size: int, queue: deque[tuple[Any, ...]], patterns: Sequence[str]) -> None:
+        self._source = source
         self._ranks = range(1, world_size)
         self._queue = queue
         self._patterns = list(patterns)
-        self._offsets = dict.fromkeys(self._ranks, 0)
         self._chosen: dict[str, bool] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -180,30 +113,37 @@ class RankMerger:
         moved = 0
         with self._lock:
             for rank in self._ranks:
-                chunk = read_journal(self._folder / str(rank) / "events.jsonl", self._offsets[rank])
-                self._offsets[rank] = chunk.end_offset
-                for record in chunk.records:
+                for record in self._source.read(rank):
                     moved += self._enqueue(rank, record)
         return moved
 
     def close(self, timeout: float) -> None:
-        """Wait (at most ``timeout``) for every rank to finish its journal, then merge the rest."""
+        """Wait (at most ``timeout``) for every rank to say it finished, then merge the rest."""
         deadline = time.monotonic() + timeout
         waiting = set(self._ranks)
         while waiting and time.monotonic() < deadline:
-            waiting = {rank for rank in waiting if not (self._folder / str(rank) / _STATUS_FILE).exists()}
+            waiting = {rank for rank in waiting if not self._closed(rank)}
             if waiting:
                 time.sleep(_POLL_S)
         self._stop.set()
         self._thread.join(2.0)
-        self.merge()
+        try:
+            self.merge()
+        except Exception as exc:
+            log.warning("unitrack: the last merge of the other ranks' events failed: %s", exc)
         if waiting:
             log.warning(
-                "unitrack: rank(s) %s had not finished after %.0f s; what they log later stays in %s",
+                "unitrack: rank(s) %s had not finished after %.0f s (dead, or still running); "
+                "what they send later is not part of the run",
                 sorted(waiting),
                 timeout,
-                self._folder,
             )
+
+    def _closed(self, rank: int) -> bool:
+        try:
+            return self._source.closed(rank)
+        except Exception:  # the store went away with the job: nothing more will come
+            return True
 
     def _run(self) -> None:
         while not self._stop.wait(_MERGE_INTERVAL_S):
@@ -236,46 +176,16 @@ def lead_run(tracker: ExperimentTracker) -> RankMerger | None:
     ranks = current_rank()
     if not ranks.distributed:
         return None
-    RunRendezvous(tracker.store.root, tracker.experiment).publish(tracker.run_id)
     tracking = tracker.config.tracking
+    rendezvous = rendezvous_for(tracker.store, tracker.experiment, tracking.rank_join_timeout)
+    rendezvous.publish(tracker.run_id)
     if tracking.rank_policy != "all":
         return None
-    return RankMerger(tracker.run_dir, ranks.world_size, tracker._queue, tracking.rank_metrics)
+    source = rendezvous.receiver(range(1, ranks.world_size), tracker.run_dir)
+    return RankMerger(source, ranks.world_size, tracker._queue, tracking.rank_metrics)
 
 
 # --- the other ranks ----------------------------------------------------------------------------
-
-
-class RankJournal(Backend):
-    """A non-zero rank's own journal, ``runs/<id>/ranks/<rank>/events.jsonl``; rank 0 merges it."""
-
-    name = "rank-journal"
-
-    def __init__(self, paths: RunPaths) -> None:
-        self.paths = paths
-        self.dropped_events = 0
-        self._journal: JournalWriter | None = None
-
-    @property
-    def journal_offset(self) -> int:
-        return self._journal.offset if self._journal else 0
-
-    def open(self, run: RunInfo) -> None:
-        self._journal = JournalWriter(self.paths.events)
-
-    def write(self, events: Sequence[Event]) -> None:
-        assert self._journal is not None, "open() first"
-        self._journal.append(("\n".join(event.to_json() for event in events) + "\n").encode("utf-8"))
-
-    def flush(self) -> None:
-        if self._journal is not None:
-            self._journal.sync()
-
-    def close(self, status: str, **fields: Any) -> None:
-        """Close the journal, then say so: rank 0 waits for this file before its last merge."""
-        if self._journal is not None:
-            self._journal.close()
-        atomic_write_json(self.paths.root / _STATUS_FILE, {"status": status, "time": time.time(), **fields})
 
 
 def _ignore_event(kind: str, data: dict[str, Any]) -> None:
@@ -309,12 +219,13 @@ class RankFollower(ExperimentTracker):
         self._progress = None
         self._monitor = None
         self._dispatcher: Dispatcher | None = None  # type: ignore[assignment]
-        self._journal: RankJournal | None = None
+        self._journal: RankSink | None = None
         self._queue: deque[tuple[Any, ...]] = deque(maxlen=0)  # appending to it drops: the no-op of rank0 policy
         self._queue_limit = tracking.queue_size
         self.store = RunStore(self.config.store_dir)
-        self._rendezvous = RunRendezvous(self.store.root, self.experiment)
+        self._rendezvous = rendezvous_for(self.store, self.experiment, tracking.rank_join_timeout)
         self._run_id: str | None = None
+        self._shards: CheckpointManager | None = None  # writes this rank's shards of sharded checkpoints
         if tracking.rank_policy == "all":
             self._record_own_events(tracking)
 
@@ -322,7 +233,7 @@ class RankFollower(ExperimentTracker):
     def run_id(self) -> str:  # type: ignore[override]
         """Rank 0's run id (waited for on first use under ``rank_policy: rank0``)."""
         if self._run_id is None:
-            self._run_id = self._rendezvous.wait(self.store, self.config.tracking.rank_join_timeout)
+            self._run_id = self._rendezvous.wait(self.rank)
         return self._run_id
 
     @property
@@ -332,11 +243,9 @@ class RankFollower(ExperimentTracker):
     def _record_own_events(self, tracking: TrackingConfig) -> None:
         from unitrack.capture.system import SystemMonitor
 
-        paths = RunPaths(self.run_dir / RANKS_FOLDER / str(self.rank))
-        paths.root.mkdir(parents=True, exist_ok=True)
-        self._journal = RankJournal(paths)
+        self._journal = self._rendezvous.sender(self.rank)
         self._dispatcher = Dispatcher(
-            paths,
+            self._journal.paths,
             self._journal,  # type: ignore[arg-type]  # the dispatcher only writes and flushes its local journal
             [],
             self._rank_info,
@@ -350,11 +259,14 @@ class RankFollower(ExperimentTracker):
         self._dispatcher.start(self._rank_info())
         atexit.register(self._at_exit)
         if self.config.monitoring.enabled:
-            self._monitor = SystemMonitor(self.config.monitoring, self.store.root, self._emit_system)
+            disk = next(p for p in (self.store.root, *self.store.root.parents) if p.exists())  # none on a node without the run
+            self._monitor = SystemMonitor(self.config.monitoring, disk, self._emit_system)
             self._monitor.start()
 
     def _rank_info(self) -> RunInfo:
-        return RunInfo(self.run_id, self.name, self.experiment, self.run_dir, time.time())
+        """What the journal writer is told of the run (a sink never needs rank 0's id: no wait for it here)."""
+        assert self._journal is not None
+        return RunInfo(self._run_id or "", self.name, self.experiment, self._journal.paths.root, time.time())
 
     # --- what rank 0 alone records --------------------------------------------------------------
 
@@ -377,9 +289,27 @@ class RankFollower(ExperimentTracker):
         """Rank 0 shows the bar: this one is never started."""
         return ProgressReporter(total_steps, lambda: self._step, lambda sample, step: None, interval=interval)
 
-    def save_checkpoint(self, model: Any, epoch: int, step: int, *args: Any, **kwargs: Any) -> None:
-        """Checkpoints are written by rank 0: returns None, as for a skipped save."""
-        return None
+    def save_checkpoint(
+        self,
+        model: Any,
+        epoch: int,
+        step: int,
+        optimizer: Any = None,
+        scheduler: Any = None,
+        scaler: Any = None,
+        is_best: bool | None = None,
+        extra: Any = None,
+        **metrics: Any,
+    ) -> Any:
+        """A whole model is saved by rank 0 (returns None here, as for a skipped save); a sharded one
+        (DTensor parameters, FSDP2) by every rank together: this rank writes its shards."""
+        from unitrack.checkpoint.state import is_sharded
+
+        if not is_sharded(model):
+            return None
+        if self._shards is None:
+            self._shards = self._checkpoints_of_run()
+        return self._shards.save(model, epoch, step, optimizer, scheduler, scaler, is_best, extra, metrics)
 
     def snapshot_weights(self, model: Any, step: int | None = None, tag: str | None = None) -> None:
         """Snapshots are taken by rank 0: a no-op here."""
@@ -396,6 +326,8 @@ class RankFollower(ExperimentTracker):
     def load_checkpoint(
         self, checkpoint: Any, model: Any, optimizer: Any = None, scheduler: Any = None, scaler: Any = None
     ) -> tuple[int, int]:
+        if self._shards is not None:
+            self._shards.wait()
         return self._checkpoints_of_run().load(checkpoint, model, optimizer, scheduler, scaler)
 
     def load_best(self, model: Any, optimizer: Any = None, scheduler: Any = None, scaler: Any = None) -> tuple[int, int]:
@@ -408,6 +340,8 @@ class RankFollower(ExperimentTracker):
     # --- life ------------------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> bool:
+        if self._shards is not None:
+            self._shards.wait()
         return self._dispatcher.flush(timeout) if self._dispatcher is not None else True
 
     def finish(self, status: str = "completed", timeout: float | None = None) -> None:
@@ -418,6 +352,8 @@ class RankFollower(ExperimentTracker):
             return
         self._state = _FINISHING
         try:
+            if self._shards is not None:
+                self._shards.close(self.config.tracking.finish_timeout if timeout is None else timeout)
             if self._monitor is not None:
                 self._monitor.stop()
             if self._dispatcher is not None and self._journal is not None:

@@ -89,6 +89,7 @@ class RunView:
         run.git, run.environment, run.command, run.host, run.config_hash, run.info
         run.checkpoints     [{name, path, epoch, step, metrics, is_best, sha256, ...}]
         run.artifacts       [{name, path, size, sha256}]
+        run.delivery        {backend: {delivered_seq, owed, in_sync, last_error, ...}}
         run.system_history  [{time, rank, values}]
         run.path            the run folder (None for a remote run); run.source: local / mlflow / wandb / tensorboard
         run.to_dict()       exactly what ``unitrack show RUN --json`` prints (with_history=True: ``export``)
@@ -190,7 +191,8 @@ class RunView:
     @property
     def record(self) -> dict[str, Any]:
         """The run as ``RunRecord.to_dict()`` shapes it (run_id, name, ..., info, path)."""
-        self._load_details()
+        if self.listing is not None:  # listed from the index: the run's own files hold the rest
+            self._load_details()
         return self._record
 
     @property
@@ -241,6 +243,11 @@ class RunView:
         """``[{name, path, size, sha256}]``, the latest entry per name."""
         self._load_details()
         return list(self._artifacts or [])
+
+    @property
+    def delivery(self) -> dict[str, dict[str, Any]]:
+        """Per remote backend of a local run: what it acknowledged, what it still owes, its last error."""
+        return _delivery(self.path) if self.source == "local" and self.path is not None else {}
 
     @property
     def system_history(self) -> list[Point]:
@@ -297,7 +304,7 @@ class RunView:
     def to_dict(self, with_history: bool = False) -> dict[str, Any]:
         """What ``unitrack show RUN --json`` prints; with the metric and system history, ``export --json``."""
         data = {**self.record, "artifacts": self.artifacts, "source": self.source}
-        data["delivery"] = _delivery(self.path) if self.source == "local" and self.path is not None else {}
+        data["delivery"] = self.delivery
         if with_history:
             data["metric_history"] = self.metric_history
             data["system_history"] = self.system_history

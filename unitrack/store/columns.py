@@ -127,15 +127,17 @@ def _fingerprint(journal: Path, offset: int) -> str:
 
 def read_index(run_dir: Path, journal: Path) -> dict[str, Any] | None:
     """The committed index when it still describes ``journal`` (same bytes up to its offset), else None."""
-    index = read_json(history_dir(run_dir) / "index.json")
-    if not isinstance(index, dict) or index.get("format") != FORMAT:
-        return None
-    offset = int(index.get("offset", -1))
     try:
+        index = read_json(history_dir(run_dir) / "index.json")
+        if not isinstance(index, dict) or index.get("format") != FORMAT:
+            return None
+        offset = int(index.get("offset", -1))
         if offset < 0 or offset > journal.stat().st_size or _fingerprint(journal, offset) != index.get("fingerprint"):
             return None
-    except OSError:
-        return None
+        if not all(isinstance(index.get(k), t) for k, t in (("keys", dict), ("rewinds", list), ("artifacts", dict))):
+            return None
+    except (OSError, ValueError, TypeError):
+        return None  # unreadable or not ours: rebuilt from the journal
     return index
 
 
@@ -259,8 +261,8 @@ def verify_columns(run_dir: Path, index: dict[str, Any]) -> bool:
     last point (a power loss after the index was renamed could leave zeros instead)."""
     folder = history_dir(run_dir)
     for entry in index["keys"].values():
-        count = int(entry["count"])
         try:
+            count = int(entry["count"])
             with open(folder / f"{entry['file']}.step", "rb") as steps, open(folder / f"{entry['file']}.value", "rb") as values:
                 if os.fstat(steps.fileno()).st_size < count * 8 or os.fstat(values.fileno()).st_size < count * 8:
                     return False
@@ -272,7 +274,7 @@ def verify_columns(run_dir: Path, index: dict[str, Any]) -> bool:
                         return False
             if os.path.getsize(folder / f"{entry['file']}.time") < count * 8:
                 return False
-        except OSError:
+        except (OSError, KeyError, TypeError, ValueError):
             return False
     return True
 

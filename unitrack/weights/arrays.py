@@ -56,7 +56,12 @@ def _keras_name(variable: Any, index: int) -> str:
 
 
 def _from_mapping(tree: Mapping[str, Any]) -> dict[str, HostTensor]:
-    return {name: _from_array(leaf) for name, leaf in _leaves(tree, "")}
+    made: set[str] = set()
+    if any(type(v).__module__.startswith("torch") or isinstance(v, tuple) for v in tree.values()):
+        from unitrack.weights.compressed import effective_tensors  # quantized, pruned, sparse
+
+        tree, made = effective_tensors(tree)
+    return {name: _from_array(leaf, cacheable=name not in made) for name, leaf in _leaves(tree, "")}
 
 
 def _leaves(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
@@ -71,9 +76,9 @@ def _leaves(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
     # other leaves (step counters, strings) are not weights
 
 
-def _from_array(value: Any) -> HostTensor:
+def _from_array(value: Any, cacheable: bool = True) -> HostTensor:
     if type(value).__module__.startswith("torch"):
-        return _from_torch(value)
+        return _from_torch(value, cacheable)
     if hasattr(value, "numpy") and not isinstance(value, np.ndarray):  # Keras / TF variables
         value = value.numpy()
     array = np.asarray(value)  # JAX arrays copy to the host here
@@ -82,11 +87,13 @@ def _from_array(value: Any) -> HostTensor:
     return HostTensor(np.ascontiguousarray(array), array.dtype.name)
 
 
-def _from_torch(tensor: Any) -> HostTensor:
+def _from_torch(tensor: Any, cacheable: bool = True) -> HostTensor:
+    """A torch tensor's bytes on the host; ``version`` only for tensors a cache may key by address
+    (a temporary, such as a dequantized weight, can reuse a freed one's address)."""
     import torch
 
     data = tensor.detach()
-    version = (data.data_ptr(), data._version) if data.device.type == "cpu" else None
+    version = (data.data_ptr(), data._version) if cacheable and data.device.type == "cpu" else None
     if data.device.type != "cpu":
         data = data.cpu()
     data = data.contiguous()

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from unitrack.weights.arrays import as_float
-from unitrack.weights.fused import A2, AB, B2, CHANGED, D2, L1, MAX
 from unitrack.weights.kernel import DeltaWork, TensorDelta, blocks, cosine, tensor_delta
 from unitrack.weights.plugins import METRICS
 from unitrack.weights.sources import TensorMeta, WeightSource
+from unitrack.weights.sums import A2, AB, B2, CHANGED, D2, L1, MAX
 
 THREADS = 2
 
@@ -34,6 +34,7 @@ class TensorChange:
     delta: TensorDelta
     dtype_b: str | None = None
     from_init_l2: float | None = None
+    sparsity: tuple[float, float] | None = None  # the fraction of zeros in a and in b, when both are known
     extra: dict[str, float] = field(default_factory=dict)
 
     def neurons(self, top_k: int, tolerance: float = 0.0) -> dict[str, Any] | None:
@@ -89,6 +90,8 @@ class TensorChange:
             row["dtype_b"] = self.dtype_b
         if self.from_init_l2 is not None:
             row["from_init_l2"] = self.from_init_l2
+        if self.sparsity is not None:
+            row["sparsity"] = {"a": self.sparsity[0], "b": self.sparsity[1]}
         neurons = self.neurons(top_k, tolerance)
         if neurons is not None:
             row["neurons"] = neurons
@@ -204,6 +207,9 @@ def _run(works: list[DeltaWork], threads: int) -> None:
 def _extras(change: TensorChange, a: WeightSource, b: WeightSource, init: WeightSource | None) -> None:
     """The distance from ``init`` and the registered plugin metrics of one tensor."""
     name = change.name
+    ma, mb = a.tensors()[name], b.tensors()[name]
+    if ma.zeros is not None and mb.zeros is not None and change.delta.numel:
+        change.sparsity = (ma.zeros / change.delta.numel, mb.zeros / change.delta.numel)
     if init is not None:
         change.from_init_l2 = _distance(init, b, name, b.tensors()[name])
     if METRICS:
@@ -247,6 +253,7 @@ def summarize_run_delta(store: Any, ref_a: str, ref_b: str) -> dict[str, Any] | 
                 "cosine": c.delta.cosine,
                 "max_abs": c.delta.max_abs,
                 "changed_fraction": c.delta.changed_fraction,
+                **({"sparsity": {"a": c.sparsity[0], "b": c.sparsity[1]}} if c.sparsity else {}),
             }
             for c in report.largest_first()
         ],

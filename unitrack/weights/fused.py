@@ -26,10 +26,10 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from unitrack.weights.sums import A2, AB, B2, CHANGED, D2, FIELDS, L1, MAX, NONFINITE  # noqa: F401 (re-exported)
+
 # fast-math flags: reorder sums, fuse multiply-adds; never assume values are finite
 _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
-FIELDS = ("l1", "d2", "a2", "b2", "ab", "max_abs", "changed", "nonfinite")
-L1, D2, A2, B2, AB, MAX, CHANGED, NONFINITE = range(len(FIELDS))
 
 
 def _wide_typing(typingctx: Any, x: Any) -> Any:

@@ -55,47 +55,74 @@ def _save(figure: Any, out_dir: Path, name: str) -> Path:
     return path
 
 
-def _series(points: list[dict[str, Any]]) -> tuple[list[int], list[float]]:
-    finite = [(p["step"], float(p["value"])) for p in points if isinstance(p["value"], (int, float)) and math.isfinite(p["value"])]
-    return [s for s, _ in finite], [v for _, v in finite]
-
-
 def _is_validation(key: str) -> bool:
     lowered = key.lower()
     return any(word in lowered for word in ("val", "valid", "test", "eval"))
 
 
+def unrolled_steps(history: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, list[int]], bool]:
+    """An x for every point, in the logged order: the step, shifted past the highest x so far each
+    time the logged steps go back (the documented loop's ``step`` restarts every epoch). Walking
+    every series together by time keeps them aligned (a validation point logged at the end of an
+    epoch stays at that epoch's end). Returns the x per key and whether any step went back."""
+    order = sorted(
+        (float(p.get("time") or 0.0), rank, index, key)
+        for rank, (key, points) in enumerate(history.items())
+        for index, p in enumerate(points)
+    )
+    xs = {key: [0] * len(points) for key, points in history.items()}
+    offset, last, highest, went_back = 0, None, None, False
+    for _, _, index, key in order:
+        step = int(history[key][index]["step"])
+        if last is not None and step < last and highest is not None:
+            offset, went_back = highest + 1 - step, True
+        x = step + offset
+        xs[key][index] = x
+        last, highest = step, x if highest is None else max(highest, x)
+    return xs, went_back
+
+
+def _plotted(points: list[dict[str, Any]], xs: list[int]) -> tuple[list[int], list[float]]:
+    finite = [
+        (x, float(p["value"]))
+        for x, p in zip(xs, points, strict=True)
+        if isinstance(p["value"], (int, float)) and math.isfinite(p["value"])
+    ]
+    return [x for x, _ in finite], [v for _, v in finite]
+
+
 def learning_curves(data: RunWeights, out_dir: Path) -> Path | None:
-    """Loss on a log scale (train and validation), accuracy, and the overfitting gap (validation − train loss)."""
+    """Loss on a log scale (train and validation), accuracy, and the overfitting gap (validation −
+    train loss); a panel whose metrics the run does not have is left out, not drawn empty."""
     history = {k: v for k, v in data.metric_history.items() if "/" not in k or k.split("/")[0] in ("train", "val", "valid", "test", "eval")}
-    losses = {k: v for k, v in history.items() if "loss" in k.lower()}
-    accuracies = {k: v for k, v in history.items() if "acc" in k.lower()}
-    if not losses and not accuracies:
-        return None
-    figure, axes = _figure(1, 3, (15, 4.5))
-    loss_ax, acc_ax, gap_ax = axes[0]
-    for key, points in sorted(losses.items()):
-        steps, values = _series(points)
-        loss_ax.plot(steps, values, label=key, linestyle="--" if _is_validation(key) else "-")
-    loss_ax.set_yscale("log")
-    loss_ax.set(title="Loss (log scale)", xlabel="step", ylabel="loss")
-    for key, points in sorted(accuracies.items()):
-        steps, values = _series(points)
-        acc_ax.plot(steps, values, label=key, linestyle="--" if _is_validation(key) else "-")
-    acc_ax.set(title="Accuracy", xlabel="step", ylabel="accuracy")
+    losses = {k: v for k, v in sorted(history.items()) if "loss" in k.lower()}
+    accuracies = {k: v for k, v in sorted(history.items()) if "acc" in k.lower()}
     train = [k for k in losses if not _is_validation(k)]
     valid = [k for k in losses if _is_validation(k)]
-    if train and valid:
-        train_steps, train_values = _series(losses[sorted(train)[0]])
-        valid_steps, valid_values = _series(losses[sorted(valid)[0]])
-        if len(train_steps) and len(valid_steps):
-            interpolated = np.interp(valid_steps, train_steps, train_values)
-            gap_ax.plot(valid_steps, np.asarray(valid_values) - interpolated, color="tab:red")
-            gap_ax.axhline(0.0, color="grey", linewidth=0.8)
-    gap_ax.set(title="Overfitting gap (validation − train loss)", xlabel="step", ylabel="loss gap")
-    for axis in (loss_ax, acc_ax):
-        if axis.lines:
-            axis.legend(fontsize="small")
+    panels = [name for name, present in (("loss", losses), ("acc", accuracies), ("gap", train and valid)) if present]
+    if not panels:
+        return None
+    xs, went_back = unrolled_steps({**losses, **accuracies})
+    xlabel = "step (continued across the steps' restarts)" if went_back else "step"
+    figure, axes = _figure(1, len(panels), (5 * len(panels), 4.5))
+    ax = dict(zip(panels, axes[0], strict=True))
+    for panel, series, title, ylabel in (("loss", losses, "Loss (log scale)", "loss"), ("acc", accuracies, "Accuracy", "accuracy")):
+        if panel not in ax:
+            continue
+        for key, points in series.items():
+            ax[panel].plot(*_plotted(points, xs[key]), label=key, linestyle="--" if _is_validation(key) else "-")
+        ax[panel].set(title=title, xlabel=xlabel, ylabel=ylabel)
+        ax[panel].legend(fontsize="small")
+    if "loss" in ax:
+        ax["loss"].set_yscale("log")
+    if "gap" in ax:
+        train_x, train_values = _plotted(losses[train[0]], xs[train[0]])
+        valid_x, valid_values = _plotted(losses[valid[0]], xs[valid[0]])
+        if train_x and valid_x:
+            interpolated = np.interp(valid_x, train_x, train_values)
+            ax["gap"].plot(valid_x, np.asarray(valid_values) - interpolated, color="tab:red")
+            ax["gap"].axhline(0.0, color="grey", linewidth=0.8)
+        ax["gap"].set(title="Overfitting gap (validation − train loss)", xlabel=xlabel, ylabel="loss gap")
     return _save(figure, out_dir, "learning_curves")
 
 
@@ -134,17 +161,24 @@ def layer_heatmap(data: RunWeights, out_dir: Path) -> Path | None:
     from matplotlib.colors import LogNorm
 
     matrix = np.array([data.step_change[layer][1:] for layer in data.layers], dtype=float)
-    positive = matrix[np.isfinite(matrix) & (matrix > 0)]
-    if positive.size == 0:
+    moved = np.isfinite(matrix) & (matrix > 0)
+    # a column where no layer moved (a checkpoint of the weights just snapshotted) would be blank
+    columns = [c for c in range(matrix.shape[1]) if moved[:, c].any()]
+    if not columns:
         return None
+    matrix, moved = matrix[:, columns], moved[:, columns]
+    positive = matrix[moved]
     floor = float(positive.min())
-    shown = np.where(np.isfinite(matrix) & (matrix > 0), matrix, np.nan)
+    shown = np.where(moved, matrix, np.nan)
+    labels = [str(data.steps[1:][c]) for c in columns]
+    if len(set(labels)) < len(labels):  # steps that restart (every epoch) repeat: name the points instead
+        labels = [data.points[1:][c] for c in columns]
     figure, axes = _figure(1, 1, (max(6.0, 0.5 * matrix.shape[1] + 4), max(3.0, 0.35 * len(data.layers) + 1.5)))
     axis = axes[0][0]
     image = axis.imshow(shown, aspect="auto", cmap="viridis", norm=LogNorm(vmin=floor, vmax=float(positive.max())), interpolation="nearest")
     axis.set_yticks(range(len(data.layers)), labels=data.layers, fontsize="small")
-    axis.set_xticks(range(matrix.shape[1]), labels=[str(s) for s in data.steps[1:]], fontsize="small", rotation=90)
-    axis.set(title="Relative change per layer and snapshot (log colour scale)", xlabel="snapshot step")
+    axis.set_xticks(range(matrix.shape[1]), labels=labels, fontsize="small", rotation=90)
+    axis.set(title="Relative change per layer and snapshot (log colour scale)", xlabel="snapshot")
     figure.colorbar(image, ax=axis, label="‖ΔW‖/‖W‖")
     return _save(figure, out_dir, "layer_heatmap")
 
@@ -169,12 +203,13 @@ def update_ratio(data: RunWeights, out_dir: Path) -> Path | None:
         return None
     figure, axes = _figure(1, 1, (9, 5))
     axis = axes[0][0]
+    xs, went_back = unrolled_steps(ratios)
     for layer, points in sorted(ratios.items()):
-        steps, values = _series(points)
-        axis.plot(steps, values, label=layer)
+        axis.plot(*_plotted(points, xs[layer]), label=layer)
     axis.axhline(HEALTHY_UPDATE_RATIO, color="black", linestyle="--", linewidth=1, label="1e-3 reference")
     axis.set_yscale("log")
-    axis.set(title="Update-to-weight ratio per layer (‖ΔW‖/‖W‖ per step)", xlabel="step", ylabel="update / weight")
+    xlabel = "step (continued across the steps' restarts)" if went_back else "step"
+    axis.set(title="Update-to-weight ratio per layer (‖ΔW‖/‖W‖ per step)", xlabel=xlabel, ylabel="update / weight")
     axis.legend(fontsize="x-small")
     return _save(figure, out_dir, "update_ratio")
 
@@ -192,6 +227,43 @@ def weight_trajectories(data: RunWeights, out_dir: Path) -> Path | None:
     return _save(figure, out_dir, "weight_trajectories")
 
 
+def sparsity(data: RunWeights, out_dir: Path) -> Path | None:
+    """Each pruned (or sparse) layer's fraction of zero weights over the snapshots; None when none has zeros."""
+    pruned = {layer: values for layer, values in data.sparsity.items() if np.nanmax(values, initial=0.0) > 0.001}
+    if not pruned or len(data.steps) < 2:
+        return None
+    figure, axes = _figure(1, 1, (9, 4.5))
+    axis = axes[0][0]
+    for layer, values in pruned.items():
+        axis.plot(data.steps, values, marker="o", label=layer)
+    axis.set(title="Sparsity over snapshots (fraction of zero weights)", xlabel="step", ylabel="zeros", ylim=(-0.02, 1.02))
+    axis.legend(fontsize="x-small")
+    return _save(figure, out_dir, "sparsity")
+
+
+def activations(data: RunWeights, out_dir: Path) -> Path | None:
+    """Dead units (zero fraction) and saturation per watched module over training; None without activation stats."""
+    from unitrack.weights.activations import PREFIX, SATURATION
+
+    panels = [("zero_fraction", "Dead units (fraction of zero outputs)"), (SATURATION, "Saturation (fraction near the bounds)")]
+    series = {
+        stat: {key[len(PREFIX) : -len(stat) - 1]: points for key, points in data.metric_history.items() if key.startswith(PREFIX) and key.endswith("/" + stat)}
+        for stat, _ in panels
+    }
+    panels = [(stat, title) for stat, title in panels if series[stat]]
+    if not panels:
+        return None
+    figure, axes = _figure(1, len(panels), (6 * len(panels), 4.5))
+    for axis, (stat, title) in zip(axes[0], panels, strict=True):
+        xs, went_back = unrolled_steps(series[stat])
+        for module, points in sorted(series[stat].items()):
+            axis.plot(*_plotted(points, xs[module]), marker=".", label=module)
+        xlabel = "step (continued across the steps' restarts)" if went_back else "step"
+        axis.set(title=title, xlabel=xlabel, ylabel="fraction", ylim=(-0.02, 1.02))
+        axis.legend(fontsize="x-small")
+    return _save(figure, out_dir, "activations")
+
+
 BUILTIN_PLOTS: dict[str, Callable[[RunWeights, Path], Path | None]] = {
     "learning_curves": learning_curves,
     "total_change": total_change,
@@ -200,4 +272,6 @@ BUILTIN_PLOTS: dict[str, Callable[[RunWeights, Path], Path | None]] = {
     "neuron_heatmap": neuron_heatmap,
     "update_ratio": update_ratio,
     "weight_trajectories": weight_trajectories,
+    "sparsity": sparsity,
+    "activations": activations,
 }

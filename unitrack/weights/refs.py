@@ -19,6 +19,7 @@ from typing import Any
 
 from unitrack.checkpoint.catalog import run_checkpoints
 from unitrack.checkpoint.registry import CheckpointInfo
+from unitrack.store.layout import RunPaths
 from unitrack.weights.snapshots import list_manifests, read_manifest
 from unitrack.weights.sources import TORCH_SUFFIXES, ArraySource, ManifestSource, WeightSource, file_source
 
@@ -38,7 +39,12 @@ class WeightPoint:
 
 def run_weight_points(store: Any, ref: str) -> list[WeightPoint]:
     """Every snapshot and checkpoint of the run ``ref`` names, by step (snapshots first on a tie)."""
-    paths = store.resolve(ref)
+    from unitrack.reading import open_run
+
+    run = open_run(ref, store)
+    if run.path is None:
+        raise ValueError(f"{ref}: weights are read from a local run's folder; {run.source} runs have none here")
+    paths = RunPaths(run.path)
     points: list[tuple[int, int, int, WeightPoint]] = []
     for order, manifest in enumerate(list_manifests(paths.root)):
         step = int(read_manifest(manifest).get("step") or 0)

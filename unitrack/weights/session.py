@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from unitrack.config import Config
+from unitrack.weights.activations import ActivationWatcher
 from unitrack.weights.snapshots import SnapshotInfo, SnapshotWriter
 from unitrack.weights.watcher import WeightWatcher, snapshot_interval
 
@@ -38,7 +39,9 @@ class WeightsSession:
         )
         self._emit = emit
         self._log_metrics = log_metrics
+        self._settings = settings
         self.watcher: WeightWatcher | None = None
+        self.activations: ActivationWatcher | None = None
 
     def snapshot(self, model: Any, step: int, tag: str | None) -> SnapshotInfo:
         return self.writer.take(model, step, tag)
@@ -59,7 +62,28 @@ class WeightsSession:
             histograms=self.histograms,
         )
 
+    def watch_activations(self, model: Any, every: int | None, modules: Any) -> None:
+        """Sample module outputs every ``every`` steps (else the config's); replaces an earlier watch."""
+        settings = self._settings
+        every = every if every is not None else settings.activations_every
+        if every is None:
+            raise ValueError("watch activations: give activations_every=N (or weights.activations_every in the config)")
+        histograms = settings.activations_histograms
+        if self.activations is not None:
+            self.activations.close()
+        self.activations = ActivationWatcher(
+            model,
+            every,
+            self._log_metrics,
+            self._emit,
+            modules=modules if modules is not None else settings.activations_modules,
+            histograms=self.histograms if histograms == "auto" else bool(histograms),
+        )
+
     def close(self) -> None:
+        if self.activations is not None:
+            self.activations.close()
+            self.activations = None
         if self.watcher is not None:
             self.watcher.close()
             self.watcher = None

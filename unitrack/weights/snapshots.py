@@ -49,6 +49,11 @@ class SnapshotInfo:
     new_bytes: int | None
 
 
+def zero_count(array: np.ndarray, dtype: str) -> int:
+    """How many elements of a tensor are zero (a pruned layer's sparsity is this over its size)."""
+    return int(array.size - np.count_nonzero(as_float(array, dtype)))
+
+
 def snapshots_dir(run_dir: Path) -> Path:
     return Path(run_dir) / SNAPSHOTS_DIR
 
@@ -78,10 +83,11 @@ class _Digest:
     """A tensor's digest, filled in by the snapshot job that hashes it (jobs run in order, so a
     later snapshot that reuses it finds it set)."""
 
-    __slots__ = ("value",)
+    __slots__ = ("value", "zeros")
 
     def __init__(self, value: str | None = None) -> None:
         self.value = value
+        self.zeros: int | None = None  # how many elements are zero (sparsity, for pruned layers)
 
 
 class SnapshotWriter:
@@ -157,7 +163,11 @@ class SnapshotWriter:
             for tensor_name, tensor, digest, needs_hash in work:
                 digest.value, is_new = put_object(self.store_root, tensor.array, None if needs_hash else digest.value)
                 new_bytes += tensor.array.nbytes if is_new else 0
+                if needs_hash:
+                    digest.zeros = zero_count(tensor.array, tensor.dtype)
                 entries[tensor_name] = {"digest": digest.value, "shape": list(tensor.array.shape), "dtype": tensor.dtype}
+                if digest.zeros is not None:
+                    entries[tensor_name]["zeros"] = digest.zeros
                 if self.histograms and is_new and tensor.array.size:
                     summary = histogram(as_float(tensor.array, tensor.dtype))
                     if summary is not None:

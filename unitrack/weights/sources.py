@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from unitrack.checkpoint.catalog import is_sharded_checkpoint
 from unitrack.weights.arrays import BFLOAT16, HostTensor, host_tensors
 from unitrack.weights.objects import map_object
-from unitrack.weights.snapshots import manifest_algorithm, read_manifest
+from unitrack.weights.snapshots import manifest_algorithm, read_manifest, zero_count
 
 SAFETENSORS_DTYPES = {
     "F64": "float64", "F32": "float32", "F16": "float16", "BF16": BFLOAT16,
@@ -36,6 +37,7 @@ class TensorMeta:
     shape: tuple[int, ...]
     dtype: str
     digest: str | None = None  # content hash when the source knows it (snapshots): equal means unchanged
+    zeros: int | None = None  # how many elements are zero, when known (snapshots, tensors in memory)
 
 
 def storage_dtype(dtype: str) -> np.dtype:
@@ -68,7 +70,7 @@ class ManifestSource(WeightSource):
         self.step = int(self.manifest.get("step") or 0)
         self.label = label or f"snapshot {self.manifest.get('name', Path(manifest).stem)}"
         self._meta = {
-            name: TensorMeta(tuple(entry["shape"]), entry["dtype"], entry["digest"])
+            name: TensorMeta(tuple(entry["shape"]), entry["dtype"], entry["digest"], entry.get("zeros"))
             for name, entry in self.manifest["tensors"].items()
         }
 
@@ -127,13 +129,19 @@ class ArraySource(WeightSource):
     def __init__(self, tensors: Mapping[str, HostTensor], label: str) -> None:
         self._tensors = dict(tensors)
         self.label = label
+        self._meta: dict[str, TensorMeta] | None = None
 
     @classmethod
     def of(cls, weights: Any, label: str = "in memory") -> ArraySource:
         return cls(host_tensors(weights), label)
 
     def tensors(self) -> dict[str, TensorMeta]:
-        return {name: TensorMeta(tuple(t.array.shape), t.dtype) for name, t in self._tensors.items()}
+        if self._meta is None:  # counted once: the tensors in memory do not change under a source
+            self._meta = {
+                name: TensorMeta(tuple(t.array.shape), t.dtype, zeros=zero_count(t.array, t.dtype))
+                for name, t in self._tensors.items()
+            }
+        return self._meta
 
     def array(self, name: str) -> np.ndarray:
         return self._tensors[name].array
@@ -158,6 +166,10 @@ def torch_file_source(path: Path, label: str | None = None) -> ArraySource:
 def file_source(path: Path, label: str | None = None) -> WeightSource:
     """The weights in a file (safetensors, torch, a snapshot manifest) or a folder holding one."""
     path = Path(path)
+    if path.is_dir() and is_sharded_checkpoint(path):  # DCP shards: gathered whole, verified on the way
+        from unitrack.checkpoint.storage import read_weights
+
+        return ArraySource.of(read_weights(path), label or str(path))
     if path.is_dir():
         return file_source(weights_file_in(path), label)
     if not path.exists():

@@ -33,6 +33,7 @@ class RunWeights:
     norm: dict[str, list[float]] = field(default_factory=dict)
     step_change: dict[str, list[float]] = field(default_factory=dict)  # relative to the previous point
     from_init: dict[str, list[float]] = field(default_factory=dict)  # L2 distance from the first point
+    sparsity: dict[str, list[float]] = field(default_factory=dict)  # fraction of zeros (pruned layers), when known
     total_change: list[float] = field(default_factory=list)
     total_from_init: list[float] = field(default_factory=list)
     neuron_layer: str | None = None
@@ -42,9 +43,9 @@ class RunWeights:
 
 
 def run_weights(store: Any, ref: str, *, tolerance: float = 0.0) -> RunWeights:
-    from unitrack.readers import read_run
+    from unitrack.reading import open_run
 
-    view = read_run(ref, store)
+    view = open_run(ref, store)
     result = RunWeights(view.run_id, metric_history=view.metric_history)
     points = run_weight_points(store, ref)
     if not points:
@@ -79,13 +80,14 @@ def _append(result: RunWeights, report: Any, first_point: bool) -> None:
         if change.name not in result.norm:
             result.layers.append(change.name)
             padding = len(result.total_change)
-            for table in (result.norm, result.step_change, result.from_init):
+            for table in (result.norm, result.step_change, result.from_init, result.sparsity):
                 table[change.name] = [nan] * padding
         result.norm[change.name].append(change.delta.norm_b)
+        result.sparsity[change.name].append(change.sparsity[1] if change.sparsity is not None else nan)
         result.step_change[change.name].append(nan if first_point else change.delta.relative)
         result.from_init[change.name].append(0.0 if first_point else (change.from_init_l2 or 0.0))
     count = len(result.total_change) + 1
-    for table in (result.norm, result.step_change, result.from_init):
+    for table in (result.norm, result.step_change, result.from_init, result.sparsity):
         for values in table.values():
             values.extend([nan] * (count - len(values)))
     total = report.total()

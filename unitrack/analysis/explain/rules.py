@@ -2,9 +2,10 @@
 
 Every changed param (a change logged under several keys, ``lr`` and ``optimizer/lr``, counts
 once), the model, its code and the environment are candidate causes; bookkeeping params never
-are. A candidate's score comes from the headline metric's difference against the noise band the
-runs themselves show and from whether the candidate plausibly acts where the curves parted
-(:mod:`.scoring`); a difference within noise is said to be so, with its band.
+are. A candidate's score comes from how far beyond the noise band the runs themselves show the
+result metrics moved (the headline one, or another that moved further) and from whether the
+candidate plausibly acts where the curves parted (:mod:`.scoring`); a difference within noise
+is said to be so, with its band.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from unitrack.analysis.activations import describe as describe_layer
 from unitrack.analysis.explain import Cause, Explanation
 from unitrack.analysis.explain.scoring import effect, kind_of, magnitude, score, timing
 
@@ -50,11 +52,6 @@ def describe_metric(metric: dict[str, Any]) -> str:
     if metric["goal"] and metric["a"]["best"] is not None and metric["b"]["best"] is not None:
         best = f"; best {fmt(metric['a']['best'])} vs {fmt(metric['b']['best'])}"
     return f"{metric['key']} {fmt(a)} → {fmt(b)}{change}{best}" + (f", {winner}" if winner else "")
-
-
-def _is_key(key: str, *names: str) -> bool:
-    last = key.lower().replace(".", "/").split("/")[-1]
-    return last in names
 
 
 def _loss_divergence(evidence: dict[str, Any], side: str) -> str | None:
@@ -289,6 +286,23 @@ def _failure_causes(evidence: dict[str, Any]) -> list[Cause]:
     return causes
 
 
+def _activation_causes(evidence: dict[str, Any]) -> list[Cause]:
+    """A layer dead or saturated in one run and not (as badly) in the other: its gradient is gone."""
+    found = evidence.get("activations") or {}
+    causes = []
+    for side, other in (("b", "a"), ("a", "b")):
+        theirs = {(f["layer"], f["problem"]): f for f in found.get(other) or []}
+        for finding in found.get(side) or []:
+            twin = theirs.get((finding["layer"], finding["problem"]))
+            if twin is not None and twin["fraction"] >= finding["fraction"] - 0.05:
+                continue  # as bad in both runs: not what differs between them
+            facts = [describe_layer(finding) + f" in run {side.upper()}"]
+            facts.append(describe_layer(twin) + f" in run {other.upper()}" if twin else f"not so in run {other.upper()}")
+            title = f"layer {finding['layer']} is {finding['problem']} in run {side.upper()}"
+            causes.append(Cause(title, facts, 0.6 if side == "b" else 0.5, ["model"]))
+    return causes
+
+
 def _next_steps(causes: list[Cause], evidence: dict[str, Any]) -> list[str]:
     steps = []
     titles = " | ".join(c.title for c in causes)
@@ -308,6 +322,10 @@ def _next_steps(causes: list[Cause], evidence: dict[str, Any]) -> list[str]:
             )
     if "bigger model" in titles or "overfitting gap" in " ".join(f for c in causes for f in c.evidence):
         steps.append("check the bigger model's gain on held-out data; regularise it (dropout, weight decay) if the train/val gap grows")
+    if " is dead in run " in titles:
+        steps.append("revive the dead layer: check its initialisation and bias, lower the learning rate, or use LeakyReLU/GELU")
+    if " is saturated in run " in titles:
+        steps.append("bring the saturated layer back into range: normalise its input (LayerNorm/BatchNorm) or scale its initialisation down")
     if "seed" in titles or "noise" in titles:
         steps.append("repeat each configuration with 3+ seeds to measure the noise floor before concluding")
     if len([c for c in causes if c.score >= 0.5]) > 1:
@@ -336,7 +354,7 @@ def explain_with_rules(evidence: dict[str, Any]) -> Explanation:
     chance = _noise_cause(evidence, headline, bool(candidates))
     if chance is not None:
         causes.append(chance)
-    causes += _failure_causes(evidence)
+    causes += _failure_causes(evidence) + _activation_causes(evidence)
     causes.sort(key=lambda c: -c.score)
     runs = evidence["runs"]
     text = describe_metric(headline) if headline else "no result metric in common"
