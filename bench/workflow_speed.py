@@ -82,8 +82,9 @@ def main() -> None:
         f"load average {os.getloadavg()[0]:.1f} on the machine while it ran.\n\n"
         + markdown_table(["command", "wall s", "CPU s"], rows)
         + "\n\n`commit` of a command that does not use unitrack includes creating its run afterwards "
-        "(git state, environment) and appending the outcome to the journal. Most of `compare`'s time "
-        "is reading both journals back (`read_run`); the comparison itself is a fraction of it."
+        "(git state, environment) and appending the outcome to the journal. `compare` and `explain` read both "
+        "runs' curves from their columnar history (memory-mapped arrays, no JSON parsed; "
+        "[architecture.md](architecture.md#the-read-path)): most of their time is start-up."
     )
     print(body)
     if args.write_doc:

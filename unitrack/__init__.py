@@ -34,6 +34,7 @@ _EXPORTS: dict[str, str] = {
     "explain": "unitrack.analysis.explain",
     "explain_sweep": "unitrack.analysis.sweep",
     "CheckpointInfo": "unitrack.checkpoint.registry",
+    "load_checkpoint": "unitrack.checkpoint.restore_any",
     "CheckpointError": "unitrack.checkpoint.errors",
     "CheckpointSaveError": "unitrack.checkpoint.errors",
     "CheckpointCorruptError": "unitrack.checkpoint.errors",
@@ -54,6 +55,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         CheckpointSaveError,
     )
     from unitrack.checkpoint.registry import CheckpointInfo
+    from unitrack.checkpoint.restore_any import load_checkpoint
     from unitrack.config import Config, config_hash, load_config
     from unitrack.errors import ConfigError, RunNotFoundError, UnitrackError
     from unitrack.oneshot import log_all

@@ -50,6 +50,10 @@ class TrackingConfig(_Section):
         None, description="MLflow tracking URI; default: MLFLOW_TRACKING_URI, then MLflow's own default."
     )
     mlflow_experiment: str | None = Field(None, description="MLflow experiment; default: the experiment name.")
+    mlflow_requests_in_flight: int = Field(
+        4, ge=1, le=64,
+        description="log_batch requests to MLflow in flight at once; match the server's --workers (a SQLite store takes one at a time).",
+    )
     mlflow_artifact_location: str | None = Field(
         None,
         description="Artifact location (a path or URI) of MLflow experiments unitrack creates; default: the "
@@ -115,11 +119,28 @@ class TrackingConfig(_Section):
         return [name for name in self.backends or [] if name != "local"]
 
 
+class S3Settings(_Section):
+    """How to reach S3-compatible storage; unset keys come from the standard AWS_* variables and files."""
+
+    endpoint_url: str | None = Field(None, description="S3 endpoint, e.g. http://127.0.0.1:8333; default: $AWS_ENDPOINT_URL, else AWS.")
+    region: str | None = Field(None, description="Region; default: $AWS_DEFAULT_REGION, else us-east-1.")
+    profile: str | None = Field(None, description="Profile in ~/.aws; default: $AWS_PROFILE.")
+
+
 class CheckpointingConfig(_Section):
     """Where checkpoints go and how many are kept."""
 
     checkpoint_dir: str | None = Field(
-        None, description="Folder for checkpoints (one sub-folder per run); default: <run folder>/checkpoints."
+        None,
+        description="Folder for checkpoints (one sub-folder per run), or s3://bucket/prefix for object storage; "
+        "default: <run folder>/checkpoints.",
+    )
+    s3: S3Settings = Field(default_factory=S3Settings, description="Object storage settings for s3:// checkpoint_dir.")
+    register_model: str | None = Field(
+        None, description="Register the best checkpoint as a version of this model (MLflow Model Registry, W&B model artifacts)."
+    )
+    register_aliases: list[str] = Field(
+        default_factory=lambda: ["champion"], description="Aliases the newest best version gets (a newer best moves them)."
     )
     max_checkpoints: int | None = Field(None, ge=1, description="Most checkpoints kept (best and last always).")
     save_frequency: int | None = Field(
@@ -153,6 +174,13 @@ class CheckpointingConfig(_Section):
         default_factory=dict,
         description="Which checkpoints each remote backend receives: best, last, all or none (default: best).",
     )
+
+    @field_validator("checkpoint_dir")
+    @classmethod
+    def _s3_url(cls, value: str | None) -> str | None:
+        if value and value.startswith("s3:") and (not value.startswith("s3://") or len(value) <= len("s3://")):
+            raise ValueError(f"{value!r}: write s3://BUCKET/PREFIX")
+        return value
 
 
 class MonitoringConfig(_Section):

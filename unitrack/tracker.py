@@ -676,6 +676,15 @@ class ExperimentTracker:
         """
         return self._checkpoints.load(checkpoint, model, optimizer, scheduler, scaler)
 
+    def register_model(
+        self, name: str | None = None, checkpoint: Any = "best", aliases: Sequence[str] | None = None
+    ) -> CheckpointInfo:
+        """Make a checkpoint ("best", "last", a name or a CheckpointInfo) a version of model ``name``
+        (default: ``checkpointing.register_model``) in MLflow's Model Registry and a W&B model artifact,
+        with ``aliases`` (default: ``checkpointing.register_aliases``) moved onto it. Journalled and
+        delivered like everything else: it returns at once."""
+        return self._checkpoints.register(checkpoint, name, aliases)
+
     def load_best(self, model: Any, optimizer: Any = None, scheduler: Any = None, scaler: Any = None) -> tuple[int, int]:
         """Restore the best checkpoint that verifies; return (epoch, step)."""
         return self._checkpoints.load("best", model, optimizer, scheduler, scaler)
@@ -689,10 +698,10 @@ class ExperimentTracker:
 
     def _rewind(self) -> CheckpointInfo | None:
         """Pick the resumed run's last (or best) checkpoint that verifies; mark later metric steps superseded."""
-        from unitrack.checkpoint.storage import verify_checkpoint
+        from unitrack.checkpoint.locations import verify_info
 
         for candidate in self._checkpoints.candidates(self.config.checkpointing.resume_from):
-            problems = verify_checkpoint(candidate.path, candidate.sha256, self.config.checkpointing.encryption_key_env)
+            problems = verify_info(candidate, self.config.checkpointing.encryption_key_env, self.config.checkpointing)
             if not problems:
                 self._checkpoints.registry.resumed_from.append(candidate.name)
                 self._checkpoints.registry.save()

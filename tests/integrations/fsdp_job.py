@@ -3,7 +3,8 @@
 ``train``: 6 steps, sharded checkpoints at steps 1, 3 and 6 through the tracker (retention keeps the
 last two), the losses and the full state dicts gathered at each save written beside (the references). ``resume CHECKPOINT``:
 load a checkpoint, run the remaining steps, write the losses. ``best``: ``load_best`` into this
-world size (the fallback past a damaged checkpoint). Started by torchrun, or alone (one rank).
+world size (the fallback past a damaged checkpoint). ``fail``: a save that one rank cannot capture
+fails on every rank, and the next one works. Started by torchrun, or alone (one rank).
 """
 
 from __future__ import annotations
@@ -69,7 +70,10 @@ def main(mode: str, out: Path, *args: str) -> None:
     model, optimizer = build()
     losses: dict[int, float] = {}
     resume = args[0] if mode == "best" else None  # load_best reads the run's registry
-    with ut.ExperimentTracker("fsdp", CONFIG, resume=resume) as tracker:
+    config = CONFIG
+    if mode == "fail":  # warned about, so the job goes on to the next save
+        config = {**CONFIG, "checkpointing": {**CONFIG["checkpointing"], "on_error": "warn"}}
+    with ut.ExperimentTracker("fsdp", config, resume=resume) as tracker:
         if mode == "train":
             for step in range(1, STEPS + 1):
                 losses[step] = train_step(model, optimizer, step)
@@ -84,10 +88,22 @@ def main(mode: str, out: Path, *args: str) -> None:
             _, start = tracker.load_checkpoint(args[0], model, optimizer)
             for step in range(start + 1, STEPS + 1):
                 losses[step] = train_step(model, optimizer, step)
-        else:
+        elif mode == "fail":  # rank 1 holds what a checkpoint cannot store: every rank's save fails alike
+            train_step(model, optimizer, 1)
+            extra = {"hook": print} if rank == 1 else {"hook": 0}
+            failed = tracker.save_checkpoint(model=model, optimizer=optimizer, epoch=0, step=1, extra=extra)
+            saved = tracker.save_checkpoint(model=model, optimizer=optimizer, epoch=0, step=2)
+            tracker.flush()
+            losses[1 if failed is None else -1] = 0.0
+            losses[2 if saved is not None else -2] = float(len(tracker.list_checkpoints()))
+        else:  # the module-level loader, then the tracker's: both fall back past a damaged best
+            _, start = ut.load_checkpoint(f"{args[0]}@best", model, optimizer)
+            through_module = full_state(model)
+            model, optimizer = build()
             _, start = tracker.load_best(model, optimizer)
             reference = full_state(model)
             if rank == 0:
+                save_file(through_module, str(out / f"best_module_world{dist.get_world_size()}.safetensors"))
                 save_file(reference, str(out / f"best_world{dist.get_world_size()}.safetensors"))
                 losses[start] = 0.0
         if rank == 0:

@@ -213,6 +213,7 @@ def _curves(view: RunView) -> dict[str, LoggedCurve]:
 def _add_noise(store: RunStore, a: RunView, b: RunView, metrics: list[dict[str, Any]], settings: AnalysisConfig) -> int:
     """Each result metric's noise band (``metric["noise"]``); returns how many peer runs were read."""
     groups = peer_groups(store, a, b, settings)
+    judged = sum(1 for metric in metrics if metric["goal"] is not None)
     for metric in metrics:
         if metric["goal"] is None:
             continue
@@ -220,7 +221,7 @@ def _add_noise(store: RunStore, a: RunView, b: RunView, metrics: list[dict[str, 
         pair, peer_curves = [curve(a, key), curve(b, key)], group_curves(groups, key)
         width = bucket_width([*pair, *(c for group in peer_curves for c in group)])
         peers = peer_spread([[bucketed(c, width) for c in group] for group in peer_curves]) if groups else None
-        metric["noise"] = metric_noise(bucketed(pair[0], width), bucketed(pair[1], width), peers)
+        metric["noise"] = metric_noise(bucketed(pair[0], width), bucketed(pair[1], width), peers, judged)
     return sum(len(g) for g in groups)
 
 

@@ -7,14 +7,18 @@ Three estimates of one run's noise (a standard deviation, in the metric's unit) 
 - ``early``: how much the difference between the two curves jitters over their first third
   (the spread of the steep early epochs, which a seed alone already makes large) — it widens
   the band for those epochs, fading out over the second third, so that a real effect is not
-  hidden by it at the end;
+  hidden by it at the end. A seed can also shift the early curves smoothly, which no jitter
+  shows: so a stretch apart that starts in the first third and closes again counts only when
+  peers (below) measured the early spread step by step;
 - ``peers``: the spread of other runs of the same experiment that differ only in the seed, step
   by step and at the end (``unitrack.analysis.peers``), when the store holds some.
 
 A curve longer than ``MAX_POINTS`` steps is first averaged over buckets of steps (the same for
 every run compared), so that a per-batch loss is judged by its trend, not its single batches.
 The band for a difference between two runs is ``2·√2·σ`` (about 95 % for two independent runs
-with the same noise); a difference inside it is "within noise". The curves *part* at the first
+with the same noise), widened when several result metrics are judged together so that the
+chance that any of them crosses its band by luck stays about 5 %; a difference inside it is
+"within noise". The curves *part* at the first
 common step from which the difference stays beyond that step's band for two points in a row
 (or at the last common step, when the final difference is beyond the band too); a stretch apart
 that closes again counts only when it reached three times its band.
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -137,9 +142,17 @@ def peer_spread(groups: Sequence[Sequence[Curve]]) -> dict[str, Any] | None:
     }
 
 
-def metric_noise(a: Curve, b: Curve, peers: dict[str, Any] | None = None) -> dict[str, Any] | None:
+def family_factor(judged: int) -> float:
+    """How much wider each band is when ``judged`` metrics are judged together, so that the chance
+    of any one of them crossing its band by luck stays 5 % (Bonferroni)."""
+    normal = NormalDist()
+    return normal.inv_cdf(1 - 0.025 / max(1, judged)) / normal.inv_cdf(0.975)
+
+
+def metric_noise(a: Curve, b: Curve, peers: dict[str, Any] | None = None, judged: int = 1) -> dict[str, Any] | None:
     """The noise band of one metric for runs A and B, the final difference against it, and where
-    their curves parted (None when either run has no finite point, or too few to measure noise)."""
+    their curves parted (None when either run has no finite point, or too few to measure noise).
+    ``judged`` is how many metrics of the pair are judged together (see :func:`family_factor`)."""
     (steps_a, values_a), (steps_b, values_b) = a, b
     if not len(values_a) or not len(values_b):
         return None
@@ -158,7 +171,8 @@ def metric_noise(a: Curve, b: Curve, peers: dict[str, Any] | None = None) -> dic
     sigma = _max(sources["tail"], sources["peers"])
     if sigma == 0.0:  # two identical flat curves: any difference at all is beyond chance
         sigma = 1e-12
-    band = BAND_WIDTH * sigma
+    width = BAND_WIDTH * family_factor(judged)
+    band = width * sigma
     final_a, final_b = final_value(values_a), final_value(values_b)
     delta = final_b - final_a
     # per common step, the largest of: sigma; the early spread, which holds over the first third and
@@ -171,12 +185,13 @@ def metric_noise(a: Curve, b: Curve, peers: dict[str, Any] | None = None) -> dic
     by_step = (peers or {}).get("by_step") or {}
     if by_step:
         local = np.maximum(local, np.array([by_step.get(step, -math.inf) for step in common.tolist()], dtype=np.float64))
-    parted = _parting(common, diff, BAND_WIDTH * local, abs(delta) > band)
+    parted = _parting(common, diff, width * local, abs(delta) > band, early if not by_step else 0)
     return {
         "band": band,
         "sigma": sigma,
         "sources": sources,
         "peer_runs": peers["runs"] if peers else 0,
+        "judged": judged,
         "final": {"a": final_a, "b": final_b, "diff": delta, "points": {"a": tail_points(len(values_a)), "b": tail_points(len(values_b))}},
         "z": abs(delta) / band,
         "within": abs(delta) <= band and parted is None,
@@ -187,7 +202,12 @@ def metric_noise(a: Curve, b: Curve, peers: dict[str, Any] | None = None) -> dic
     }
 
 
-def _parting(steps: np.ndarray, diff: np.ndarray, bands: np.ndarray, final_beyond: bool) -> dict[str, Any] | None:
+def _parting(
+    steps: np.ndarray, diff: np.ndarray, bands: np.ndarray, final_beyond: bool, unmeasured_early: int
+) -> dict[str, Any] | None:
+    """The first stretch where the curves stay apart (see the module's docstring); a stretch that
+    closes again must reach ``REJOINED_Z`` and, when it starts in the first ``unmeasured_early``
+    points (no peers measured them), does not count."""
     beyond = (np.abs(diff) > bands).tolist()  # lists: the scan below indexes them point by point
     sign = np.sign(diff).tolist()
     i = 0
@@ -202,7 +222,7 @@ def _parting(steps: np.ndarray, diff: np.ndarray, bands: np.ndarray, final_beyon
         peak = i + int(np.argmax(np.abs(diff[i : stretch + 1]) / bands[i : stretch + 1]))
         rejoined = stretch < len(diff) - 1 and not beyond[len(diff) - 1]
         z = float(abs(diff[peak]) / bands[peak])
-        if rejoined and z < REJOINED_Z:  # a stretch apart that closes again must be wide to be more than chance
+        if rejoined and (z < REJOINED_Z or i < unmeasured_early):  # closing again: wide, and not unmeasured early
             i = stretch + 1
             continue
         return {

@@ -15,12 +15,15 @@ import os
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from unitrack.backends import model_registry
 from unitrack.backends.base import Backend, Capabilities, PermanentBackendError, RunInfo
 from unitrack.backends.quiet import quiet_loggers
 from unitrack.backends.shaping import KeyNames, chunks, fit_values, points, wants_checkpoint
+from unitrack.checkpoint.refs import BEST_TAG, CHECKPOINTS_ARTIFACT
 from unitrack.events import Event, ParamsEvent, RecordEvent, TagsEvent
 from unitrack.failure import failure_line
 
@@ -65,6 +68,10 @@ class MlflowBackend(Backend):
 
     def __init__(self, config: Config) -> None:
         self._uri = tracking_uri(config)
+        # as many requests in flight as the server has workers to take them: a per-run setting, so this
+        # instance shadows the class's limits (the dispatcher reads them from the instance)
+        in_flight = config.tracking.mlflow_requests_in_flight
+        self.capabilities = replace(type(self).capabilities, concurrent_writes=in_flight)  # type: ignore[misc]
         self._artifact_root = config.tracking.mlflow_artifact_location
         self._store_dir = Path(config.store_dir).expanduser()
         self._experiment_name = config.tracking.mlflow_experiment
@@ -76,6 +83,7 @@ class MlflowBackend(Backend):
         self._overflow: dict[str, Any] = {}
         self._rewinds: list[dict[str, Any]] = []
         self._last_checkpoint: dict[str, Any] | None = None
+        self._uploaded: set[str] = set()
 
     @property
     def run_id(self) -> str | None:
@@ -190,16 +198,32 @@ class MlflowBackend(Backend):
             tags[f"{ERROR_TAG}.traceback"] = str(event.data.get("traceback") or "")[-(limit // 2) :]  # its end
         elif event.kind_name == "checkpoint":
             self._last_checkpoint = event.data
-            if wants_checkpoint(self._checkpoint_policy, event):
+            registration = model_registry.registration(event.data)
+            if wants_checkpoint(self._checkpoint_policy, event) or registration:
                 self._upload_checkpoint(event.data)
                 if event.data.get("is_best"):
-                    tags["unitrack.best_checkpoint"] = str(event.data.get("name"))
+                    tags[BEST_TAG] = str(event.data.get("name"))
+            if registration:
+                self._register(event.data, *registration)
+        elif event.kind_name == "register_model":
+            checkpoint = dict(event.data.get("checkpoint") or {})
+            self._upload_checkpoint(checkpoint)
+            self._register(checkpoint, str(event.data["name"]), [str(a) for a in event.data.get("aliases") or []])
+        elif event.kind_name == "note":  # `unitrack ui`'s note: MLflow's run description
+            tags["mlflow.note.content"] = str(event.data.get("text", ""))
 
     def _upload_checkpoint(self, data: dict[str, Any]) -> None:
-        folder = Path(str(data.get("path", "")))
-        if not folder.exists():
-            raise PermanentBackendError(f"checkpoint {data.get('name')!r} is gone from {folder} (removed by retention?)")
-        self._client.log_artifacts(self._run_id, str(folder), artifact_path=f"checkpoints/{data.get('name')}")
+        """Mirror a checkpoint into ``checkpoints/<name>`` of the run's artifacts (once per run)."""
+        name = str(data.get("name"))
+        if name in self._uploaded:
+            return
+        with model_registry.checkpoint_folder(data) as folder:
+            self._client.log_artifacts(self._run_id, str(folder), artifact_path=f"{CHECKPOINTS_ARTIFACT}/{name}")
+        self._uploaded.add(name)
+
+    def _register(self, data: dict[str, Any], name: str, aliases: list[str]) -> None:
+        path = f"{CHECKPOINTS_ARTIFACT}/{data.get('name')}"
+        model_registry.register_mlflow_version(self._client, str(self._run_id), path, name, aliases)
 
     def _store_full_params(self, overflow: dict[str, Any]) -> None:
         self._overflow.update(overflow)

@@ -19,7 +19,7 @@ from unitrack.events import Event, MetricEvent, RecordEvent, SystemEvent
 
 T = TypeVar("T")
 
-CHECKPOINT_KINDS = ("checkpoint",)
+CHECKPOINT_KINDS = ("checkpoint", "register_model")
 _HASH_CHARS = 12
 
 

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from unitrack.backends import model_registry
 from unitrack.backends.base import Backend, Capabilities, RunInfo
 from unitrack.backends.quiet import quiet_wandb_terminal
 from unitrack.backends.shaping import KeyNames, system_key, wants_checkpoint
@@ -171,21 +172,27 @@ class WandbBackend(Backend):
             self._run.summary[f"{ERROR_KEY}_traceback"] = str(event.data.get("traceback") or "")
         elif event.kind_name == "checkpoint":
             self._last_checkpoint = event.data
-            if wants_checkpoint(self._checkpoint_policy, event):
+            if wants_checkpoint(self._checkpoint_policy, event) or model_registry.registration(event.data):
                 self._upload_checkpoint(event.data)
+        elif event.kind_name == "register_model":
+            checkpoint = {**(event.data.get("checkpoint") or {}), "register": event.data}
+            self._upload_checkpoint(checkpoint)
+        elif event.kind_name == "note":  # `unitrack ui`'s note: the W&B run's notes
+            self._run.notes = str(event.data.get("text", ""))
 
     def _upload_checkpoint(self, data: dict[str, Any]) -> None:
+        """A ``model`` artifact; a registered checkpoint goes to the artifact named after the model,
+        with the registration's aliases (W&B moves an alias to the newest version that has it)."""
         import wandb
 
-        from unitrack.backends.base import PermanentBackendError
-
-        folder = Path(str(data.get("path", "")))
-        if not folder.exists():
-            raise PermanentBackendError(f"checkpoint {data.get('name')!r} is gone from {folder} (removed by retention?)")
-        artifact = wandb.Artifact(f"checkpoint-{self._run.id}", type="model", metadata=data)
-        artifact.add_dir(str(folder))
-        aliases = [str(data.get("name")), *(data.get("aliases") or [])]
-        self._run.log_artifact(artifact, aliases=aliases)
+        registration = model_registry.registration(data)
+        name, extra = registration if registration else (f"checkpoint-{self._run.id}", [])
+        metadata = {k: v for k, v in data.items() if k != "register"}
+        with model_registry.checkpoint_folder(data) as folder:
+            artifact = wandb.Artifact(name, type="model", metadata=metadata)
+            artifact.add_dir(str(folder))
+            aliases = list(dict.fromkeys([str(data.get("name")), *(data.get("aliases") or []), *extra]))
+            self._run.log_artifact(artifact, aliases=aliases)
 
     def put_artifact(self, path: Path, name: str) -> None:
         depth = len(Path(name).parts)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from unitrack.checkpoint.crypto import DEFAULT_KEY_ENV
-from unitrack.checkpoint.registry import REGISTRY_FILE
+from unitrack.checkpoint.registry import REGISTRY_FILE, CheckpointInfo
 from unitrack.store.fsio import read_json
 
 
@@ -31,17 +31,12 @@ def audit_run(run_dir: Path, key_env: str = DEFAULT_KEY_ENV) -> list[CheckpointR
     """Verify every checkpoint listed in ``<run_dir>/checkpoints.json`` (none listed: an empty list).
 
     Encrypted checkpoints are decrypted with the key in ``$key_env``."""
-    from unitrack.checkpoint.storage import checkpoint_algorithm, verify_checkpoint
+    from unitrack.checkpoint.locations import audit_info
 
     registry = read_json(run_dir / REGISTRY_FILE, {}) or {}
     reports = []
     for entry in registry.get("checkpoints", []):
-        folder = Path(entry["path"])
-        algorithm = None
-        if not folder.exists():
-            problems = [f"folder {folder} is missing"]
-        else:
-            problems = verify_checkpoint(folder, entry.get("sha256"), key_env)
-            algorithm = checkpoint_algorithm(folder)
-        reports.append(CheckpointReport(run_dir.name, entry["name"], str(folder), problems, algorithm))
+        info = CheckpointInfo.from_dict(entry)
+        problems, algorithm = audit_info(info, key_env)
+        reports.append(CheckpointReport(run_dir.name, info.name, info.location, problems, algorithm))
     return reports

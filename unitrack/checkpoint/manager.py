@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 import warnings
 from collections.abc import Callable
@@ -23,14 +24,10 @@ from typing import Any
 
 from unitrack.checkpoint.crypto import load_key
 from unitrack.checkpoint.errors import CheckpointCorruptError, CheckpointNotFoundError, CheckpointSaveError
-from unitrack.checkpoint.registry import REGISTRY_FILE, CheckpointInfo, Registry, RetentionPolicy
-from unitrack.checkpoint.storage import (
-    MANIFEST,
-    STATE_JSON,
-    manifest_checksum,
-    read_manifest,
-    remove_temporaries,
-)
+from unitrack.checkpoint.locations import delete_info, read_info, s3_client
+from unitrack.checkpoint.registry import REGISTRY_FILE, CheckpointInfo, Registry, RetentionPolicy, fallback_order
+from unitrack.checkpoint.s3 import S3Location, is_s3
+from unitrack.checkpoint.storage import MANIFEST, STATE_JSON, manifest_checksum, remove_temporaries
 
 log = logging.getLogger("unitrack")
 
@@ -49,8 +46,9 @@ def policy_from(settings: Any) -> RetentionPolicy:
 
 
 def checkpoint_folder(run_dir: Path, run_id: str, checkpoint_dir: str | None) -> Path:
-    """Where a run's checkpoints go: ``<checkpoint_dir>/<run id>`` or ``<run folder>/checkpoints``."""
-    if checkpoint_dir is None:
+    """Where a run's checkpoints go: ``<checkpoint_dir>/<run id>`` or ``<run folder>/checkpoints``
+    (also the staging folder of checkpoints bound for object storage)."""
+    if checkpoint_dir is None or is_s3(checkpoint_dir):
         return run_dir / "checkpoints"
     return Path(checkpoint_dir).expanduser().absolute() / run_id
 
@@ -66,6 +64,7 @@ class CheckpointManager:
         self.settings = settings
         self.owner = owner
         self.directory = checkpoint_folder(run_dir, run_id, settings.checkpoint_dir)
+        self.remote = S3Location.parse(settings.checkpoint_dir).child(run_id) if is_s3(settings.checkpoint_dir) else None
         self.registry = Registry(run_dir / REGISTRY_FILE, policy_from(settings))
         self._emit = emit
         self._config_hash = config_hash
@@ -76,7 +75,21 @@ class CheckpointManager:
             return
         for leftover in remove_temporaries(self.directory):
             log.warning("unitrack: removed %s, left by a save that never finished", leftover)
-        self._adopt_committed_orphans()
+        if self.remote is not None:
+            self._remove_incomplete_uploads()
+        else:
+            self._adopt_committed_orphans()
+
+    def _remove_incomplete_uploads(self) -> None:
+        """Delete what uploads that never finished left in object storage (a resumed run's prefix)."""
+        from unitrack.checkpoint.s3 import remove_incomplete
+
+        assert self.remote is not None
+        try:
+            for name in remove_incomplete(self.remote, s3_client(self.settings)):
+                log.warning("unitrack: removed %s/%s, left by an upload that never finished", self.remote, name)
+        except Exception as exc:  # unreachable storage: the save will say so; starting must not fail
+            log.warning("unitrack: could not look for unfinished uploads under %s: %s", self.remote, exc)
 
     def _adopt_committed_orphans(self) -> None:
         """List checkpoints that were committed (renamed into place) but whose process died
@@ -142,6 +155,7 @@ class CheckpointManager:
             marked_best=None if is_best is None else bool(is_best),
             score=self.registry.policy.score(values),
             time=stamp,
+            url=None if self.remote is None else str(self.remote.child(name)),
         )
         header = {"epoch": info.epoch, "step": info.step, "metrics": {k: _json_safe(v) for k, v in values.items()},
                   "is_best": info.marked_best, "config_hash": self._config_hash, "time": info.time}
@@ -208,6 +222,13 @@ class CheckpointManager:
 
         key = load_key(self.settings.encryption_key_env) if self.settings.encrypt else None
         _, info.sha256 = write_checkpoint(info.path, captured, self.settings.compression, key)
+        if self.remote is not None:
+            from unitrack.checkpoint.s3 import upload_checkpoint
+
+            try:  # staged on disk with its checksums, then uploaded with the manifest last
+                upload_checkpoint(info.path, self.remote.child(info.name), s3_client(self.settings))
+            finally:
+                shutil.rmtree(info.path, ignore_errors=True)
         self._register(info)
 
     def _register(self, info: CheckpointInfo) -> None:
@@ -226,12 +247,29 @@ class CheckpointManager:
             "is_best": info.is_best,
             "aliases": aliases,
             "sha256": info.sha256,
+            **({"url": info.url} if info.url else {}),
+            **({"register": self.registration()} if info.is_best and self.settings.register_model else {}),
         }
+
+    def registration(self, name: str | None = None, aliases: Any = None) -> dict[str, Any]:
+        """What a backend registers a checkpoint as: ``checkpointing.register_model`` and its aliases by default."""
+        aliases = self.settings.register_aliases if aliases is None else aliases
+        return {"name": name or self.settings.register_model, "aliases": [str(a) for a in aliases]}
+
+    def register(self, ref: Any, name: str | None, aliases: Any) -> CheckpointInfo:
+        """Journal a ``register_model`` event for the checkpoint ``ref`` names (the backends register it)."""
+        info = ref if isinstance(ref, CheckpointInfo) else (self.best() if ref == "best" else self.last() if ref == "last" else self.registry.find(str(ref)))
+        if info is None:
+            raise CheckpointNotFoundError(f"no checkpoint {ref!r} to register")
+        if not (name or self.settings.register_model):
+            raise ValueError("register_model needs a model name (or checkpointing.register_model in the config)")
+        self._emit("register_model", {**self.registration(name, aliases), "checkpoint": self._event(info)})
+        return info
 
     def _apply_retention(self) -> None:
         for victim in self.registry.to_evict():
             self.registry.remove(victim.name)
-            _delete_listed_files(victim.path)
+            delete_info(victim, self.settings)
             self._emit("checkpoint_removed", {"name": victim.name})
 
     def _failed(self, error: BaseException, cause: BaseException | None) -> None:
@@ -293,7 +331,7 @@ class CheckpointManager:
         if is_sharded(model):  # every rank loads its own shards, resharded to this world size
             from unitrack.checkpoint.sharded import load_sharded
 
-            return load_sharded(self, ref, model, optimizer, scheduler, scaler)
+            return load_sharded(partial(self.plan, ref), model, optimizer, scheduler, scaler)
         state, _ = self.read(ref)  # a sharded checkpoint is read whole here, for a plain model
         return restore(state, model, optimizer, scheduler, scaler)
 
@@ -301,10 +339,13 @@ class CheckpointManager:
         """The verified content of a checkpoint; "best" and "last" fall back past damaged ones."""
         from unitrack.checkpoint.storage import read_checkpoint
 
+        key_env = self.settings.encryption_key_env
         choices, fallback = self.targets(ref)
         for info, folder in choices:
             try:
-                return read_checkpoint(folder, info.sha256 if info else None, self.settings.encryption_key_env), info
+                if info is not None:
+                    return read_info(info, key_env, self.settings), info
+                return read_checkpoint(folder, None, key_env), None
             except (CheckpointCorruptError, OSError) as exc:
                 if not fallback:
                     raise
@@ -318,6 +359,13 @@ class CheckpointManager:
             return [(c, c.path) for c in self.candidates(ref)], True
         info = ref if isinstance(ref, CheckpointInfo) else self._by_name_or_path(ref)
         return [(info, info.path if info is not None else _folder_of(Path(os.fspath(ref))))], False
+
+    def plan(self, ref: Any) -> tuple[list[tuple[str, str | None]], bool, str]:
+        """For a load that every rank of a sharded model makes together (rank 0 asks): the folders
+        ``ref`` means with their manifest checksums, whether to fall back, what to say if none is intact."""
+        choices, fallback = self.targets(ref)
+        found = [(str(folder), info.sha256 if info else None) for info, folder in choices]
+        return found, fallback, self.none_to_load(ref, tried=len(found))
 
     def none_to_load(self, ref: Any, tried: int) -> str:
         """Why nothing could be loaded as ``ref``: none saved, none marked best, or every one damaged."""
@@ -336,13 +384,7 @@ class CheckpointManager:
     def candidates(self, which: str) -> list[CheckpointInfo]:
         """Checkpoints to try for "best" (the best, then newest first) or "last" (newest first)."""
         with self.registry.lock:
-            newest_first = list(reversed(self.registry.entries))
-            best = self.registry.best()
-        if which == "best":
-            if best is None:
-                return []
-            return [best, *(e for e in newest_first if e is not best)]
-        return newest_first
+            return fallback_order(list(reversed(self.registry.entries)), self.registry.best(), which)
 
     def _by_name_or_path(self, ref: Any) -> CheckpointInfo | None:
         if isinstance(ref, str):
@@ -358,25 +400,6 @@ class CheckpointManager:
 
 def _folder_of(path: Path) -> Path:
     return path.parent if path.is_file() else path
-
-
-def _delete_listed_files(folder: Path) -> None:
-    """Delete a checkpoint folder's files named by its manifest, then the folder if that empties it."""
-    try:
-        manifest = read_manifest(folder)
-        names = [*manifest["files"], MANIFEST]
-    except CheckpointCorruptError:
-        names = [MANIFEST]
-    for name in names:
-        try:
-            (folder / name).unlink()
-        except FileNotFoundError:
-            pass
-    try:
-        folder.rmdir()
-    except OSError:
-        if folder.exists():
-            log.warning("unitrack: left %s in place: it holds files that are not part of the checkpoint", folder)
 
 
 def _as_float(key: str, value: Any) -> float:

@@ -25,7 +25,9 @@ class CheckpointInfo:
     """One checkpoint: where it is, what training state it holds, and what it is verified against.
 
     ``sha256`` is the SHA-256 of its ``manifest.json`` (which holds those of every file and
-    tensor); for an asynchronous save it is filled in once the write has finished.
+    tensor); for an asynchronous save it is filled in once the write has finished. ``url`` is set
+    for a checkpoint in object storage (``s3://bucket/prefix/run/name``); its ``path`` is then only
+    the local folder it was staged in.
     """
 
     name: str
@@ -38,6 +40,12 @@ class CheckpointInfo:
     score: float | None = None
     sha256: str | None = None
     time: float = 0.0
+    url: str | None = None
+
+    @property
+    def location(self) -> str:
+        """Where the checkpoint lives: its URL in object storage, else its folder."""
+        return self.url or str(self.path)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -45,6 +53,8 @@ class CheckpointInfo:
         data["metrics"] = {k: _json_number(v) for k, v in self.metrics.items()}
         data["score"] = _json_number(self.score)
         data.pop("is_best")
+        if self.url is None:
+            data.pop("url")
         return data
 
     @classmethod
@@ -59,6 +69,7 @@ class CheckpointInfo:
             score=_number(data.get("score")),
             sha256=data.get("sha256"),
             time=float(data.get("time") or 0.0),
+            url=data.get("url"),
         )
 
     def __fspath__(self) -> str:
@@ -131,6 +142,14 @@ class RetentionPolicy:
                 if name in keep and name not in protected:
                     keep.discard(name)
         return keep
+
+
+def fallback_order(newest_first: list[Any], best: Any, which: str) -> list[Any]:
+    """What to try for "best" (the best, then newest first) or "last" (newest first): past a damaged
+    checkpoint to the next intact one. Shared by the tracker and by restoring from anywhere."""
+    if which == "best":
+        return [] if best is None else [best, *(e for e in newest_first if e is not best)]
+    return newest_first
 
 
 class Registry:

@@ -27,7 +27,7 @@ import json
 import os
 import shutil
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
@@ -238,24 +238,28 @@ def _rename_unless_there(temp: Path, target: Path) -> None:
 # --- loading --------------------------------------------------------------------------------------
 
 
+LoadPlan = tuple[list[tuple[str, str | None]], bool, str]
+"""The folders to try in order (with their manifest's checksum when known), whether to fall back
+past a damaged one, and what to say when none is intact."""
+
+
 def load_sharded(
-    manager: Any, ref: Any, model: Any, optimizer: Any = None, scheduler: Any = None, scaler: Any = None
+    plan: Callable[[], LoadPlan], model: Any, optimizer: Any = None, scheduler: Any = None, scaler: Any = None
 ) -> tuple[int, int]:
-    """Every rank together: rank 0 says which checkpoint(s) ``ref`` means, the ranks verify the files
-    between them, and DCP loads each rank's shards (resharding to this world size); returns (epoch, step)."""
+    """Every rank together: rank 0 makes the ``plan`` (which checkpoint folders the reference means),
+    the ranks verify the files between them, and DCP loads each rank's shards (resharding to this
+    world size); returns (epoch, step)."""
     group = checkpoint_group()
-    plan: Any = None
+    made: Any = None
     if dist.get_rank(group) == 0:
         try:
-            choices, fallback = manager.targets(ref)
-            found = [(str(folder), info.sha256 if info else None) for info, folder in choices]
-            plan = ("ok", found, fallback, manager.none_to_load(ref, tried=len(found)))
+            made = ("ok", *plan())
         except Exception as exc:
-            plan = ("error", exc)
-    plan = agree(group, plan)
-    if plan[0] != "ok":
-        raise plan[1]
-    _, choices, fallback, none_left = plan
+            made = ("error", exc)
+    made = agree(group, made)
+    if made[0] != "ok":
+        raise made[1]
+    _, choices, fallback, none_left = made
     for folder_text, expected in choices:
         folder = Path(folder_text)
         problems = verify_together(folder, expected, group)

@@ -228,10 +228,10 @@ def print_explanation(explanation: Any) -> None:
     for rank, cause in enumerate(explanation.causes, start=1):
         out.print(f"{rank}. [bold]{escape(cause.title)}[/bold] [dim](confidence {cause.score:.2f})[/dim]")
         for fact in cause.evidence:
-            out.print(f"     - {fact}", markup=False)
+            out.print(f"     - {fact}", markup=False, soft_wrap=True)
     if explanation.bookkeeping:
         listed = ", ".join(f"{e['key']} ({e['reason']})" for e in explanation.bookkeeping)
-        out.print(f"not causes (bookkeeping): {listed}", markup=False)
+        out.print(f"not causes (bookkeeping): {listed}", markup=False, soft_wrap=True)
     for dropped in explanation.dropped:
         out.print(f"dropped: {dropped['title']} ({dropped['reason']})", markup=False)
     if explanation.next_steps:

@@ -32,7 +32,7 @@ def print_sweep(result: Any) -> None:
     out = console()
     subject = f"experiment {result.experiment}" if result.experiment else "these runs"
     out.print(f"[bold]{escape(subject)}[/bold]: {result.runs} runs, {escape(result.metric)} ({result.value} per run)")
-    out.print(f"method: {result.method}", markup=False, style="dim")
+    out.print(f"method: {result.method}", markup=False, style="dim", soft_wrap=True)
     name_width = max([len(p.key) for p in result.params] + [len("unexplained")])
     widest = max([p.importance for p in result.params] + [result.residual])
     for param in result.params:

@@ -185,10 +185,17 @@ class RunStore:
         back = ref.partition("~")[2] or "0"
         if not back.isdigit():
             raise RunNotFoundError(f"{ref!r}: write latest~N with a whole number N")
-        ids = self.run_ids()
-        if int(back) >= len(ids):
-            raise RunNotFoundError(f"{ref!r}: the store {self.root} holds {len(ids)} run(s)")
-        return self.layout.run(ids[-1 - int(back)])
+        try:
+            names = sorted((n for n in os.listdir(self.layout.runs) if is_run_id(n)), reverse=True)
+        except FileNotFoundError:
+            names = []
+        found = 0
+        for run_id in names:  # newest first: only the folders up to the one wanted are looked into
+            if self.layout.run(run_id).run_json.exists():
+                if found == int(back):
+                    return self.layout.run(run_id)
+                found += 1
+        raise RunNotFoundError(f"{ref!r}: the store {self.root} holds {found} run(s)")
 
     # --- reading ------------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 A cause survives when it rests on something the evidence shows changed: a param that differs
 (not a bookkeeping one), the model or its code, the environment, the code outside the model, the
-exception a failed run ended with, or chance (the seed, noise). One that names only bookkeeping, or nothing that changed, is dropped
+exception a failed run ended with, a dead or saturated layer, or chance (the seed, noise). One that names only bookkeeping, or nothing that changed, is dropped
 with a note saying why. When every result metric moved within its noise band, a surviving
 cause's score is capped at what the rules would give it, and the rules' "within noise" cause
 is put first if the answer left it out.
@@ -21,6 +21,7 @@ _TOPICS = {
     "environment": ("environment", "package", "version", "cuda", "cudnn", "driver", "gpu", "python"),
     "code": ("code", "commit", "patch", "git"),
     "failure": ("failed", "failure", "exception", "error", "raised", "crash"),
+    "activations": ("dead", "saturated", "activation", "relu"),
 }
 _ALIASES = {"lr": ("learning rate",), "wd": ("weight decay",), "bs": ("batch size",)}
 WITHIN_NOISE_CAP = 0.3
@@ -53,6 +54,8 @@ def _changed(evidence: dict[str, Any]) -> dict[str, list[str]]:
         topics.append("code")
     if any((evidence["runs"][side] or {}).get("error") for side in ("a", "b")):
         topics.append("failure")
+    if any((evidence.get("activations") or {}).get(side) for side in ("a", "b")):
+        topics.append("activations")
     return {"params": params, "bookkeeping": [e["key"] for e in config.get("bookkeeping", [])], "topics": topics}
 
 

@@ -98,7 +98,8 @@ def noise_text(noise: dict[str, Any]) -> str:
         parts.append(f"{noise['peer_runs']} runs differing only in the seed: {fmt(sources['peers'])}")
     if sources["early"] is not None:
         parts.append(f"early-epoch spread {fmt(sources['early'])}")
-    return f"±{fmt(noise['band'])} ({', '.join(parts)})"
+    together = f"; 95 % for the {noise['judged']} result metrics together" if noise.get("judged", 1) > 1 else ""
+    return f"±{fmt(noise['band'])} ({', '.join(parts)}{together})"
 
 
 def telling_metric(evidence: dict[str, Any], headline: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -264,6 +265,8 @@ def _noise_cause(evidence: dict[str, Any], headline: dict[str, Any] | None, real
     if not real:
         subject = "only the seed differs" if seed_facts else "no param that matters differs"
         verdict = {True: "within noise", False: "beyond the measured noise band", None: "noise not measurable"}[within]
+        if within is False and not any(n["peer_runs"] for n in judged):
+            verdict = "seed-to-seed variance beyond the runs' own fluctuation (no other seeds in the store to measure it)"
         return Cause(f"{subject}: {verdict}", facts, 0.9, list(seeds & {c["key"] for c in evidence["config"]["changed"]}))
     if within and headline is not None and noise is not None:
         return Cause(f"within noise: no recorded change moved {headline['key']} beyond ±{fmt(noise['band'])} "
