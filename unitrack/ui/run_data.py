@@ -8,8 +8,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from unitrack.reading import open_run
 from unitrack.errors import RunNotFoundError
+from unitrack.reading import open_run
 
 
 def checkpoints(run_dir: Path, verify: bool) -> list[dict[str, Any]]:
