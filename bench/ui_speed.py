@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -153,6 +154,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write-doc", action="store_true", help="write the figures into docs/performance.md")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="unitrack-ui-bench-") as tmp:
         root = Path(tmp)
         print("building a 10,000-run store, a 1,000-run store and 10 runs of 100,000 points...", file=sys.stderr)
@@ -161,6 +163,7 @@ def main() -> None:
         long_ids = [_template_run(root / "long", f"long-{i}", 100_000, i) for i in range(10)]
         server = server_figures(root / "many", root / "long", long_ids[0])
         browser = browser_figures(root / "thousand", root / "long", long_ids)
+    load = f"load average {load_before:.0f} at the start, {os.getloadavg()[0]:.0f} at the end"
     rows = [
         ["`unitrack ui` start-up to its URL line", f"{server['start_up_s']:.2f} s", "≤ 1.5 s"],
         ["metric, 100,000 points → 1,000 buckets (median)", f"{server['metric_ms']:.1f} ms", "≤ 50 ms"],
@@ -177,7 +180,7 @@ def main() -> None:
         body = (
             "## The dashboard (`unitrack ui`)\n\n"
             f"`python -m bench.ui_speed --write-doc` on {machine()}; medians of {REPEATS} requests (server) and 5 page loads "
-            "(headless Chromium, Performance API). Server times are whole HTTP requests from another process.\n\n" + table
+            f"(headless Chromium, Performance API), {load}. Server times are whole HTTP requests from another process.\n\n" + table
         )
         update_doc_section("ui_speed", body)
 

@@ -116,6 +116,7 @@ def test_run_page_parts(server: str, store: tuple[Path, dict[str, str]]) -> None
     checkpoints = get(f"{server}api/runs/{run}/checkpoints?verify=1")
     assert len(checkpoints) >= 1 and all(c["ok"] is True for c in checkpoints)
     assert get(f"{server}api/runs/{run}/model")["model"]["parameters"]["total"] == 178
+    assert get(f"{server}api/runs/{run}/environment")["python"]
     assert any(key.startswith("cpu/") for key in get(f"{server}api/runs/{run}/system"))
     weights = get(f"{server}api/runs/{run}/weights")
     assert weights["layers"] and weights["delta"]["tensors"] and "activations" in weights

@@ -66,6 +66,8 @@ def test_run_page_draws_its_curves(dashboard: tuple[str, Path, dict[str, str], A
     assert len(ink) >= 6 and all(n > 100 for n in ink[:6])
     checked = wait_for(driver, "const t = document.getElementById('checkpoints').innerText; return t.includes('ok') && t")
     assert "DAMAGED" not in checked
+    wait_for(driver, "return document.getElementById('environment').innerText.includes('python_implementation')")
+    assert "178" in wait_for(driver, "const t = document.getElementById('model').innerText; return t.includes('parameters') && t")
     assert console_errors(driver) == []
 
 
@@ -126,3 +128,34 @@ def test_every_page_screenshots_non_blank(dashboard: tuple[str, Path, dict[str, 
         colours = Image.open(shot).convert("L").getcolors(maxcolors=1 << 16)
         assert colours is not None and len(colours) > 20, shot  # more than a blank page's few shades
     assert foreign_resources(driver, url.rstrip("/")) == []
+
+
+def test_zoom_asks_again_down_to_the_raw_points_and_x_can_be_time(dashboard: tuple[str, Path, dict[str, str], Any]) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    url, _, ids, driver = dashboard
+    open_page(driver, url, f"#/overlay?runs={ids['long']}&key=loss", "overlayDrawMs")
+    info = driver.find_element("css selector", "#chart .chart-legend.dim")
+    assert "100,000 point(s) in view, bucketed" in info.text
+    over = driver.find_element("css selector", "#chart .u-over")
+    ActionChains(driver).move_to_element_with_offset(over, -over.size["width"] // 2 + 40, 0).click_and_hold().move_by_offset(6, 0).release().perform()
+    text = wait_for(driver, "const t = document.querySelector('#chart .chart-legend.dim').innerText; return t.includes('(raw)') && t")
+    assert "zoomed" in text
+    driver.execute_script("document.querySelector('#chart .u-over').dispatchEvent(new MouseEvent('dblclick', {bubbles: true}))")
+    wait_for(driver, "return document.querySelector('#chart .chart-legend.dim').innerText.includes('100,000 point(s)')")
+    from selenium.webdriver.support.ui import Select
+
+    Select(driver.find_element("id", "x")).select_by_value("relative")
+    wait_for(driver, "return document.getElementById('chart').dataset.xMode === 'relative'")
+    assert 0 <= float(driver.execute_script("return document.getElementById('chart').dataset.xFirst")) < 5  # seconds since the run began
+    assert console_errors(driver) == []
+
+
+def test_smoothing_is_an_ema_with_debias(dashboard: tuple[str, Path, dict[str, str], Any]) -> None:
+    url, _, _, driver = dashboard
+    open_page(driver, url, "#/", "runsReady")
+    smoothed = driver.execute_async_script(
+        "const done = arguments[0]; import('/static/js/chart.js').then(m => done([m.ema([2, 2, 2], 0.9), m.ema([0, 10, null, 10], 0.5)]));"
+    )
+    assert smoothed[0] == pytest.approx([2, 2, 2])  # debiased: a constant stays itself from the first point
+    assert smoothed[1][:2] == pytest.approx([0, 10 * 0.5 / 0.75]) and smoothed[1][2] is None

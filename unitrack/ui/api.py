@@ -19,7 +19,6 @@ from starlette.routing import Route
 
 from unitrack.cli.common import json_safe
 from unitrack.errors import RunNotFoundError
-from unitrack.ui.buckets import bucket_series
 from unitrack.ui.runs_table import RunsTable
 from unitrack.ui.source import RunSource
 
@@ -84,11 +83,13 @@ class Api:
             Route("/api/columns", guarded(self.columns)),
             Route("/api/compare", guarded(self.compare)),
             Route("/api/explain", guarded(self.explain)),
+            Route("/api/sweep", guarded(self.sweep)),
             Route("/api/runs/{ref}", guarded(self.run)),
             Route("/api/runs/{ref}/metric", guarded(self.metric)),
             Route("/api/runs/{ref}/system", guarded(self.system)),
             Route("/api/runs/{ref}/checkpoints", guarded(self.checkpoints)),
             Route("/api/runs/{ref}/model", guarded(self.model)),
+            Route("/api/runs/{ref}/environment", guarded(self.environment)),
             Route("/api/runs/{ref}/artifact", guarded(self.artifact)),
             Route("/api/runs/{ref}/weights", guarded(self.weights)),
             Route("/api/runs/{ref}/note", guarded(self.note), methods=["GET", "PUT"]),
@@ -147,6 +148,8 @@ class Api:
         the range holds more than N points, raw otherwise (min = max = value). ``start``/``end`` are
         steps, wall-clock seconds with ``x=time``, or positions in logged order with ``x=index``
         (a series whose steps go back); NaN and ±inf values are null."""
+        from unitrack.ui.buckets import bucket_series  # numpy: loaded by the first curve, not at start-up
+
         key = _required(request, "key")
         buckets = _int(request, "buckets", DEFAULT_BUCKETS, 1, 200_000) or DEFAULT_BUCKETS
         x = request.query_params.get("x", "step")
@@ -171,6 +174,10 @@ class Api:
         from unitrack.ui.run_data import model_summary
 
         return json_response(model_summary(self._local(request), self.source.view(request.path_params["ref"]).artifacts))
+
+    def environment(self, request: Request) -> Response:
+        """``GET /api/runs/{run_id}/environment``: Python, OS, host, packages, torch / CUDA, GPUs ({} when not recorded)."""
+        return json_response(self.source.view(request.path_params["ref"]).environment)
 
     def artifact(self, request: Request) -> Response:
         """``GET /api/runs/{run_id}/artifact?name=NAME``: the bytes of one artifact the run recorded."""
@@ -237,6 +244,15 @@ class Api:
 
         evidence, settings = self._evidence(request)
         return json_response(explain(evidence, settings).to_dict())
+
+    def sweep(self, request: Request) -> Response:
+        """``GET /api/sweep?experiment=E[&metric=K]``: ``unitrack explain --sweep E --json``."""
+        from unitrack.analysis.sweep import explain_sweep
+        from unitrack.config import load_config
+
+        experiment, metric = _required(request, "experiment"), request.query_params.get("metric")
+        result = explain_sweep(experiment, metric, store=self.source.store, settings=load_config(None).analysis)
+        return json_response(result.to_dict())
 
     # --- live ---------------------------------------------------------------------------------
 

@@ -14,12 +14,12 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from unitrack.errors import RunNotFoundError
 from unitrack.names import is_run_id
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from unitrack.store.runs import RunStore
 
 _LATEST = re.compile(r"^latest(~\d{1,6})?$")

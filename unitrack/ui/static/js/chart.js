@@ -136,6 +136,8 @@ export class CurveChart {
       },
     };
     this.plot = new uPlot(opts, data, this.box);
+    this.target.dataset.xMode = mode;
+    this.target.dataset.xFirst = String(data[0][0]);
     this.plot.over.addEventListener("dblclick", () => this.zoom(null));
     const total = usable.reduce((n, c) => n + c.data.total, 0);
     const raw = usable.every((c) => c.data.raw);

@@ -37,7 +37,7 @@ export async function runPage(view, ref) {
   view.innerHTML = `
     <h1>${esc(run.name || id)} ${badge(run.status)} <span id="live"></span></h1>
     <p class="dim mono">run ${esc(id)} · experiment ${esc(run.experiment)} · started ${esc(fmtTime(run.start_time))} · took ${esc(fmtDuration(run.duration))}
-      · <a href="#/weights/${esc(id)}">weights</a></p>
+      · <a href="#/weights/${esc(id)}">weights</a> · <a href="#/sweep/${encodeURIComponent(run.experiment)}">which params mattered in ${esc(run.experiment)}</a></p>
     ${run.message ? `<p>${esc(run.message)}</p>` : ""}
     ${exception ? `<h2>Exception</h2><pre class="exception" id="exception">${esc(exception)}</pre>` : ""}
     <h2>Note</h2>
@@ -98,8 +98,17 @@ export async function runPage(view, ref) {
   view.querySelector("#log").addEventListener("change", (e) => charts.forEach((c) => c.setOptions({ logY: e.target.checked })));
 
   // --- the rest, each on its own (a slow checkpoint check does not hold up the curves)
-  const env = run.environment || info.environment;
-  view.querySelector("#environment").innerHTML = env ? kvTable(Object.entries(env).filter(([, v]) => typeof v !== "object")) : `<p class="dim">not recorded</p>`;
+  get(`/api/runs/${encodeURIComponent(id)}/environment`).then((env) => {
+    const box = view.querySelector("#environment");
+    if (!Object.keys(env).length) { box.innerHTML = `<p class="dim">not recorded</p>`; return; }
+    const torch = env.torch || {};
+    const facts = Object.entries(env).filter(([, v]) => v === null || typeof v !== "object");
+    for (const [k, v] of Object.entries(torch)) if (typeof v !== "object") facts.push(["torch " + k, v]);
+    if ((env.gpus || []).length) facts.push(["gpus", env.gpus.map((g) => g.name || JSON.stringify(g)).join(", ")]);
+    const packages = env.packages && typeof env.packages === "object" ? Object.entries(env.packages) : [];
+    box.innerHTML = kvTable(facts) + (packages.length
+      ? `<details><summary>${packages.length} package(s)</summary>${kvTable(packages.sort())}</details>` : "");
+  });
   get(`/api/runs/${encodeURIComponent(id)}/system`).then((system) => {
     const box = view.querySelector("#system");
     const names = Object.keys(system).sort();
