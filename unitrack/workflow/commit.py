@@ -179,10 +179,12 @@ def _execute(command: list[str], env: dict[str, str], cwd: Path | None) -> _Exec
         threading.Thread(target=_tee, args=(child.stdout, [sys.stdout.buffer, log_file], lock), daemon=True),
         threading.Thread(target=_tee, args=(child.stderr, [sys.stderr.buffer, log_file], lock), daemon=True),
     ]
-    for thread in [*tees, threading.Thread(target=_sample_tree, args=(child.pid, usage, done), daemon=True)]:
-        thread.start()
+    # forwarded before any output flows: a SIGTERM sent once the command printed must reach it (on a
+    # loaded machine the output could be read, and the signal sent, before a later install ran)
     previous = _forward_sigterm(child)
     try:
+        for thread in [*tees, threading.Thread(target=_sample_tree, args=(child.pid, usage, done), daemon=True)]:
+            thread.start()
         while True:
             try:
                 exit_code = child.wait()
