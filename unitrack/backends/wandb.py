@@ -95,6 +95,7 @@ class WandbBackend(Backend):
         self._group = tracking.wandb_group
         self._job_type = tracking.wandb_job_type
         self._dir = tracking.wandb_dir
+        self._checkpointing = config.checkpointing
         self._checkpoint_policy = config.checkpointing.upload.get("wandb", "best")
         self._run: Any = None
         self._names = KeyNames(self.capabilities)
@@ -186,7 +187,7 @@ class WandbBackend(Backend):
         registration = model_registry.registration(data)
         name, extra = registration if registration else (f"checkpoint-{self._run.id}", [])
         metadata = {k: v for k, v in data.items() if k != "register"}
-        with model_registry.checkpoint_folder(data) as folder:
+        with model_registry.checkpoint_folder(data, self._checkpointing) as folder:
             artifact = wandb.Artifact(name, type="model", metadata=metadata)
             artifact.add_dir(str(folder))
             aliases = list(dict.fromkeys([str(data.get("name")), *(data.get("aliases") or []), *extra]))
