@@ -24,6 +24,8 @@ demo: install
 	$(UT) ls
 	$(UT) compare latest~1 latest
 	$(UT) explain latest~1 latest
+	@echo
+	@echo "See these runs in the dashboard: $(UT) ui   (it prints its URL and opens the browser; Ctrl-C stops it)"
 
 # ruff (style, imports, likely bugs) and mypy (types, with the pydantic plugin) over the package,
 # configured in pyproject.toml; `make test` runs it first
@@ -41,6 +43,7 @@ bench: install
 	$(PY) -m bench.backend_overhead --write-doc
 	$(PY) -m bench.weight_delta --write-doc
 	$(PY) -m bench.checkpoint_io --write-doc
+	$(PY) -m bench.ui_speed --write-doc
 
 docs: install
 	$(PY) -m unitrack.config_reference --write docs/configuration.md

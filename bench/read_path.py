@@ -110,7 +110,8 @@ def mlflow_reference(folder: Path, steps: int, repeat: int) -> list[list[str]]:
         sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
         "--backend-store-uri", f"sqlite:///{folder}/mlflow.db", "--default-artifact-root", str(folder / "mlruns"),
     ]  # fmt: skip
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # its own process group: the server's workers and job runner are stopped with it
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         from mlflow.entities import Metric
         from mlflow.tracking import MlflowClient
@@ -144,8 +145,13 @@ def mlflow_reference(folder: Path, steps: int, repeat: int) -> list[list[str]]:
             [f"`MlflowClient().get_metric_history` ({steps:,} points, local server)", f"{statistics.median(walls) * 1000:.0f} ms"],
         ]
     finally:
-        server.terminate()
-        server.wait(30)
+        import signal
+
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
 
 
 def main() -> None:

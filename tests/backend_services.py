@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import PROCESS_TIMEOUT_S
+
 
 def mlflow_run(uri: str, unitrack_run_id: str, experiment: str) -> Any:
     from mlflow.tracking import MlflowClient
@@ -52,7 +54,7 @@ def wandb_records(run_dir: Path) -> list[dict[str, Any]]:
     """The records of an offline W&B run, as ``wandb leet inspect --json`` prints them."""
     out = subprocess.run(
         [str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--json", str(run_dir)],
-        capture_output=True, text=True, timeout=120, check=True,
+        capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S, check=True,
     )  # fmt: skip
     return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
 
@@ -60,7 +62,7 @@ def wandb_records(run_dir: Path) -> list[dict[str, Any]]:
 def wandb_summary(run_dir: Path) -> dict[str, Any]:
     out = subprocess.run(
         [str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--summary", "--json", str(run_dir)],
-        capture_output=True, text=True, timeout=120, check=True,
+        capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S, check=True,
     )  # fmt: skip
     return json.loads(out.stdout)
 

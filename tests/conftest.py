@@ -21,6 +21,9 @@ QUIET = {"monitoring": {"enabled": False}, "capture": {"packages": False}}
 # How long a test waits for a condition it means (a worker delivered, a sample was written). Generous on
 # purpose: the suite must pass on a loaded 2-core machine, and a condition that holds ends the wait at once.
 PATIENCE_S = 60.0
+# How long a child process (an example, a script, a launcher) may run before the test calls it hung: a
+# guard against hangs, not a speed test. The loaded machine ran MLflow's start 80 s where it takes 5 s idle.
+PROCESS_TIMEOUT_S = 900.0
 
 
 def wait_until(condition: Callable[[], Any], what: str, timeout: float = PATIENCE_S) -> Any:
@@ -71,7 +74,7 @@ def metric_points(run_dir: Path, key: str) -> list[tuple[int, Any]]:
     return [(e["step"], e["values"][key]) for e in journal(run_dir) if e["kind"] == "metric" and key in e["values"]]
 
 
-def run_script(code: str, tmp_path: Path, *args: str, timeout: float = 120, **popen: Any) -> subprocess.CompletedProcess[str]:
+def run_script(code: str, tmp_path: Path, *args: str, timeout: float = PROCESS_TIMEOUT_S, **popen: Any) -> subprocess.CompletedProcess[str]:
     """Run ``code`` as a script in a fresh interpreter (same environment, same store)."""
     script = tmp_path / f"script_{abs(hash(code))}.py"
     script.write_text(textwrap.dedent(code))

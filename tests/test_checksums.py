@@ -206,3 +206,40 @@ def test_verify_says_which_algorithm_it_checked() -> None:
     assert f"ok       {run_id}/legacy  {legacy}  (SHA-256)" in result.output
     reports = json.loads(runner.invoke(app, ["verify", run_id, "--json"]).output)
     assert {r["name"]: r["algorithm"] for r in reports} == {info.name: "blake3", "legacy": "sha256"}
+
+
+def test_a_sha256_snapshot_of_the_previous_version_is_read_compared_and_kept_by_collection(store_dir: Path) -> None:
+    import numpy as np
+
+    from unitrack.weights.compare import compare_sources
+    from unitrack.weights.objects import object_path
+    from unitrack.weights.snapshots import collect_snapshot_objects, list_manifests
+    from unitrack.weights.sources import ManifestSource
+
+    weights = {"w": np.arange(12, dtype=np.float32).reshape(3, 4), "b": np.ones(3, np.float32)}
+    with ut.experiment_tracking("snapshots", config()) as tracker:
+        run_dir = tracker.run_dir
+        # what the SHA-256 version wrote: objects/sha256/ab/cd..., a format-1 manifest naming no algorithm
+        entries = {}
+        for name, array in weights.items():
+            digest = hashlib.sha256(array.tobytes()).hexdigest()
+            path = object_path(store_dir, digest, SHA256)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(array.tobytes())
+            entries[name] = {"digest": digest, "shape": list(array.shape), "dtype": "float32"}
+        legacy = run_dir / "snapshots" / "000000-step0.json"
+        legacy.parent.mkdir(parents=True, exist_ok=True)
+        legacy.write_text(json.dumps({"format": 1, "name": "000000-step0", "step": 0, "tag": None, "tensors": entries}))
+        moved = {**weights, "w": weights["w"] + 0.5}
+        tracker.snapshot_weights(moved, step=1)
+        tracker.flush()
+    newer = json.loads(list_manifests(run_dir)[-1].read_text())
+    assert newer["algorithm"] == "blake3" and newer["format"] == 2
+    assert newer["tensors"]["w"]["digest"] == blake3.blake3(moved["w"].tobytes()).hexdigest()
+    old, new = (ManifestSource(store_dir, path) for path in list_manifests(run_dir))
+    assert np.array_equal(old.array("w"), weights["w"])
+    delta = compare_sources(old, new).by_name()["w"].delta
+    assert delta.l1 == 6.0 and delta.changed == 12
+    assert compare_sources(old, new).by_name()["b"].delta.l2 == 0.0
+    assert collect_snapshot_objects(store_dir, grace_s=0.0) == (0, 0)  # both algorithms' objects still referenced
+    assert object_path(store_dir, entries["w"]["digest"], SHA256).exists()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import journal
+from tests.conftest import PROCESS_TIMEOUT_S, journal
 from unitrack.store.runs import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +28,7 @@ def run_example(script: str, *args: str, cwd: Path) -> str:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "UNITRACK__CAPTURE__PACKAGES": "false"}
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / script), *args],
-        capture_output=True, text=True, timeout=240, cwd=cwd, env=env,
+        capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S, cwd=cwd, env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     return result.stdout

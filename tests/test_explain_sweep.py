@@ -143,3 +143,16 @@ def test_a_study_run_through_the_optuna_callback_is_ranked_by_its_objective(stor
     assert [p["key"] for p in result["params"]][0] == "lr"
     assert {p["key"]: p["importance"] for p in result["params"]}["width"] < 0.05
     assert {"key": "optuna/trial", "reason": "name matches 'trial'"} in result["bookkeeping"]
+
+
+def test_the_dashboard_api_answers_what_the_cli_does(sweep: Path) -> None:
+    from tests.ui_harness import http, ui_server
+
+    cli = json.loads(CliRunner().invoke(app, ["explain", "--sweep", "lr-sweep", "--store", str(sweep), "--json"]).stdout)
+    with ui_server(sweep) as (url, _):
+        answer = http(f"{url}api/sweep?experiment=lr-sweep")
+        assert answer.status == 200 and answer.json() == cli
+        by_metric = http(f"{url}api/sweep?experiment=lr-sweep&metric=train_loss").json()
+        assert by_metric["metric"] == "train_loss"
+        missing = http(f"{url}api/sweep?experiment=nope")
+        assert missing.status >= 400 and "no finished run of experiment 'nope'" in missing.body.decode()

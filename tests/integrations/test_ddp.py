@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import journal
+from tests.conftest import PROCESS_TIMEOUT_S, journal
 from unitrack.store.runs import RunStore
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "train_ddp.py"
@@ -30,7 +30,7 @@ def torchrun(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         str(EXAMPLE), "--epochs", "2", *args,
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(EXAMPLE.parents[1]), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=tmp_path, env=env)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 
@@ -105,7 +105,7 @@ def test_lightning_ddp_strategy_makes_one_run(tmp_path: Path, store_dir: Path) -
     script = tmp_path / "lightning_ddp.py"
     script.write_text(LIGHTNING_DDP)
     env = {**os.environ, "PYTHONPATH": str(EXAMPLE.parents[1]), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240, cwd=tmp_path, env=env)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     runs = RunStore(store_dir).run_ids()
     assert len(runs) == 1 and run_ids_printed(result.stdout) == set(runs)

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from tests.conftest import journal
+from tests.conftest import PROCESS_TIMEOUT_S, journal
 from tests.integrations.test_ddp import free_port
 from unitrack.store.runs import RunStore
 
 JOB = Path(__file__).with_name("fsdp_job.py")
 ROOT = JOB.parents[2]
-TIMEOUT = 300
+TIMEOUT = PROCESS_TIMEOUT_S  # a hang guard, not a speed bound
 
 pytestmark = pytest.mark.slow
 

@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from backends.mlflow_server import MlflowServer
 from tests.backend_services import mlflow_points, mlflow_run
-from tests.conftest import journal
+from tests.conftest import PROCESS_TIMEOUT_S, journal
 from tests.integrations.test_ddp import free_port, run_ids_printed
+from unitrack.server.tracking import MlflowServer
 from unitrack.store.runs import RunStore
 
 JOB = Path(__file__).with_name("two_node_job.py")
 ROOT = JOB.parents[2]
 STEPS = 12
-TIMEOUT = 300
+TIMEOUT = PROCESS_TIMEOUT_S  # a hang guard, not a speed bound
 
 pytestmark = pytest.mark.slow
 

@@ -210,6 +210,8 @@ class MlflowBackend(Backend):
             checkpoint = dict(event.data.get("checkpoint") or {})
             self._upload_checkpoint(checkpoint)
             self._register(checkpoint, str(event.data["name"]), [str(a) for a in event.data.get("aliases") or []])
+        elif event.kind_name == "note":  # `unitrack ui`'s note: MLflow's run description
+            tags["mlflow.note.content"] = str(event.data.get("text", ""))
 
     def _upload_checkpoint(self, data: dict[str, Any]) -> None:
         """Mirror a checkpoint into ``checkpoints/<name>`` of the run's artifacts (once per run)."""

@@ -178,6 +178,8 @@ class WandbBackend(Backend):
         elif event.kind_name == "register_model":
             checkpoint = {**(event.data.get("checkpoint") or {}), "register": event.data}
             self._upload_checkpoint(checkpoint)
+        elif event.kind_name == "note":  # `unitrack ui`'s note: the W&B run's notes
+            self._run.notes = str(event.data.get("text", ""))
 
     def _upload_checkpoint(self, data: dict[str, Any]) -> None:
         """A ``model`` artifact; a registered checkpoint goes to the artifact named after the model,

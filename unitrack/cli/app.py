@@ -102,9 +102,9 @@ def reindex_command(store: StoreOption = None) -> None:
 
 
 # each command module adds its commands; imported here, at the end, because they use `app`'s helpers
-from unitrack.cli import compare, server, sync, verify, weights, workflow  # noqa: E402
+from unitrack.cli import compare, server, sync, ui, verify, weights, workflow  # noqa: E402
 
-for _commands in (compare, workflow, sync, weights, verify, server):
+for _commands in (compare, workflow, sync, weights, verify, server, ui):
     _commands.register(app)
 
 

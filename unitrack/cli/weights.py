@@ -32,40 +32,20 @@ def delta_command(
     """How each tensor moved between two sets of weights: L1, L2, relative, cosine, L∞, changed fraction."""
     with cli_errors():
         from unitrack.cli.common import print_json
-        from unitrack.weights.compare import compare_sources
-        from unitrack.weights.refs import open_weights, pick_point, run_weight_points
+        from unitrack.weights.compare import compare_sources, run_delta
+        from unitrack.weights.refs import open_weights
 
         runs = open_store(store, must_exist=False)
-        init = None
         if b is None:
-            points = run_weight_points(runs, a)
-            start = pick_point(points, "first" if from_step is None else str(from_step), a)
-            end = pick_point(points, None if to_step is None else str(to_step), a)
-            if start is end:  # a table of zeros would read as a result
-                raise ValueError(one_point_message(a, start, len(points)))
-            source_a, source_b, init = start.open(), end.open(), points[0].open()
+            report = run_delta(runs, a, from_step, to_step, tolerance)
         else:
             if from_step is not None or to_step is not None:
                 raise ValueError("--from / --to pick steps of one run; with two runs write RUN@STEP")
-            source_a, source_b = open_weights(runs, a), open_weights(runs, b)
-        report = compare_sources(source_a, source_b, tolerance=tolerance, init=init)
+            report = compare_sources(open_weights(runs, a), open_weights(runs, b), tolerance=tolerance)
         if as_json:
             print_json(report.to_dict())
         else:
             print_delta(report, top)
-
-
-def one_point_message(run: str, point: Any, count: int) -> str:
-    """What to do when a run's delta would compare a set of weights with itself."""
-    what = f"{point.kind} {point.name!r} (step {point.step})"
-    if count == 1:
-        head = f"run {run} has only one set of weights, {what}: there is nothing in it to compare"
-    else:
-        head = f"--from and --to both pick {what} of run {run}"
-    return (
-        f"{head}. Compare it with another run or a weights file (`unitrack delta {run} OTHER_RUN`), or record "
-        "more snapshots in the run (watch(model, snapshot_every=N) or tracker.snapshot_weights(model))"
-    )
 
 
 def print_delta(report: Any, top: int) -> None:

@@ -44,14 +44,21 @@ class PointSeries:
 
     def __init__(self, history: dict[str, list[Point]]) -> None:
         self._history = history
+        self._arrays: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def names(self) -> list[str]:
         return list(self._history)
 
     def arrays(self, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        cached = self._arrays.get(key)
+        if cached is None:
+            cached = self._arrays[key] = self._convert(self._history[key])
+        return cached
+
+    @staticmethod
+    def _convert(points: list[Point]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         import numpy as np
 
-        points = self._history[key]
         steps = np.fromiter((int(p["step"]) for p in points), dtype=np.int64, count=len(points))
         values = np.fromiter((float(p["value"]) for p in points), dtype=np.float64, count=len(points))
         times = np.fromiter((float(p["time"] or 0.0) for p in points), dtype=np.float64, count=len(points))

@@ -45,9 +45,11 @@ class MlflowServer:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
         return f"http://{host}:{self.port}"
 
-    def start(self, timeout: float = 180.0) -> MlflowServer:
+    def start(self, timeout: float = 600.0) -> MlflowServer:
         """Start and wait for ``/health``; on PostgreSQL the first start runs MLflow's schema
-        migrations (26-34 s measured here), hence the generous bound."""
+        migrations (26-34 s measured here), and on a loaded machine even SQLite took over 80 s, and
+        the test suite run twice at once saw 120 s missed: hence the generous bound (a server that
+        exits fails at once, so the bound costs nothing when it works)."""
         artifact_args = (
             ["--serve-artifacts", "--artifacts-destination", self.artifacts]
             if self.serve_artifacts

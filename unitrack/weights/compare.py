@@ -261,3 +261,31 @@ def summarize_run_delta(store: Any, ref_a: str, ref_b: str) -> dict[str, Any] | 
         "added": report.added,
         "removed": report.removed,
     }
+
+
+def run_delta(
+    store: Any, ref: str, from_step: int | None = None, to_step: int | None = None, tolerance: float = 0.0
+) -> DeltaReport:
+    """How run ``ref``'s weights moved from its first weights (or ``from_step``) to its final ones
+    (or ``to_step``), with each tensor's distance from the first: ``unitrack delta RUN``."""
+    from unitrack.weights.refs import pick_point, run_weight_points
+
+    points = run_weight_points(store, ref)
+    start = pick_point(points, "first" if from_step is None else str(from_step), ref)
+    end = pick_point(points, None if to_step is None else str(to_step), ref)
+    if start is end:  # a table of zeros would read as a result
+        raise ValueError(_one_point_message(ref, start, len(points)))
+    return compare_sources(start.open(), end.open(), tolerance=tolerance, init=points[0].open())
+
+
+def _one_point_message(run: str, point: Any, count: int) -> str:
+    """What to do when a run's delta would compare a set of weights with itself."""
+    what = f"{point.kind} {point.name!r} (step {point.step})"
+    if count == 1:
+        head = f"run {run} has only one set of weights, {what}: there is nothing in it to compare"
+    else:
+        head = f"--from and --to both pick {what} of run {run}"
+    return (
+        f"{head}. Compare it with another run or a weights file (`unitrack delta {run} OTHER_RUN`), or record "
+        "more snapshots in the run (watch(model, snapshot_every=N) or tracker.snapshot_weights(model))"
+    )

@@ -3,8 +3,8 @@
 Each element of ``a`` and ``b`` is read once, widened to float64 in a register, and feeds every
 accumulator at once: Σ|Δ|, ΣΔ², Σa², Σb², Σab, max|Δ|, the changed count and the count of pairs
 left out because either side is NaN or ±Inf. ``rows_kernel`` keeps these per row of ``[out, -1]``
-(per neuron); ``flat_kernel`` per call, optionally writing each element's Δ² (for 1-D tensors,
-whose "neurons" are their elements).
+(per neuron; a whole block as one row when only the tensor's totals are wanted);
+``squares_kernel`` writes each element's Δ² (for 1-D tensors, whose "neurons" are their elements).
 
 Exactness: every value is widened to float64 before it is used, as the NumPy reference does; the
 only liberty the compiler gets is to reorder the float64 sums (``reassoc``: SIMD lanes each
@@ -112,36 +112,13 @@ def rows_kernel(a: Any, b: Any, length: int, tolerance: float, out: Any) -> None
 
 
 @numba.njit(nogil=True, fastmath=_FASTMATH, cache=True)
-def flat_kernel(a: Any, b: Any, tolerance: float, out: Any, squares: Any) -> None:  # pragma: no cover - compiled
-    """Every sum over the flat ``a`` and ``b`` into ``out[:]``; each element's Δ² into ``squares`` unless it is empty."""
-    l1 = d2 = a2 = b2 = ab = top = changed = bad = 0.0
-    keep = squares.size > 0
+def squares_kernel(a: Any, b: Any, squares: Any) -> None:  # pragma: no cover - compiled
+    """Each element's Δ² (0 where either side is not finite): the "neurons" of a 1-D tensor."""
     for i in range(a.size):
         x = _wide(a[i])
         y = _wide(b[i])
-        ok = _finite(x) & _finite(y)
-        x = x if ok else 0.0
-        y = y if ok else 0.0
         d = y - x
-        e = abs(d)
-        l1 += e
-        d2 += d * d
-        a2 += x * x
-        b2 += y * y
-        ab += x * y
-        top = _max(top, e)
-        changed += 1.0 if e > tolerance else 0.0
-        bad += 0.0 if ok else 1.0
-        if keep:
-            squares[i] = d * d
-    out[0] = l1
-    out[1] = d2
-    out[2] = a2
-    out[3] = b2
-    out[4] = ab
-    out[5] = top
-    out[6] = changed
-    out[7] = bad
+        squares[i] = d * d if _finite(x) & _finite(y) else 0.0
 
 
 NATIVE = (np.dtype(np.float32), np.dtype(np.float64))

@@ -27,7 +27,6 @@ from unitrack.weights.arrays import BFLOAT16, as_float
 BLOCK = 1 << 22  # elements per call: 16 MiB of float32 per side, ~1 ms of work, Python overhead negligible
 EPS = 1e-12
 _EXACT_IN_FLOAT32 = {"float32", BFLOAT16, "float16", "int8", "uint8", "int16", "uint16", "bool"}
-_EMPTY = np.empty(0)
 
 
 @dataclass
@@ -129,9 +128,10 @@ class DeltaWork:
         b = self._operand(self.b[first:last], self.dtypes[1])
         if self.rows is not None:
             fused.rows_kernel(a, b, self.length, self.tolerance, self.rows[:, first:last])
-        else:
-            squares = self.squares[first:last] if self.squares is not None else _EMPTY
-            fused.flat_kernel(a, b, self.tolerance, self.totals[index], squares)
+            return
+        fused.rows_kernel(a, b, a.size, self.tolerance, self.totals[index].reshape(8, 1))  # the block as one row
+        if self.squares is not None:
+            fused.squares_kernel(a, b, self.squares[first:last])
 
     def _operand(self, block: np.ndarray, dtype: str) -> np.ndarray:
         if self.widen is not None:
