@@ -12,7 +12,8 @@ import unitrack as ut
 from unitrack.analysis.bookkeeping import bookkeeping_reason, split_bookkeeping
 from unitrack.analysis.diffing import settings_diff
 from unitrack.analysis.explain import explain
-from unitrack.analysis.metrics import diverged_at, goal
+from unitrack.analysis.metrics import diverged_at
+from unitrack.goals import goal
 from unitrack.config import AnalysisConfig
 from unitrack.store.runs import RunStore
 from tests.conftest import quiet_config

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import unitrack as ut
 from backends.mlflow_server import MlflowServer, free_port
 from tests.backend_services import mlflow_points, mlflow_run, tensorboard_scalars, wandb_history, wandb_summary
 from tests.conftest import quiet_config
+from unitrack.events import CHECKPOINT, HISTOGRAM, REWIND
 
 STEPS = 120
 
@@ -211,8 +211,8 @@ def test_tensorboard_gets_histograms_the_graph_hparams_status_and_honours_a_rewi
     tracker.watch(model, example_input=torch.zeros(1, 4))
     for step in range(10):
         tracker.log_metrics({"loss": float(step)}, step=step)
-    tracker._queue.append(("record", time.time(), "histogram", {"step": 3, "values": {"layer/weight": histogram}}))
-    tracker._queue.append(("record", time.time(), "rewind", {"step": 5, "checkpoint": "epoch-1"}))
+    tracker._emit_record(HISTOGRAM, {"step": 3, "values": {"layer/weight": histogram}})
+    tracker._emit_record(REWIND, {"step": 5, "checkpoint": "epoch-1"})
     for step in range(6, 8):  # the resumed run replaces steps 6.. with new values
         tracker.log_metrics({"loss": 100.0 + step}, step=step)
     tracker.finish("interrupted")
@@ -295,7 +295,7 @@ def test_checkpoints_are_uploaded_per_policy(tmp_path: Path, mlflow_server: Mlfl
         (folder / "manifest.json").write_text("{}")
         event = {"name": f"epoch-{epoch}", "path": str(folder), "epoch": epoch, "step": epoch * 10,
                  "metrics": {"val_loss": 1.0 - epoch}, "is_best": best, "aliases": ["best"] if best else ["latest"]}  # fmt: skip
-        tracker._queue.append(("record", time.time(), "checkpoint", event))
+        tracker._emit_record(CHECKPOINT, event)
         tracker.log_metrics({"loss": 1.0}, step=epoch)
     tracker.finish()
     run = mlflow_run(mlflow_server.uri, tracker.run_id, "ckpt")

@@ -27,7 +27,7 @@ class Recorder(Backend):
     """A backend that keeps what it receives in memory, like a tracking server would on disk."""
 
     name = "recorder"
-    capabilities = Capabilities(max_metric_values_per_write=7, max_params_per_write=2)
+    capabilities = Capabilities(max_metric_values_per_write=7, max_params_per_write=2, supports_artifacts=True)
 
     def __init__(self) -> None:
         self.opened: RunInfo | None = None

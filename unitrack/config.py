@@ -1,6 +1,6 @@
 """The configuration: one pydantic model, loaded from YAML, a dict, or defaults.
 
-Both YAML blocks of seed 003 load as written (``use_wandb: true``...), and so does the list form
+The flat layouts of the multi-backend design load as written (``use_wandb: true``...), and so does the list form
 ``tracking: {backends: [local, mlflow]}``. ``extends: base.yaml`` inherits from another file, and
 environment variables override any key: ``UNITRACK__TRACKING__USE_MLFLOW=true``. Every error
 names the file, the line and the key, because a typo in a config should cost seconds, not a run.
@@ -22,11 +22,11 @@ from unitrack.errors import ConfigError
 from unitrack.redact import redact_mapping
 from unitrack.store.layout import DEFAULT_STORE_DIR, STORE_ENV  # re-exported: config.STORE_ENV
 
-BackendName = Literal["local", "mlflow", "wandb", "tensorboard"]
-REMOTE_BACKENDS: tuple[str, ...] = ("mlflow", "wandb", "tensorboard")
+# the built-ins' seed-003 switches (use_mlflow: true...); any registered backend may be listed instead
+SWITCHED_BACKENDS: tuple[str, ...] = ("mlflow", "wandb", "tensorboard")
 ENV_PREFIX = "UNITRACK__"
 
-# Seed 003's "Basic Configuration" puts these at the top level; they belong to `checkpointing`.
+# The flat "basic" layout puts these at the top level; they belong to `checkpointing`.
 _TOP_LEVEL_CHECKPOINT_KEYS = ("checkpoint_dir", "max_checkpoints", "save_frequency", "compression")
 
 Path_ = tuple[str, ...]
@@ -39,8 +39,10 @@ class _Section(BaseModel):
 class TrackingConfig(_Section):
     """Which backends receive the run, and how delivery to them behaves."""
 
-    backends: list[BackendName] | None = Field(
-        None, description="Backends to use, e.g. [local, mlflow]. 'local' is always on."
+    backends: list[str] | None = Field(
+        None,
+        description="Backends to use, e.g. [local, mlflow]: 'local' (always on), a built-in, or one registered "
+        "under the entry-point group unitrack.backends.",
     )
     use_mlflow: bool | None = Field(None, description="Seed-003 switch for MLflow (same as listing it).")
     use_wandb: bool | None = Field(None, description="Seed-003 switch for Weights & Biases.")
@@ -99,20 +101,64 @@ class TrackingConfig(_Section):
         120.0, gt=0, description="Longest wait of a non-zero rank for rank 0's run (and of rank 0 for the others at finish)."
     )
 
+    backend_settings: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Each backend's own settings, written as tracking.<name>: {...} and validated by the "
+        "settings model the backend declares.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _collect_backend_sections(cls, data: Any) -> Any:
+        """``tracking.<backend name>: {...}`` sections become ``backend_settings`` (other unknown keys stay errors)."""
+        if not isinstance(data, Mapping):
+            return data
+        from unitrack.backends.registry import is_known
+
+        data = dict(data)
+        sections = dict(data.get("backend_settings") or {})
+        for key in [k for k in data if k not in cls.model_fields and isinstance(k, str) and is_known(k)]:
+            sections[key] = data.pop(key)
+        if sections:
+            data["backend_settings"] = sections
+        return data
+
     @model_validator(mode="after")
     def _reconcile_switches(self) -> TrackingConfig:
-        listed: set[str] = set(self.backends or [])
-        for name in REMOTE_BACKENDS:
+        from unitrack.backends.registry import LOCAL, is_known, known_names
+
+        listed = list(dict.fromkeys(self.backends or []))
+        unknown = [name for name in listed if not is_known(name)]
+        if unknown:
+            raise ValueError(f"unknown backend {unknown[0]!r}; known: {', '.join(known_names())}")
+        for name in SWITCHED_BACKENDS:
             flag = getattr(self, f"use_{name}")
             if flag is False and name in listed:
                 raise ValueError(f"use_{name} is false but backends lists {name!r}: remove one of them")
-            if flag:
-                listed.add(name)
-        ordered = ["local", *(name for name in REMOTE_BACKENDS if name in listed)]
+            if flag and name not in listed:
+                listed.append(name)
+        # the built-ins in their fixed order, then the others as listed
+        ordered = [LOCAL, *(n for n in SWITCHED_BACKENDS if n in listed), *(n for n in listed if n not in (LOCAL, *SWITCHED_BACKENDS))]
         object.__setattr__(self, "backends", ordered)
-        for name in REMOTE_BACKENDS:
+        for name in SWITCHED_BACKENDS:
             object.__setattr__(self, f"use_{name}", name in listed)
+        self._validate_backend_settings()
         return self
+
+    def _validate_backend_settings(self) -> None:
+        from unitrack.backends.registry import backend_class
+
+        for name, raw in self.backend_settings.items():
+            model = backend_class(name).settings_model
+            if model is None:
+                raise ValueError(f"backend {name!r} takes no settings (remove tracking.{name})")
+            try:
+                model.model_validate(raw)
+            except ValidationError as exc:
+                problems = "; ".join(
+                    f"tracking.{name}.{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
+                )
+                raise ValueError(problems) from None
 
     @property
     def remote_backends(self) -> list[str]:
@@ -152,7 +198,11 @@ class CheckpointingConfig(_Section):
     monitor: str | None = Field(
         None, description="Metric that ranks checkpoints for 'best' (e.g. val_loss); default: the is_best flag."
     )
-    mode: Literal["min", "max"] = Field("min", description="Whether a lower or a higher monitored value is better.")
+    mode: Literal["min", "max"] | None = Field(
+        None,
+        description="Whether a lower or a higher monitored value is better; default: from the metric's name "
+        "(acc, f1, auc... higher; loss, error, nll... lower), else lower.",
+    )
     keep_last: int | None = Field(None, ge=1, description="Keep the N newest checkpoints.")
     keep_best: int | None = Field(None, ge=1, description="Keep the k best checkpoints (by monitor, or is_best).")
     keep_every_n_steps: int | None = Field(None, ge=1, description="Keep every checkpoint whose step is a multiple of N.")
@@ -170,10 +220,21 @@ class CheckpointingConfig(_Section):
         "UNITRACK_CHECKPOINT_KEY",
         description="Environment variable holding the 32-byte key (64 hex digits or base64); never stored.",
     )
-    upload: dict[Literal["mlflow", "wandb", "tensorboard"], Literal["best", "last", "all", "none"]] = Field(
+    upload: dict[str, Literal["best", "last", "all", "none"]] = Field(
         default_factory=dict,
-        description="Which checkpoints each remote backend receives: best, last, all or none (default: best).",
+        description="Which checkpoints each remote backend receives, by backend name: best, last, all or none "
+        "(default: best). Applied by the dispatcher, for every backend that stores files.",
     )
+
+    @field_validator("upload")
+    @classmethod
+    def _upload_names_backends(cls, value: dict[str, str]) -> dict[str, str]:
+        from unitrack.backends.registry import is_known, known_names
+
+        for name in value:
+            if not is_known(name) or name == "local":
+                raise ValueError(f"{name!r} is not a remote backend; known: {', '.join(known_names()[1:])}")
+        return value
 
     @field_validator("checkpoint_dir")
     @classmethod

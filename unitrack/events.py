@@ -1,19 +1,25 @@
 """The one vocabulary every part of unitrack speaks: what the journal stores and backends receive.
 
-A training call becomes an event with a sequence number (its place in the run's journal) and a
-wall-clock time. Backends translate events; they never see user objects. Each event is one JSON
-line in the journal, so non-finite numbers are written as the strings "nan", "inf" and "-inf".
+A training call becomes an event with a wall-clock time; the journal writer gives it its
+sequence number (its place in the run's journal), so the tracker enqueues the very objects the
+journal stores and backends receive: there is one hand-off type, not a tuple per call site.
+Backends translate events; they never see user objects. Each event is one JSON line in the
+journal, so non-finite numbers are written as the strings "nan", "inf" and "-inf".
+
+Kinds beyond the core six travel as :class:`RecordEvent`; their names are the constants below
+and their payloads the ``TypedDict`` beside each, so a writer and a reader of a kind agree on it.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict
 
 Number = float | int
+UNNUMBERED = 0  # the seq of an event not yet written: the journal writer numbers it
 
 _NONFINITE_TOKENS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
@@ -173,7 +179,7 @@ class RecordEvent(Event):
     """
 
     kind_name: str = "record"
-    data: dict[str, Any] = field(default_factory=dict)
+    data: Mapping[str, Any] = field(default_factory=dict)  # one of the payloads above, or a later kind's
 
     @property
     def kind(self) -> str:  # type: ignore[override]
@@ -187,6 +193,113 @@ class RecordEvent(Event):
         data = {k: v for k, v in rec.items() if k not in ("seq", "kind", "time")}
         return cls(rec["seq"], rec["time"], rec["kind"], data)
 
+
+# --- the record kinds (RecordEvent.kind_name) and their payloads -----------------------------------
+
+REWIND = "rewind"
+CHECKPOINT = "checkpoint"
+CHECKPOINT_REMOVED = "checkpoint_removed"
+SNAPSHOT = "snapshot"
+HISTOGRAM = "histogram"
+PROCESS = "process"
+ERROR = "error"
+REGISTER_MODEL = "register_model"
+NOTE = "note"
+
+
+class RewindData(TypedDict):
+    """A resumed run went back: metric points after ``step`` are superseded."""
+
+    step: int
+    checkpoint: str  # the name of the checkpoint it resumed from
+
+
+class _CheckpointLocation(TypedDict, total=False):
+    url: str  # where it lives when saved to object storage (s3://...)
+    register: dict[str, Any]  # {name, aliases}: register it as a model version (best checkpoints)
+
+
+class CheckpointData(_CheckpointLocation):
+    """A checkpoint was saved (``path`` absolute, ``sha256`` of its manifest)."""
+
+    name: str
+    path: str
+    epoch: int
+    step: int
+    metrics: dict[str, Any]
+    is_best: bool
+    aliases: list[str]
+    sha256: str | None
+
+
+class CheckpointRemovedData(TypedDict):
+    """Retention or ``unitrack clean`` removed a checkpoint."""
+
+    name: str
+
+
+class SnapshotData(TypedDict):
+    """A weight snapshot (``manifest`` relative to the store)."""
+
+    name: str
+    step: int
+    tag: str | None
+    manifest: str
+
+
+class HistogramData(TypedDict):
+    """Histograms of tensors at ``step``: {tensor name: {min, max, num, sum, sum_squares, bucket_limits, bucket_counts}}."""
+
+    step: int
+    values: dict[str, dict[str, Any]]
+
+
+class ProcessData(TypedDict):
+    """How the command ``unitrack commit`` ran ended."""
+
+    exit_code: int
+    duration: float
+    peak_rss_mb: float | None
+    command: list[str]
+
+
+class ErrorData(TypedDict):
+    """Why a run failed: the exception that ended it (redacted; see ``unitrack.failure``)."""
+
+    type: str
+    message: str
+    traceback: str
+    where: str | None
+
+
+class RegisterModelData(TypedDict):
+    """Register a checkpoint as a version of model ``name`` (MLflow Model Registry, W&B model artifact)."""
+
+    name: str
+    aliases: list[str]
+    checkpoint: CheckpointData
+
+
+class NoteData(TypedDict):
+    """A free-text note on a run (``unitrack ui``)."""
+
+    text: str
+
+
+# how a part of unitrack that is not the tracker emits a record: ``emit(kind, payload)``
+RecordSink = Callable[[str, Mapping[str, Any]], None]
+
+RECORD_KINDS: dict[str, type] = {
+    REWIND: RewindData,
+    CHECKPOINT: CheckpointData,
+    CHECKPOINT_REMOVED: CheckpointRemovedData,
+    SNAPSHOT: SnapshotData,
+    HISTOGRAM: HistogramData,
+    PROCESS: ProcessData,
+    ERROR: ErrorData,
+    REGISTER_MODEL: RegisterModelData,
+    NOTE: NoteData,
+}
 
 EVENT_TYPES: dict[str, Any] = {
     cls.kind: cls for cls in (MetricEvent, ParamsEvent, TagsEvent, ArtifactEvent, SystemEvent, StatusEvent)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import traceback
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
@@ -58,7 +59,7 @@ def failure_from_line(line: str | None, traceback_text: str | None = None) -> di
     return {"type": kind, "message": message, "traceback": traceback_text or "", "where": None}
 
 
-def failure_line(error: dict[str, Any] | None, width: int = 120) -> str | None:
+def failure_line(error: Mapping[str, Any] | None, width: int = 120) -> str | None:
     """One line for a listing: ``ValueError: the message's first line``, cut to ``width``."""
     if not error:
         return None

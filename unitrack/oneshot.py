@@ -1,6 +1,6 @@
 """``unitrack.log_all``: a registry entry in one call, for scripts that only log after training.
 
-tvault's usage (seed 004) works as written: ``unitrack.log_all(model, tags=tags, result=acc,
+A local model registry's one-call usage works as written: ``unitrack.log_all(model, tags=tags, result=acc,
 optimizer=optimizer)``. The run records the model (architecture, parameter counts, the source of
 its class and the functions it calls), the optimizer's settings, the tags and the result, and
 is then finished, so ``unitrack ls --tag`` / ``--filter "metrics.result >= 0.9"`` find it.

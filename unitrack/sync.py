@@ -40,25 +40,6 @@ class SyncResult:
         return asdict(self)
 
 
-def run_info_from(paths: RunPaths, run: dict[str, Any]) -> RunInfo:
-    """What the backends were told when the run started, rebuilt from its ``run.json``."""
-    return RunInfo(
-        run_id=paths.run_id,
-        name=run.get("name") or paths.run_id,
-        experiment=run.get("experiment") or "",
-        run_dir=paths.root,
-        start_time=float(run.get("start_time") or 0.0),
-        tags=dict(run.get("tags") or {}),
-        description=run.get("description"),
-        message=run.get("message"),
-        config=dict(run.get("config") or {}),
-        config_hash=run.get("config_hash") or "",
-        git=dict(run.get("git") or {}),
-        command=list(run.get("command") or []),
-        resumed=True,
-    )
-
-
 def sync_run(store: RunStore, ref: str, backends: list[str] | None = None, timeout: float = 300.0) -> list[SyncResult]:
     """Deliver what each (or each named) backend of run ``ref`` still owes; return one result per backend."""
     paths = store.resolve(ref)
@@ -100,20 +81,13 @@ def _journal_length(paths: RunPaths) -> int:
 def _sync_backend(
     paths: RunPaths, run: dict[str, Any], config: Any, name: str, status: str, result: SyncResult, timeout: float
 ) -> None:
-    tracking = config.tracking
     try:
         backend = create_backend(name, config)
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
         return
-    settings = WorkerSettings(
-        batch_size=tracking.batch_size,
-        retry_attempts=tracking.retry_attempts,
-        retry_max_wait=tracking.retry_max_wait,
-        breaker_cooldown=tracking.breaker_cooldown,
-    )
-    info = run_info_from(paths, run)
-    worker = BackendWorker(backend, paths, lambda: info, settings)
+    info = RunInfo.from_run_json(paths.root, run)
+    worker = BackendWorker(backend, paths, lambda: info, WorkerSettings.from_config(config, name))
     before = worker.state.seq
     state = worker.run_until_caught_up(time.monotonic() + timeout, status)
     last = _journal_length(paths)

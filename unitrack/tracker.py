@@ -9,12 +9,10 @@ a process that dies without finishing reads as ``crashed``.
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import os
 import shutil
-import signal
 import socket
 import sys
 import threading
@@ -23,12 +21,11 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any
 
 from unitrack.backends import create_backends
 from unitrack.backends.base import Backend, RunInfo
-from unitrack.backends.local import LocalBackend
 from unitrack.capture.environment import capture_environment
 from unitrack.capture.git import capture_git
 from unitrack.capture.graph import GRAPH_ARTIFACT, model_graph
@@ -42,65 +39,38 @@ from unitrack.capture.model import (
 )
 from unitrack.capture.source import model_sources
 from unitrack.capture.system import SystemMonitor
-from unitrack.checkpoint.manager import CheckpointManager
 from unitrack.checkpoint.registry import CheckpointInfo
 from unitrack.checkpoint.resume import resumed_run_json, run_to_resume
+from unitrack.commit_env import MESSAGE_ENV, command_from_env, run_id_from_env, tags_from, tags_from_env
 from unitrack.config import Config, config_hash, load_config
-from unitrack.dispatch import Dispatcher, WorkerSettings
+from unitrack.distributed.ranks import current_rank
+from unitrack.distributed.roles import FollowerRole, OwnerRole, Role
+from unitrack.events import (
+    ERROR,
+    UNNUMBERED,
+    ArtifactEvent,
+    MetricEvent,
+    ParamsEvent,
+    RecordEvent,
+    SystemEvent,
+    TagsEvent,
+)
 from unitrack.failure import describe_failure
 from unitrack.hashing import SHA256, digest_path
+from unitrack.lifecycle import RunLifecycle, status_for
 from unitrack.names import validate_name
 from unitrack.params import flatten_params
 from unitrack.progress import ProgressReporter, ProgressSample
-from unitrack.redact import redact_argv, redact_value
+from unitrack.redact import redact_argv
 from unitrack.store.fsio import atomic_write_json, read_json
 from unitrack.store.runfile import RunFile
 from unitrack.store.runs import RunStore
 
 log = logging.getLogger("unitrack")
 
-# What `unitrack commit` hands to the script it runs.
-MESSAGE_ENV = "UNITRACK_MESSAGE"
-TAGS_ENV = "UNITRACK_TAGS"
-COMMAND_ENV = "UNITRACK_COMMAND"
-RUN_ID_ENV = "UNITRACK_RUN_ID"  # the run `unitrack commit` reserved: the script's tracker writes into it
-
 FINAL_STATUSES = ("completed", "failed", "interrupted", "pruned")
 _RUNNING, _FINISHING, _FINISHED = "running", "finishing", "finished"
 _CAPTURE_WAIT_S = 15.0
-
-
-class _UncaughtExceptions:
-    """Remembers an exception that reached the top of the program, for runs finished at exit."""
-
-    last: type[BaseException] | None = None
-    error: dict[str, Any] | None = None  # what describe_failure made of it
-    _installed = False
-
-    @classmethod
-    def install(cls) -> None:
-        if cls._installed:
-            return
-        previous = sys.excepthook
-
-        def hook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
-            cls.last = kind
-            cls.error = describe_failure(kind, value, tb)
-            previous(kind, value, tb)
-
-        sys.excepthook = hook
-        cls._installed = True
-
-
-def _status_for(kind: type[BaseException] | None, value: BaseException | None = None) -> str:
-    if kind is None:
-        return "completed"
-    if issubclass(kind, KeyboardInterrupt):
-        return "interrupted"
-    if issubclass(kind, SystemExit):
-        code = getattr(value, "code", 1)
-        return "completed" if code in (0, None) else "failed"
-    return "failed"
 
 
 class ExperimentTracker:
@@ -111,14 +81,6 @@ class ExperimentTracker:
     ``resume`` (a run id, a prefix, or "last") continues that run from its last (or, with
     ``checkpointing.resume_from: best``, best) checkpoint that verifies: see ``resumed_from``.
     """
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> ExperimentTracker:
-        # on a distributed rank other than 0, the tracker joins rank 0's run (integrations.distributed)
-        if cls is ExperimentTracker:
-            from unitrack.integrations.distributed import tracker_class_for_this_rank
-
-            cls = tracker_class_for_this_rank()
-        return super().__new__(cls)
 
     def __init__(
         self,
@@ -139,65 +101,66 @@ class ExperimentTracker:
         self._metric_keys: set[str] = set()
         self._params: dict[str, Any] = {}
 
-        remotes = [*create_backends(self.config), *backends]  # before the run exists: a missing extra fails fast
+        self._queue_limit = tracking.queue_size
+        self._progress: ProgressReporter | None = None
+        self._monitor: SystemMonitor | None = None
+        self._weights: Any = None  # unitrack.weights.session.WeightsSession, made on first use
+        self._failure: dict[str, Any] | None = None  # the exception that ended the run, for run.json and the backends
+        self._lifecycle = RunLifecycle(self._end_from_lifecycle)
+        self._jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unitrack-capture")
+        self._futures: list[Future[Any]] = []
         self.store = RunStore(self.config.store_dir)
-        self._paths = (
-            self.store.new_run(_run_id_from_env()) if resume is None else run_to_resume(self.store, resume, self.experiment)
-        )
-        self.run_id = self._paths.run_id
-        self.run_dir = self._paths.root
-        self._start = time.time()
+        self.resumed_from: CheckpointInfo | None = None
 
-        run_tags = {**_tags_from(self.config.tags), **_tags_from(tags), **_tags_from_env()}
+        rank = current_rank().rank
+        if rank > 0:  # another rank of a distributed job: it joins rank 0's run (unitrack.distributed)
+            self._role: Role = FollowerRole(self.config, self.store, self.experiment, rank)
+            self._queue = self._role.queue
+            if self._role.monitor_disk is not None:  # rank_policy: all
+                self._start_monitor()
+                self._lifecycle.start(signals=False)
+            return
+
+        remotes = [*create_backends(self.config), *backends]  # before the run exists: a missing extra fails fast
+        self._paths = (
+            self.store.new_run(run_id_from_env()) if resume is None else run_to_resume(self.store, resume, self.experiment)
+        )
+        self._start = time.time()
+        run_tags = {**tags_from(self.config.tags), **tags_from(tags), **tags_from_env()}
         initial = self._initial_run_json(run_tags)
         if resume is not None:
             initial = resumed_run_json(read_json(self._paths.run_json, {}) or {}, initial)
         self._run_file = RunFile(self._paths.run_json, initial)
         self._info_ready = threading.Event()
-        self._git: dict[str, Any] = {}
-        self._local = LocalBackend(self.store, self._paths, self._run_file)
-        self._dispatcher = Dispatcher(
-            self._paths,
-            self._local,
-            remotes,
-            self._run_info,
-            flush_interval=tracking.flush_interval,
-            queue_size=tracking.queue_size,
-            queue_full=tracking.queue_full,
-            queue_block_timeout=tracking.queue_block_timeout,
-            worker_settings=WorkerSettings(
-                batch_size=tracking.batch_size,
-                retry_attempts=tracking.retry_attempts,
-                retry_max_wait=tracking.retry_max_wait,
-                breaker_cooldown=tracking.breaker_cooldown,
-            ),
-        )
-        self._queue = self._dispatcher.queue
-        self._queue_limit = tracking.queue_size
-        self._jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unitrack-capture")
-        self._futures: list[Future[Any]] = []
+        owner = OwnerRole(self.config, self.store, self._paths, self._run_file, remotes, self._run_info)
+        self._role = owner
+        self._queue = owner.queue
         self._submit(self._capture_start)
-        self._dispatcher.start(self._run_info(wait=False))
-        self._checkpoints = CheckpointManager(
-            self.run_dir, self.run_id, self.config.checkpointing, self._emit_record, config_hash(self.config)
-        )
-        self.resumed_from: CheckpointInfo | None = self._rewind() if resume is not None else None
-        from unitrack.integrations.distributed import lead_run  # it builds on this module
-
-        self._ranks = lead_run(self)  # distributed: the other ranks join this run
+        owner.start(self.experiment)
+        if resume is not None:
+            self.resumed_from = owner.checkpoints().rewind()
+            if self.resumed_from is not None:
+                self._step = self.resumed_from.step + 1
         if run_tags:
-            self._queue.append(("tags", self._start, dict(run_tags)))
-        self._monitor: SystemMonitor | None = None
-        self._failure: dict[str, Any] | None = None  # the exception that ended the run, for run.json and the backends
-        if self.config.monitoring.enabled:
-            self._monitor = SystemMonitor(self.config.monitoring, self.store.root, self._emit_system)
+            self._queue.append(TagsEvent(UNNUMBERED, self._start, dict(run_tags)))
+        self._start_monitor()
+        self._lifecycle.start(signals=self.config.capture.handle_signals)
+
+    def _start_monitor(self) -> None:
+        disk = self._role.monitor_disk
+        if self.config.monitoring.enabled and disk is not None:
+            self._monitor = SystemMonitor(self.config.monitoring, disk, self._emit_system)
             self._monitor.start()
-        self._progress: ProgressReporter | None = None
-        self._previous_sigterm: Any = None
-        self._weights: Any = None  # unitrack.weights.session.WeightsSession, made on first use
-        self._install_signal_handler()
-        _UncaughtExceptions.install()
-        atexit.register(self._at_exit)
+
+    @property
+    def run_id(self) -> str:
+        """The run's id (on another rank of a distributed job: rank 0's, waited for on first use)."""
+        return self._role.run_id
+
+    @property
+    def run_dir(self) -> Path:
+        """The run's folder in the local store."""
+        return self._role.run_dir
 
     # --- the public API -----------------------------------------------------------------------
 
@@ -240,19 +203,21 @@ class ExperimentTracker:
             else:
                 _add_metric_value(key, value, values, known)
         queue = self._queue
-        if len(queue) >= self._queue_limit and not self._dispatcher.make_room():
+        if len(queue) >= self._queue_limit and not self._role.make_room():
             return
-        queue.append(("metric", step, time.time(), values))
+        queue.append(MetricEvent(UNNUMBERED, time.time(), step, values))
         self._step = step + 1
 
     def log_hyperparameters(self, params: Any) -> None:
         """Record hyperparameters (a mapping, dataclass, Namespace, pydantic model or DictConfig)."""
         if self._state is not _RUNNING:
             self._raise_not_running()
+        if not self._role.records_run:  # parameters are rank 0's
+            return
         flat = flatten_params(params)
         if flat:
             self._params.update(flat)
-            self._queue.append(("params", time.time(), flat))
+            self._queue.append(ParamsEvent(UNNUMBERED, time.time(), flat))
 
     log_params = log_hyperparameters
 
@@ -260,9 +225,11 @@ class ExperimentTracker:
         """Add or change run tags (``{"k": "v"}``, or labels ``["nlp"]``)."""
         if self._state is not _RUNNING:
             self._raise_not_running()
-        values = _tags_from(tags)
+        if not self._role.records_run:  # tags are rank 0's
+            return
+        values = tags_from(tags)
         if values:
-            self._queue.append(("tags", time.time(), values))
+            self._queue.append(TagsEvent(UNNUMBERED, time.time(), values))
 
     def log_artifact(self, path: str | os.PathLike[str], name: str | None = None) -> Path:
         """Copy a file or folder into the run now, and mirror it to the backends; return its stored path.
@@ -271,6 +238,8 @@ class ExperimentTracker:
         """
         if self._state is not _RUNNING:
             self._raise_not_running()
+        if not self._role.records_run:  # artifacts are rank 0's: nothing is copied
+            return Path(path)
         source = Path(path)
         if not source.exists():
             raise FileNotFoundError(f"artifact {str(source)!r} does not exist")
@@ -325,6 +294,8 @@ class ExperimentTracker:
         """
         if self._state is not _RUNNING:
             self._raise_not_running()
+        if not self._role.records_run:  # the model set-up, snapshots and gradients are rank 0's
+            return
         # optimizer and scheduler settings change during training: read them now
         setup: dict[str, Any] = {}
         if optimizer is not None:
@@ -351,6 +322,8 @@ class ExperimentTracker:
         """
         if self._state is not _RUNNING:
             self._raise_not_running()
+        if not self._role.records_run:  # rank 0 shows the bar: this one is never started
+            return ProgressReporter(total_steps, lambda: self._step, lambda sample, step: None, interval=interval)
         if self._progress is not None:
             self._progress.stop()
         self._progress = ProgressReporter(
@@ -365,11 +338,9 @@ class ExperimentTracker:
     def flush(self, timeout: float | None = None) -> bool:
         """Return once everything logged so far is durable in the local store (False on timeout)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        self._checkpoints.wait()
         if not self._wait_jobs(timeout):
             return False
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        return self._dispatcher.flush(remaining)
+        return self._role.flush(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def finish(self, status: str = "completed", timeout: float | None = None) -> None:
         """End the run: flush, give the backends up to ``timeout`` (config: tracking.finish_timeout), record status.
@@ -386,26 +357,23 @@ class ExperimentTracker:
         try:
             if self._monitor is not None:
                 self._monitor.stop()
+            if not self._role.records_run:  # another rank: close its own journal; rank 0 finishes the run
+                self._role.close(status, deadline)
+                return
             if self._progress is not None:
                 self._progress.stop()
             self._finish_weights()
             self._wait_jobs(min(_CAPTURE_WAIT_S, budget))
-            self._checkpoints.close(max(0.0, deadline - time.monotonic()))
-            if self._ranks is not None:
-                self._ranks.close(min(self.config.tracking.rank_join_timeout, max(0.0, deadline - time.monotonic())))
             if status in ("failed", "interrupted"):  # not "pruned": an early stop is no failure to explain
                 self._failure = self._failure or describe_failure(*sys.exc_info())  # finish() in an except block
                 if self._failure is not None:
-                    self._queue.append(("record", time.time(), "error", self._failure))
-            self._queue.append(("status", time.time(), status))
-            states = self._dispatcher.close(max(0.0, deadline - time.monotonic()))
-            self._local.close(status, backends=states, peak_rss_mb=_peak_rss_mb())
+                    self._queue.append(RecordEvent(UNNUMBERED, time.time(), ERROR, self._failure))
+            states = self._role.close(status, deadline, peak_rss_mb=_peak_rss_mb())
             self._warn_owed(states)
         finally:
             self._state = _FINISHED
             self._jobs.shutdown(wait=False)
-            self._restore_signal_handler()
-            atexit.unregister(self._at_exit)
+            self._lifecycle.stop()
 
     @property
     def finished(self) -> bool:
@@ -418,9 +386,11 @@ class ExperimentTracker:
         self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._failure = describe_failure(kind, value, tb)
-        self.finish(_status_for(kind, value))
+        self.finish(status_for(kind, value))
 
     def __repr__(self) -> str:
+        if not self._role.records_run:
+            return f"ExperimentTracker(following rank 0's run, experiment={self.experiment!r}, state={self._state!r})"
         return f"ExperimentTracker(run_id={self.run_id!r}, experiment={self.experiment!r}, state={self._state!r})"
 
     # --- internals ----------------------------------------------------------------------------
@@ -431,10 +401,10 @@ class ExperimentTracker:
     def _initial_run_json(self, tags: dict[str, str]) -> dict[str, Any]:
         import psutil
 
-        command = _command_from_env() or redact_argv(list(sys.argv))
+        command = command_from_env() or redact_argv(list(sys.argv))
         return {
             "format": 1,
-            "run_id": self.run_id,
+            "run_id": self._paths.run_id,
             "name": self.name,
             "experiment": self.experiment,
             "status": "running",
@@ -454,25 +424,10 @@ class ExperimentTracker:
             "backends": {},
         }
 
-    def _run_info(self, wait: bool = True) -> RunInfo:
-        """What backends are told when they open the run (by default after the git capture, briefly)."""
-        if wait:
-            self._info_ready.wait(_CAPTURE_WAIT_S)
-        run = self._run_file.snapshot()
-        return RunInfo(
-            run_id=self.run_id,
-            name=self.name,
-            experiment=self.experiment,
-            run_dir=self.run_dir,
-            start_time=self._start,
-            tags=dict(run.get("tags") or {}),
-            description=self.config.description,
-            message=run.get("message"),
-            config=run["config"],
-            config_hash=run["config_hash"],
-            git=dict(self._git),
-            command=list(run.get("command") or []),
-        )
+    def _run_info(self) -> RunInfo:
+        """What backends are told when they open the run (after the git capture, waited for briefly)."""
+        self._info_ready.wait(_CAPTURE_WAIT_S)
+        return RunInfo.from_run_json(self.run_dir, self._run_file.snapshot())
 
     def _submit(self, job: Any, *args: Any) -> None:
         self._futures = [f for f in self._futures if not f.done()]
@@ -496,8 +451,8 @@ class ExperimentTracker:
         capture = self.config.capture
         try:
             if capture.git:
-                self._git, patch = capture_git(ignore=self.store.root)
-                self._run_file.update(git=self._git)
+                git, patch = capture_git(ignore=self.store.root)
+                self._run_file.update(git=git)
                 if patch:
                     self._store_artifact_text("git.patch", patch)
         finally:
@@ -522,7 +477,7 @@ class ExperimentTracker:
             extracted = {k: v for k, v in flatten_params(setup_params(setup)).items() if k not in self._params}
             if extracted:
                 self._params.update(extracted)
-                self._queue.append(("params", time.time(), extracted))
+                self._queue.append(ParamsEvent(UNNUMBERED, time.time(), extracted))
 
     def _store_artifact_text(self, name: str, text: str) -> None:
         self._store_artifact_bytes(name, text.encode("utf-8"))
@@ -536,15 +491,15 @@ class ExperimentTracker:
     def _announce_artifact(self, name: str, target: Path) -> None:
         size, digest = digest_path(target, SHA256)  # the artifact event's "sha256": kept, as backends read it
         relative = target.relative_to(self.run_dir).as_posix()
-        self._queue.append(("artifact", time.time(), name, relative, size, digest))
+        self._queue.append(ArtifactEvent(UNNUMBERED, time.time(), name, relative, size, digest))
 
     def _log_progress(self, sample: ProgressSample, step: int) -> None:
         # straight onto the queue: log_metrics would move the user's step counter
-        self._queue.append(("metric", step, time.time(), sample.as_metrics()))
+        self._queue.append(MetricEvent(UNNUMBERED, time.time(), step, sample.as_metrics()))
 
     def _emit_system(self, values: dict[str, float]) -> None:
         if self._state is not _FINISHED:  # the monitor's last sample comes while finishing
-            self._queue.append(("system", time.time(), values, None))
+            self._queue.append(SystemEvent(UNNUMBERED, time.time(), values))
 
     def _warn_owed(self, states: dict[str, dict[str, Any]]) -> None:
         for backend, state in states.items():
@@ -565,36 +520,11 @@ class ExperimentTracker:
                     self.run_id,
                 )
 
-    def _at_exit(self) -> None:
-        kind = _UncaughtExceptions.last
-        self._failure = _UncaughtExceptions.error
-        self.finish(_status_for(kind) if kind is not None else "completed")
-
-    def _install_signal_handler(self) -> None:
-        if not self.config.capture.handle_signals or threading.current_thread() is not threading.main_thread():
-            return
-        try:
-            self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
-        except (ValueError, OSError):  # not allowed here (embedded interpreters)
-            self._previous_sigterm = None
-
-    def _restore_signal_handler(self) -> None:
-        if self._previous_sigterm is None:
-            return
-        try:
-            if signal.getsignal(signal.SIGTERM) == self._on_sigterm:
-                signal.signal(signal.SIGTERM, self._previous_sigterm)
-        except (ValueError, OSError):
-            pass
-
-    def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
-        previous = self._previous_sigterm
-        self.finish("interrupted")
-        if callable(previous):
-            previous(signum, frame)
-        elif previous != signal.SIG_IGN:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
+    def _end_from_lifecycle(self, status: str, failure: dict[str, Any] | None) -> None:
+        """Called at exit (status from an uncaught exception, if any) or on SIGTERM ("interrupted")."""
+        if failure is not None:
+            self._failure = failure
+        self.finish(status)
 
     # --- weights -----------------------------------------------------------------------------------
 
@@ -608,6 +538,8 @@ class ExperimentTracker:
         """
         if self._state is not _RUNNING:
             self._raise_not_running()
+        if not self._role.records_run:  # snapshots are rank 0's
+            return None
         return self._weights_session().snapshot(model, self._step if step is None else _checked_step(step), tag)
 
     def _weights_session(self) -> Any:
@@ -628,7 +560,7 @@ class ExperimentTracker:
                 from unitrack.weights.session import make_finish_plots
 
                 self._wait_jobs(_CAPTURE_WAIT_S)  # snapshots are written on the job thread
-                self._dispatcher.flush(_CAPTURE_WAIT_S)
+                self._role.flush(_CAPTURE_WAIT_S)
                 for name, path in make_finish_plots(self.store, self.run_id, self._paths.artifacts):
                     self._announce_artifact(name, path)
         except Exception as exc:  # plots and snapshots are worth a warning, never a failed finish
@@ -656,15 +588,15 @@ class ExperimentTracker:
         """
         if self._state is not _RUNNING:
             self._raise_not_running()
-        return self._checkpoints.save(model, epoch, step, optimizer, scheduler, scaler, is_best, extra, metrics)
+        return self._role.save_checkpoint(model, epoch, step, optimizer, scheduler, scaler, is_best, extra, metrics)
 
     def list_checkpoints(self) -> list[CheckpointInfo]:
         """The kept checkpoints, oldest first (after a pending save has finished)."""
-        return self._checkpoints.kept()
+        return self._role.checkpoints().kept()
 
     def get_best_checkpoint(self) -> CheckpointInfo | None:
         """The best kept checkpoint (by ``checkpointing.monitor``, else the last one saved with is_best), or None."""
-        return self._checkpoints.best()
+        return self._role.checkpoints().best()
 
     def load_checkpoint(
         self, checkpoint: Any, model: Any, optimizer: Any = None, scheduler: Any = None, scaler: Any = None
@@ -674,7 +606,7 @@ class ExperimentTracker:
         RNG states are restored too. "best" and "last" skip, with a warning, checkpoints that fail
         their checksums; an explicit checkpoint that fails raises CheckpointCorruptError.
         """
-        return self._checkpoints.load(checkpoint, model, optimizer, scheduler, scaler)
+        return self._role.checkpoints().load(checkpoint, model, optimizer, scheduler, scaler)
 
     def register_model(
         self, name: str | None = None, checkpoint: Any = "best", aliases: Sequence[str] | None = None
@@ -683,34 +615,19 @@ class ExperimentTracker:
         (default: ``checkpointing.register_model``) in MLflow's Model Registry and a W&B model artifact,
         with ``aliases`` (default: ``checkpointing.register_aliases``) moved onto it. Journalled and
         delivered like everything else: it returns at once."""
-        return self._checkpoints.register(checkpoint, name, aliases)
+        return self._role.checkpoints().register(checkpoint, name, aliases)
 
     def load_best(self, model: Any, optimizer: Any = None, scheduler: Any = None, scaler: Any = None) -> tuple[int, int]:
         """Restore the best checkpoint that verifies; return (epoch, step)."""
-        return self._checkpoints.load("best", model, optimizer, scheduler, scaler)
+        return self._role.checkpoints().load("best", model, optimizer, scheduler, scaler)
 
-    def _emit_record(self, kind: str, data: dict[str, Any]) -> None:
-        self._queue.append(("record", time.time(), kind, data))
+    def _emit_record(self, kind: str, data: Mapping[str, Any]) -> None:
+        self._queue.append(RecordEvent(UNNUMBERED, time.time(), kind, data))
 
     def _emit_metrics(self, values: dict[str, float], step: int) -> None:
         # straight onto the queue: log_metrics would move the user's step counter
-        self._queue.append(("metric", step, time.time(), values))
+        self._queue.append(MetricEvent(UNNUMBERED, time.time(), step, values))
 
-    def _rewind(self) -> CheckpointInfo | None:
-        """Pick the resumed run's last (or best) checkpoint that verifies; mark later metric steps superseded."""
-        from unitrack.checkpoint.locations import verify_info
-
-        for candidate in self._checkpoints.candidates(self.config.checkpointing.resume_from):
-            problems = verify_info(candidate, self.config.checkpointing.encryption_key_env, self.config.checkpointing)
-            if not problems:
-                self._checkpoints.registry.resumed_from.append(candidate.name)
-                self._checkpoints.registry.save()
-                self._emit_record("rewind", {"step": candidate.step, "checkpoint": candidate.name})
-                self._step = candidate.step + 1
-                return candidate
-            log.warning("unitrack: not resuming from checkpoint %s: %s", candidate.name, "; ".join(problems))
-        log.warning("unitrack: run %s has no intact checkpoint; it continues without rewinding", self.run_id)
-        return None
 
 def experiment_tracking(
     name: str,
@@ -780,42 +697,6 @@ def _add_metric_value(key: str, value: Any, values: dict[str, Any], known: set[s
 
 
 # --- small helpers -------------------------------------------------------------------------------
-
-
-def _tags_from(tags: Mapping[str, Any] | Sequence[str] | None) -> dict[str, str]:
-    if not tags:
-        return {}
-    if isinstance(tags, Mapping):
-        return {str(k): "" if v is None else str(redact_value(str(k), str(v))) for k, v in tags.items()}
-    if isinstance(tags, str):
-        return {tags: ""}
-    return {str(label): "" for label in tags}
-
-
-def _tags_from_env() -> dict[str, str]:
-    raw = os.environ.get(TAGS_ENV)
-    if not raw:
-        return {}
-    try:
-        return _tags_from(json.loads(raw))
-    except (ValueError, TypeError):
-        log.warning("unitrack: ignoring %s: not a JSON object", TAGS_ENV)
-        return {}
-
-
-def _run_id_from_env() -> str | None:
-    """The run id ``unitrack commit`` handed down; taken once, so a second tracker gets its own run."""
-    return os.environ.pop(RUN_ID_ENV, None) or None
-
-
-def _command_from_env() -> list[str] | None:
-    raw = os.environ.get(COMMAND_ENV)
-    if not raw:
-        return None
-    try:
-        return redact_argv([str(part) for part in json.loads(raw)])
-    except (ValueError, TypeError):
-        return None
 
 
 def _artifact_name(name: str) -> str:

@@ -9,10 +9,11 @@ import pytest
 
 import unitrack as ut
 from tests.conftest import QUIET, journal
+from unitrack.distributed import ranks as distributed
 from unitrack.distributed import rendezvous
+from unitrack.distributed.ranks import current_rank
+from unitrack.distributed.roles import FollowerRole
 from unitrack.errors import UnitrackError
-from unitrack.integrations import distributed
-from unitrack.integrations.distributed import RankFollower, current_rank
 
 
 @pytest.fixture
@@ -47,7 +48,8 @@ def test_other_ranks_join_rank0s_run_and_record_nothing(launch: pytest.MonkeyPat
     owner = ut.ExperimentTracker("ddp", QUIET)
     as_process(launch, 1)
     with ut.ExperimentTracker("ddp", QUIET) as follower:
-        assert isinstance(follower, RankFollower) and follower.run_id == owner.run_id
+        assert type(follower) is ut.ExperimentTracker  # no subclass: the tracker holds the follower role
+        assert isinstance(follower._role, FollowerRole) and follower.run_id == owner.run_id
         follower.log_metrics({"loss": 1.0}, step=0)
         follower.log_hyperparameters({"lr": 0.5})
         assert follower.save_checkpoint(object(), epoch=0, step=0) is None

@@ -11,27 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from unitrack.goals import goal
+
 Point = dict[str, Any]
 LoggedCurve = tuple[np.ndarray, np.ndarray, bool]  # steps (int64), values (float64), every value an int
 _EMPTY: LoggedCurve = (np.zeros(0, np.int64), np.zeros(0, np.float64), False)
-
-_HIGHER_IS_BETTER = ("acc", "f1", "auc", "precision", "recall", "score", "iou", "map", "bleu", "rouge", "r2", "dice")
-_LOWER_IS_BETTER = ("loss", "err", "perplexity", "ppl", "mse", "mae", "rmse", "wer", "cer", "nll")
-_NOT_RESULTS = ("throughput", "eta", "steps_per", "samples_per", "lr", "learning_rate", "time", "epoch")
-
-
-def goal(key: str) -> str | None:
-    """``"max"`` or ``"min"`` when the metric's name says which way is better, else None."""
-    lowered = key.lower()
-    words = lowered.replace("/", "_").replace(".", "_").replace("-", "_").split("_")
-    if any(word in _NOT_RESULTS for word in words) or lowered.startswith(("progress", "system")):
-        return None
-    if any(word.startswith(_HIGHER_IS_BETTER) for word in words):
-        return "max"
-    if any(word.startswith(_LOWER_IS_BETTER) for word in words):
-        return "min"
-    return None
-
 
 def _number(value: Any, ints: bool) -> Any:
     """A numpy scalar as the Python number the journal held (an int when the key only logged ints)."""

@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from unitrack.analysis.bookkeeping import bookkeeping_reason
-from unitrack.analysis.metrics import goal
 from unitrack.config import AnalysisConfig
 from unitrack.errors import UnitrackError
+from unitrack.goals import goal
 
 if TYPE_CHECKING:
     from unitrack.readers import RunView

@@ -14,7 +14,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 from unitrack.backends import model_registry
 from unitrack.backends.base import Backend, Capabilities, PermanentBackendError, RunInfo
 from unitrack.backends.quiet import quiet_loggers
-from unitrack.backends.shaping import KeyNames, chunks, fit_values, points, wants_checkpoint
+from unitrack.backends.shaping import KeyNames, Limits, chunks, fit_values, points
 from unitrack.checkpoint.refs import BEST_TAG, CHECKPOINTS_ARTIFACT
-from unitrack.events import Event, ParamsEvent, RecordEvent, TagsEvent
+from unitrack.events import CHECKPOINT, ERROR, NOTE, REGISTER_MODEL, REWIND, Event, ParamsEvent, RecordEvent, TagsEvent
 from unitrack.failure import failure_line
 
 if TYPE_CHECKING:
@@ -40,22 +40,24 @@ STATUSES = {"completed": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"
 STATUS_TAG = "unitrack.status"
 
 
-def _mlflow_limits() -> Capabilities:
+def _mlflow_limits() -> tuple[Capabilities, Limits]:
+    """MLflow's own limits, read from MLflow (what the dispatcher needs, and what the key/value fitting needs)."""
     from mlflow.utils import validation as v
 
-    return Capabilities(
+    capabilities = Capabilities(
         max_metric_values_per_write=v.MAX_METRICS_PER_BATCH,
         max_params_per_write=v.MAX_PARAMS_TAGS_PER_BATCH,
-        max_tags_per_write=v.MAX_PARAMS_TAGS_PER_BATCH,
+        supports_artifacts=True,
+        concurrent_writes=4,  # MLflow orders points by step, not by arrival
+    )
+    limits = Limits(
+        invalid_key_chars=r"[^\w\-. /:]",
+        max_key_length=v.MAX_ENTITY_KEY_LENGTH,
         max_param_value_length=v.MAX_PARAM_VAL_LENGTH,
         max_tag_value_length=v.MAX_TAG_VAL_LENGTH,
-        max_key_length=v.MAX_ENTITY_KEY_LENGTH,
-        max_request_bytes=v.MAX_BATCH_LOG_REQUEST_SIZE,
-        invalid_key_chars=r"[^\w\-. /:]",
-        supports_artifacts=True,
-        deduplicates_metrics=True,
-        concurrent_writes=4,
+        max_tags_per_write=v.MAX_PARAMS_TAGS_PER_BATCH,
     )
+    return capabilities, limits
 
 
 def tracking_uri(config: Config) -> str | None:
@@ -64,9 +66,10 @@ def tracking_uri(config: Config) -> str | None:
 
 class MlflowBackend(Backend):
     name = "mlflow"
-    capabilities = _mlflow_limits()
+    capabilities, limits = _mlflow_limits()
 
     def __init__(self, config: Config) -> None:
+        super().__init__(config)
         self._uri = tracking_uri(config)
         # as many requests in flight as the server has workers to take them: a per-run setting, so this
         # instance shadows the class's limits (the dispatcher reads them from the instance)
@@ -76,14 +79,12 @@ class MlflowBackend(Backend):
         self._store_dir = Path(config.store_dir).expanduser()
         self._experiment_name = config.tracking.mlflow_experiment
         self._checkpointing = config.checkpointing
-        self._checkpoint_policy = config.checkpointing.upload.get("mlflow", "best")
         self._client: Any = None
         self._run_id: str | None = None
         self._start_time = 0.0
-        self._names = KeyNames(self.capabilities)
+        self._names = KeyNames(self.limits)
         self._overflow: dict[str, Any] = {}
         self._rewinds: list[dict[str, Any]] = []
-        self._last_checkpoint: dict[str, Any] | None = None
         self._uploaded: set[str] = set()
 
     @property
@@ -143,7 +144,7 @@ class MlflowBackend(Backend):
             tags["mlflow.note.content"] = str(run.description or run.message)
         if run.command:
             tags["mlflow.source.name"] = " ".join(run.command)[:500]
-        fitted = fit_values(tags, self.capabilities, self.capabilities.max_tag_value_length, "the unitrack run")
+        fitted = fit_values(tags, self.limits, self.limits.max_tag_value_length, "the unitrack run")
         return fitted.values
 
     def write(self, events: Sequence[Event]) -> None:
@@ -163,9 +164,9 @@ class MlflowBackend(Backend):
                 tags.update(event.values)
             elif isinstance(event, RecordEvent):
                 self._write_record(event, tags)
-        caps = self.capabilities
-        fitted_params = fit_values(params, caps, caps.max_param_value_length, PARAMS_ARTIFACT)
-        fitted_tags = fit_values(tags, caps, caps.max_tag_value_length, "the unitrack run")
+        caps, limits = self.capabilities, self.limits
+        fitted_params = fit_values(params, limits, limits.max_param_value_length, PARAMS_ARTIFACT)
+        fitted_tags = fit_values(tags, limits, limits.max_tag_value_length, "the unitrack run")
         if fitted_params.overflow:
             self._store_full_params(fitted_params.overflow)
         param_list = [Param(k, v) for k, v in fitted_params.values.items()]
@@ -174,7 +175,7 @@ class MlflowBackend(Backend):
             self._log_batch(metrics=list(metric_chunk))
         for param_chunk in chunks(param_list, caps.max_params_per_write):
             self._log_batch(params=list(param_chunk))
-        for tag_chunk in chunks(tag_list, caps.max_tags_per_write):
+        for tag_chunk in chunks(tag_list, limits.max_tags_per_write):
             self._log_batch(tags=list(tag_chunk))
 
     def _log_batch(self, metrics: list[Any] = (), params: list[Any] = (), tags: list[Any] = ()) -> None:  # type: ignore[assignment]
@@ -188,41 +189,43 @@ class MlflowBackend(Backend):
             raise
 
     def _write_record(self, event: RecordEvent, tags: dict[str, Any]) -> None:
-        if event.kind_name == "rewind":
+        if event.kind_name == REWIND:
             # MLflow cannot delete metric points: record when and to which step the run went
             # back, so that readers (ours) drop the superseded points; the MLflow UI shows both.
             self._rewinds.append({"step": int(event.data.get("step", 0)), "time": event.time})
             tags[REWINDS_TAG] = json.dumps(self._rewinds)
-        elif event.kind_name == "error":
-            limit = self.capabilities.max_tag_value_length or 5000
+        elif event.kind_name == ERROR:
+            limit = self.limits.max_tag_value_length or 5000
             tags[ERROR_TAG] = failure_line(event.data, width=limit)
             tags[f"{ERROR_TAG}.traceback"] = str(event.data.get("traceback") or "")[-(limit // 2) :]  # its end
-        elif event.kind_name == "checkpoint":
-            self._last_checkpoint = event.data
-            registration = model_registry.registration(event.data)
-            if wants_checkpoint(self._checkpoint_policy, event) or registration:
+        elif event.kind_name == CHECKPOINT:
+            if event.data.get("is_best"):
+                tags[BEST_TAG] = str(event.data.get("name"))
+            registration = model_registry.registration(dict(event.data))
+            if registration:  # a registered model is uploaded whatever the upload policy says
                 self._upload_checkpoint(event.data)
-                if event.data.get("is_best"):
-                    tags[BEST_TAG] = str(event.data.get("name"))
-            if registration:
                 self._register(event.data, *registration)
-        elif event.kind_name == "register_model":
+        elif event.kind_name == REGISTER_MODEL:
             checkpoint = dict(event.data.get("checkpoint") or {})
             self._upload_checkpoint(checkpoint)
             self._register(checkpoint, str(event.data["name"]), [str(a) for a in event.data.get("aliases") or []])
-        elif event.kind_name == "note":  # `unitrack ui`'s note: MLflow's run description
+        elif event.kind_name == NOTE:  # `unitrack ui`'s note: MLflow's run description
             tags["mlflow.note.content"] = str(event.data.get("text", ""))
 
-    def _upload_checkpoint(self, data: dict[str, Any]) -> None:
+    def put_checkpoint(self, path: Path, data: Mapping[str, Any]) -> None:
+        """The upload policy's checkpoints: mirrored into ``checkpoints/<name>`` of the run's artifacts."""
+        self._upload_checkpoint(data)
+
+    def _upload_checkpoint(self, data: Mapping[str, Any]) -> None:
         """Mirror a checkpoint into ``checkpoints/<name>`` of the run's artifacts (once per run)."""
         name = str(data.get("name"))
         if name in self._uploaded:
             return
-        with model_registry.checkpoint_folder(data, self._checkpointing) as folder:
+        with model_registry.checkpoint_folder(dict(data), self._checkpointing) as folder:
             self._client.log_artifacts(self._run_id, str(folder), artifact_path=f"{CHECKPOINTS_ARTIFACT}/{name}")
         self._uploaded.add(name)
 
-    def _register(self, data: dict[str, Any], name: str, aliases: list[str]) -> None:
+    def _register(self, data: Mapping[str, Any], name: str, aliases: list[str]) -> None:
         path = f"{CHECKPOINTS_ARTIFACT}/{data.get('name')}"
         model_registry.register_mlflow_version(self._client, str(self._run_id), path, name, aliases)
 
@@ -248,8 +251,6 @@ class MlflowBackend(Backend):
             self._client.log_artifact(self._run_id, str(path), artifact_path=artifact_path)
 
     def close(self, status: str) -> None:
-        if self._checkpoint_policy == "last" and self._last_checkpoint is not None:
-            self._upload_checkpoint(self._last_checkpoint)
         from mlflow.entities import RunStatus
 
         # what MlflowClient.set_terminated does, without its "View run ..." lines on stdout: a

@@ -1,26 +1,45 @@
-"""Fitting events to a backend's limits, read from its :class:`Capabilities` (never hard-coded here).
+"""Fitting events to a backend's own limits, declared once per backend as :class:`Limits`.
 
 Every remote backend needs the same few things: keys it accepts, parameter values within its
 length limit (never silently cut: a shortened value carries the hash of the full one, which is
-stored in full elsewhere), writes split within its per-request limits, system samples and
-metric points as flat ``(key, value, step, time)`` points, and the checkpoint upload policy.
+stored in full elsewhere), writes split within its per-request limits, and system samples and
+metric points as flat ``(key, value, step, time)`` points. (The checkpoint upload policy is the
+dispatcher's worker's, not the backends'.)
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from unitrack.backends.base import Capabilities
-from unitrack.events import Event, MetricEvent, RecordEvent, SystemEvent
+from unitrack.events import Event, MetricEvent, SystemEvent
 
 T = TypeVar("T")
 
-CHECKPOINT_KINDS = ("checkpoint", "register_model")
 _HASH_CHARS = 12
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a backend's own service accepts in keys and values; ``None`` means no limit."""
+
+    invalid_key_chars: str | None = None  # a regex character class of what a key may not contain
+    max_key_length: int | None = None
+    max_param_value_length: int | None = None
+    max_tag_value_length: int | None = None
+    max_tags_per_write: int | None = None
+
+    def sanitize_key(self, key: str) -> str:
+        """``key`` with characters the backend refuses replaced by '_' and cut to its length limit."""
+        if self.invalid_key_chars:
+            key = re.sub(self.invalid_key_chars, "_", key)
+        if self.max_key_length is not None and len(key) > self.max_key_length:
+            key = key[: self.max_key_length]
+        return key
 
 
 def chunks(items: Sequence[T], size: int | None) -> Iterator[Sequence[T]]:
@@ -60,7 +79,7 @@ class FittedValues:
 
 
 def fit_values(
-    values: dict[str, Any], caps: Capabilities, limit: int | None, overflow_file: str
+    values: dict[str, Any], caps: Limits, limit: int | None, overflow_file: str
 ) -> FittedValues:
     """Sanitise keys and shorten values over ``limit`` (one of the capabilities' length limits)."""
     fitted: dict[str, str] = {}
@@ -77,7 +96,7 @@ def fit_values(
 class KeyNames:
     """Sanitised metric keys, computed once per distinct key (the same key repeats every step)."""
 
-    def __init__(self, caps: Capabilities) -> None:
+    def __init__(self, caps: Limits) -> None:
         self._caps = caps
         self._names: dict[str, str] = {}
 
@@ -108,20 +127,3 @@ def points(events: Iterable[Event], start_time: float) -> Iterator[tuple[str, fl
             step = system_step(event, start_time)
             for key, value in event.values.items():
                 yield system_key(key, event.rank), value, step, event.time
-
-
-def wants_checkpoint(policy: str, event: RecordEvent) -> bool:
-    """Whether a ``checkpoint`` event is uploaded under ``policy`` (best / last / all / none).
-
-    ``last`` is decided at close (only the latest checkpoint is uploaded), so it answers False here.
-    """
-    if policy == "all":
-        return True
-    if policy == "best":
-        return bool(event.data.get("is_best")) or "best" in (event.data.get("aliases") or [])
-    return False
-
-
-def is_delivered_alone(event: Event) -> bool:
-    """Events the dispatcher delivers on their own: slow uploads that must not hold a metric batch."""
-    return isinstance(event, RecordEvent) and event.kind_name in CHECKPOINT_KINDS

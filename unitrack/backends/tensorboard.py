@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from unitrack.backends.base import Backend, Capabilities, RunInfo
-from unitrack.backends.shaping import KeyNames, system_key, system_step, value_text
+from unitrack.backends.shaping import KeyNames, Limits, system_key, system_step, value_text
 from unitrack.capture.graph import GRAPH_ARTIFACT
-from unitrack.events import Event, MetricEvent, ParamsEvent, RecordEvent, SystemEvent
+from unitrack.events import ERROR, HISTOGRAM, REWIND, Event, MetricEvent, ParamsEvent, RecordEvent, SystemEvent
 from unitrack.failure import failure_line
 from unitrack.store.fsio import read_json
 
@@ -52,12 +52,14 @@ def run_folder_name(run: RunInfo) -> str:
 
 class TensorBoardBackend(Backend):
     name = "tensorboard"
-    capabilities = Capabilities(invalid_key_chars=r"[^\w\-./ ]", supports_artifacts=True)
+    capabilities = Capabilities(supports_artifacts=True)  # the model graph; other files stay in the local store
+    limits = Limits(invalid_key_chars=r"[^\w\-./ ]")
 
     def __init__(self, config: Config) -> None:
+        super().__init__(config)
         self._log_dir = Path(config.tracking.tensorboard_log_dir).expanduser().absolute()
         self._writer: Any = None
-        self._names = KeyNames(self.capabilities)
+        self._names = KeyNames(self.limits)
         self._start_time = 0.0
         self._params: dict[str, Any] = {}
         self._metric_tags: set[str] = set()  # for the hparams plugin's metric list
@@ -114,16 +116,16 @@ class TensorBoardBackend(Backend):
         from tensorboard.compat.proto.event_pb2 import Event as TbEvent
         from tensorboard.compat.proto.event_pb2 import SessionLog
 
-        if event.kind_name == "rewind":
+        if event.kind_name == REWIND:
             step = int(event.data.get("step", 0))
             # START at step N+1 makes TensorBoard drop every point after N: the resumed run replaces them
             start = TbEvent(wall_time=event.time, step=step + 1, session_log=SessionLog(status=SessionLog.START))
             self._writer.add_event(start)
-        elif event.kind_name == "error":  # why the run failed, on the TEXT tab
+        elif event.kind_name == ERROR:  # why the run failed, on the TEXT tab
             line = failure_line(event.data, width=1000)
             text = f"**{line}**\n\n```\n{event.data.get('traceback') or ''}\n```"
             self._add_summary(self._last_step, event.time, [self._text(ERROR_TAG, text)])
-        elif event.kind_name == "histogram":
+        elif event.kind_name == HISTOGRAM:
             step = int(event.data.get("step", 0))
             values = [self._histogram(self._names(tag), h) for tag, h in (event.data.get("values") or {}).items()]
             self._add_summary(step, event.time, values)
@@ -135,6 +137,9 @@ class TensorBoardBackend(Backend):
         if name == GRAPH_ARTIFACT and path.is_file():
             self._writer.add_event(TbEvent(wall_time=time.time(), step=0, graph_def=path.read_bytes()))
             self._writer.flush()
+
+    def put_checkpoint(self, path: Path, data: Mapping[str, Any]) -> None:
+        """TensorBoard keeps no checkpoint files: they stay in the local store (and its checkpoint folder)."""
 
     def flush(self) -> None:
         if self._writer is not None:

@@ -4,8 +4,8 @@ The W&B run's id is the unitrack run's id, and every tracker gets its own run
 (``reinit="create_new"``), so a second tracker in one process never writes into the first one's
 run, and ``unitrack sync`` reattaches to the same run (``resume="allow"``). Hyperparameters go
 to the run's config, metrics to its history at their step, system samples as ``system/...``
-into the current step's row, artifacts to its files, checkpoints as ``model`` artifacts per the
-upload policy, and at close the summary gets each metric's best value and the final status.
+into the current step's row, artifacts to its files, checkpoints (those the upload policy
+sends) as ``model`` artifacts, and at close the summary gets each metric's best value and the final status.
 
 W&B's history refuses a step lower than the last one it saw, and the documented loop's step goes
 back to 0 every epoch. So W&B's own step is left to W&B (one row per event, never going back) and
@@ -19,19 +19,31 @@ as the local store does.
 from __future__ import annotations
 
 import os
-import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from unitrack.backends import model_registry
 from unitrack.backends.base import Backend, Capabilities, RunInfo
 from unitrack.backends.quiet import quiet_wandb_terminal
-from unitrack.backends.shaping import KeyNames, system_key, wants_checkpoint
-from unitrack.events import Event, MetricEvent, ParamsEvent, RecordEvent, SystemEvent, TagsEvent
+from unitrack.backends.shaping import KeyNames, Limits, system_key
+from unitrack.events import (
+    CHECKPOINT,
+    ERROR,
+    NOTE,
+    REGISTER_MODEL,
+    REWIND,
+    Event,
+    MetricEvent,
+    ParamsEvent,
+    RecordEvent,
+    SystemEvent,
+    TagsEvent,
+)
 from unitrack.failure import failure_line
+from unitrack.goals import lower_is_better
 
 if TYPE_CHECKING:
     from unitrack.config import Config
@@ -40,8 +52,9 @@ SEQ_KEY = "unitrack/seq"  # the x-axis of every chart: the journal's sequence nu
 STEP_KEY = "unitrack/step"  # the step the training loop logged (may go back, e.g. every epoch)
 REWINDS_KEY = "unitrack/rewinds"
 ERROR_KEY = "unitrack/error"  # why a failed run failed, in one line; the traceback in ERROR_KEY + "_traceback"
+# W&B runs opened in this process and not finished, by id: W&B refuses a second init of a live id
+_LIVE_RUNS: dict[str, Any] = {}
 EXIT_CODES = {"completed": 0, "failed": 1, "crashed": 1, "interrupted": 255, "pruned": 255}
-_MINIMISED = re.compile(r"loss|err|perplexity|ppl|mse|mae|rmse|wer|cer", re.IGNORECASE)
 
 
 def wandb_mode(config: Config) -> str:
@@ -80,14 +93,16 @@ def _place(source: Path, target: Path) -> None:
 
 def best_of(key: str, values: tuple[float, float]) -> float:
     """The best value of a series from its (min, max): lower for losses and errors, higher otherwise."""
-    return values[0] if _MINIMISED.search(key) else values[1]
+    return values[0] if lower_is_better(key) else values[1]
 
 
 class WandbBackend(Backend):
     name = "wandb"
-    capabilities = Capabilities(invalid_key_chars=r"[^\w\-./ ]", supports_artifacts=True)
+    capabilities = Capabilities(supports_artifacts=True)
+    limits = Limits(invalid_key_chars=r"[^\w\-./ ]")
 
     def __init__(self, config: Config) -> None:
+        super().__init__(config)
         tracking = config.tracking
         self._mode = wandb_mode(config)
         self._project = tracking.wandb_project
@@ -96,12 +111,10 @@ class WandbBackend(Backend):
         self._job_type = tracking.wandb_job_type
         self._dir = tracking.wandb_dir
         self._checkpointing = config.checkpointing
-        self._checkpoint_policy = config.checkpointing.upload.get("wandb", "best")
         self._run: Any = None
-        self._names = KeyNames(self.capabilities)
+        self._names = KeyNames(self.limits)
         self._range: dict[str, tuple[float, float]] = {}
         self._rewinds: list[dict[str, float]] = []
-        self._last_checkpoint: dict[str, Any] | None = None
 
     @property
     def run_dir(self) -> Path | None:
@@ -111,6 +124,11 @@ class WandbBackend(Backend):
     def open(self, run: RunInfo) -> None:
         import wandb
 
+        live = _LIVE_RUNS.get(run.run_id)
+        if live is not None:  # left open in this process by a worker that stopped without closing: take it over
+            self._run = live
+            self._rewinds = list(self._run.summary.get(REWINDS_KEY) or [])
+            return
         labels = [key if not value else f"{key}:{value}" for key, value in run.tags.items()]
         if self._dir:
             Path(self._dir).mkdir(parents=True, exist_ok=True)
@@ -120,6 +138,7 @@ class WandbBackend(Backend):
         finally:
             _put_back_exit_hooks(*hooks)
             quiet_wandb_terminal(wandb)
+        _LIVE_RUNS[run.run_id] = self._run
         self._run.define_metric(SEQ_KEY, hidden=True)
         self._run.define_metric("*", step_metric=SEQ_KEY)
         self._rewinds = list(self._run.summary.get(REWINDS_KEY) or [])  # a reattached run keeps its own
@@ -165,31 +184,33 @@ class WandbBackend(Backend):
                 self._write_record(event)
 
     def _write_record(self, event: RecordEvent) -> None:
-        if event.kind_name == "rewind":  # the time W&B stamps the rows with, to compare theirs against
+        if event.kind_name == REWIND:  # the time W&B stamps the rows with, to compare theirs against
             self._rewinds.append({"time": time.time(), "step": int(event.data.get("step", 0))})
             self._run.summary[REWINDS_KEY] = self._rewinds
-        elif event.kind_name == "error":
+        elif event.kind_name == ERROR:
             self._run.summary[ERROR_KEY] = failure_line(event.data, width=1000)
             self._run.summary[f"{ERROR_KEY}_traceback"] = str(event.data.get("traceback") or "")
-        elif event.kind_name == "checkpoint":
-            self._last_checkpoint = event.data
-            if wants_checkpoint(self._checkpoint_policy, event) or model_registry.registration(event.data):
-                self._upload_checkpoint(event.data)
-        elif event.kind_name == "register_model":
+        elif event.kind_name == CHECKPOINT and model_registry.registration(dict(event.data)):
+            self._upload_checkpoint(event.data)  # a registered model is uploaded whatever the upload policy says
+        elif event.kind_name == REGISTER_MODEL:
             checkpoint = {**(event.data.get("checkpoint") or {}), "register": event.data}
             self._upload_checkpoint(checkpoint)
-        elif event.kind_name == "note":  # `unitrack ui`'s note: the W&B run's notes
+        elif event.kind_name == NOTE:  # `unitrack ui`'s note: the W&B run's notes
             self._run.notes = str(event.data.get("text", ""))
 
-    def _upload_checkpoint(self, data: dict[str, Any]) -> None:
+    def put_checkpoint(self, path: Path, data: Mapping[str, Any]) -> None:
+        """The upload policy's checkpoints: a ``model`` artifact aliased by its name and aliases (best, latest)."""
+        self._upload_checkpoint(data)
+
+    def _upload_checkpoint(self, data: Mapping[str, Any]) -> None:
         """A ``model`` artifact; a registered checkpoint goes to the artifact named after the model,
         with the registration's aliases (W&B moves an alias to the newest version that has it)."""
         import wandb
 
-        registration = model_registry.registration(data)
+        registration = model_registry.registration(dict(data))
         name, extra = registration if registration else (f"checkpoint-{self._run.id}", [])
         metadata = {k: v for k, v in data.items() if k != "register"}
-        with model_registry.checkpoint_folder(data, self._checkpointing) as folder:
+        with model_registry.checkpoint_folder(dict(data), self._checkpointing) as folder:
             artifact = wandb.Artifact(name, type="model", metadata=metadata)
             artifact.add_dir(str(folder))
             aliases = list(dict.fromkeys([str(data.get("name")), *(data.get("aliases") or []), *extra]))
@@ -210,10 +231,9 @@ class WandbBackend(Backend):
             self._run.save(str(target), base_path=str(files_dir), policy="now")
 
     def close(self, status: str) -> None:
-        if self._checkpoint_policy == "last" and self._last_checkpoint is not None:
-            self._upload_checkpoint(self._last_checkpoint)
         summary = self._run.summary
         for key, values in self._range.items():
             summary[f"best/{key}"] = best_of(key, values)
         summary["unitrack/status"] = status
         self._run.finish(exit_code=EXIT_CODES.get(status, 1))
+        _LIVE_RUNS.pop(self._run.id, None)

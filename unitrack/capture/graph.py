@@ -1,4 +1,4 @@
-"""The model's graph for TensorBoard's Graphs tab (seed 002), traced from an example input.
+"""The model's graph for TensorBoard's Graphs tab , traced from an example input.
 
 Tracing runs the model once, so it happens in ``watch()`` on the caller's thread, while the
 model is not training. The result is TensorBoard's own ``GraphDef`` protobuf, stored as the

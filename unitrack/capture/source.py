@@ -1,6 +1,6 @@
 """The source of a model's own classes and of the functions they use, found through the AST.
 
-tvault's lesson: a diff of the whole repository buries the change that matters. Here we keep
+A lesson of local model registries: a diff of the whole repository buries the change that matters. Here we keep
 the user-defined ``nn.Module`` classes of the model (and their user-defined bases) and, followed
 transitively, every module-level function or class their code refers to: called directly
 (``helper(x)``), through a module (``utils.helper(x)``), or passed around (``map(act, xs)``).

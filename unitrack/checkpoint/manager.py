@@ -28,16 +28,26 @@ from unitrack.checkpoint.locations import delete_info, read_info, s3_client
 from unitrack.checkpoint.registry import REGISTRY_FILE, CheckpointInfo, Registry, RetentionPolicy, fallback_order
 from unitrack.checkpoint.s3 import S3Location, is_s3
 from unitrack.checkpoint.storage import MANIFEST, STATE_JSON, manifest_checksum, remove_temporaries
+from unitrack.events import (
+    CHECKPOINT,
+    CHECKPOINT_REMOVED,
+    REGISTER_MODEL,
+    REWIND,
+    CheckpointData,
+    CheckpointRemovedData,
+    RecordSink,
+    RewindData,
+)
+from unitrack.goals import lower_is_better
 
 log = logging.getLogger("unitrack")
 
-Emit = Callable[[str, dict[str, Any]], None]
 
 
 def policy_from(settings: Any) -> RetentionPolicy:
     return RetentionPolicy(
         monitor=settings.monitor,
-        mode=settings.mode,
+        mode=settings.mode or ("min" if lower_is_better(settings.monitor or "", default=True) else "max"),
         keep_last=settings.keep_last,
         keep_best=settings.keep_best,
         keep_every_n_steps=settings.keep_every_n_steps,
@@ -57,11 +67,12 @@ class CheckpointManager:
     """Saves, keeps and restores the checkpoints of one run."""
 
     def __init__(
-        self, run_dir: Path, run_id: str, settings: Any, emit: Emit, config_hash: str, *, owner: bool = True
+        self, run_dir: Path, run_id: str, settings: Any, emit: RecordSink, config_hash: str, *, owner: bool = True
     ) -> None:
         """``owner=False`` reads the registry only (another distributed rank): it never removes the
         temporary folder of a save the owner may be making, nor registers what it finds."""
         self.settings = settings
+        self.run_id = run_id
         self.owner = owner
         self.directory = checkpoint_folder(run_dir, run_id, settings.checkpoint_dir)
         self.remote = S3Location.parse(settings.checkpoint_dir).child(run_id) if is_s3(settings.checkpoint_dir) else None
@@ -114,7 +125,7 @@ class CheckpointManager:
                 continue
             log.warning("unitrack: adding %s to the registry: it was saved but never registered", folder.name)
             self.registry.add(orphan)
-            self._emit("checkpoint", self._event(orphan))
+            self._emit(CHECKPOINT, self._event(orphan))
 
     # --- saving -------------------------------------------------------------------------------
 
@@ -233,23 +244,26 @@ class CheckpointManager:
 
     def _register(self, info: CheckpointInfo) -> None:
         self.registry.add(info)  # committed before anything is evicted
-        self._emit("checkpoint", self._event(info))
+        self._emit(CHECKPOINT, self._event(info))
         self._apply_retention()
 
-    def _event(self, info: CheckpointInfo) -> dict[str, Any]:
+    def _event(self, info: CheckpointInfo) -> CheckpointData:
         aliases = ["latest"] + (["best"] if info.is_best else [])
-        return {
-            "name": info.name,
-            "path": str(info.path),
-            "epoch": info.epoch,
-            "step": info.step,
-            "metrics": {k: _json_safe(v) for k, v in info.metrics.items()},
-            "is_best": info.is_best,
-            "aliases": aliases,
-            "sha256": info.sha256,
-            **({"url": info.url} if info.url else {}),
-            **({"register": self.registration()} if info.is_best and self.settings.register_model else {}),
-        }
+        data = CheckpointData(
+            name=info.name,
+            path=str(info.path),
+            epoch=info.epoch,
+            step=info.step,
+            metrics={k: _json_safe(v) for k, v in info.metrics.items()},
+            is_best=info.is_best,
+            aliases=aliases,
+            sha256=info.sha256,
+        )
+        if info.url:
+            data["url"] = info.url
+        if info.is_best and self.settings.register_model:
+            data["register"] = self.registration()
+        return data
 
     def registration(self, name: str | None = None, aliases: Any = None) -> dict[str, Any]:
         """What a backend registers a checkpoint as: ``checkpointing.register_model`` and its aliases by default."""
@@ -263,14 +277,32 @@ class CheckpointManager:
             raise CheckpointNotFoundError(f"no checkpoint {ref!r} to register")
         if not (name or self.settings.register_model):
             raise ValueError("register_model needs a model name (or checkpointing.register_model in the config)")
-        self._emit("register_model", {**self.registration(name, aliases), "checkpoint": self._event(info)})
+        self._emit(REGISTER_MODEL, {**self.registration(name, aliases), "checkpoint": self._event(info)})
         return info
+
+    def rewind(self) -> CheckpointInfo | None:
+        """Resume: the last (or, ``resume_from: best``, best) checkpoint that verifies, marked as resumed
+        from (retention never evicts it) with a ``rewind`` record (metric steps after it are superseded)."""
+        from unitrack.checkpoint.locations import verify_info
+
+        settings = self.settings
+        for candidate in self.candidates(settings.resume_from):
+            problems = verify_info(candidate, settings.encryption_key_env, settings)
+            if not problems:
+                with self.registry.lock:
+                    self.registry.resumed_from.append(candidate.name)
+                    self.registry.save()
+                self._emit(REWIND, RewindData(step=candidate.step, checkpoint=candidate.name))
+                return candidate
+            log.warning("unitrack: not resuming from checkpoint %s: %s", candidate.name, "; ".join(problems))
+        log.warning("unitrack: run %s has no intact checkpoint; it continues without rewinding", self.run_id)
+        return None
 
     def _apply_retention(self) -> None:
         for victim in self.registry.to_evict():
             self.registry.remove(victim.name)
             delete_info(victim, self.settings)
-            self._emit("checkpoint_removed", {"name": victim.name})
+            self._emit(CHECKPOINT_REMOVED, CheckpointRemovedData(name=victim.name))
 
     def _failed(self, error: BaseException, cause: BaseException | None) -> None:
         if not isinstance(error, CheckpointSaveError):

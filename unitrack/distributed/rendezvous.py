@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from unitrack.errors import UnitrackError
 from unitrack.events import Event
 from unitrack.store.fsio import atomic_write_json, read_json
-from unitrack.store.journal import JournalWriter, read_journal
+from unitrack.store.journal import JournalSink, JournalWriter, read_journal
 from unitrack.store.layout import RunPaths
 from unitrack.store.runs import RunStore
 
@@ -46,19 +46,10 @@ _CLOCK_SLACK_S = 2.0
 _generations: dict[str, int] = {}
 
 
-class RankSink(Protocol):
-    """Where another rank's journal writer puts its batches of events."""
+class RankSink(JournalSink, Protocol):
+    """Where another rank's journal writer puts its batches of events (a JournalSink that also closes)."""
 
     paths: RunPaths  # where the writer looks for a journal to continue numbering from
-
-    @property
-    def journal_offset(self) -> int: ...
-
-    def open(self, *args: Any) -> None: ...
-
-    def write(self, events: Sequence[Event]) -> None: ...
-
-    def flush(self) -> None: ...
 
     def close(self, status: str, **fields: Any) -> None: ...
 

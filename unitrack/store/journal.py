@@ -9,12 +9,37 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from unitrack.events import Event
 
 _READ_CHUNK = 1 << 20
+
+
+class JournalSink(Protocol):
+    """Where the dispatcher's writer thread puts numbered events: the run's journal
+    (:class:`unitrack.store.writer.RunWriter`) or, on a distributed follower, its rank's own journal."""
+
+    @property
+    def journal_offset(self) -> int:
+        """Bytes of the journal written so far: where the backend workers may read up to."""
+        ...
+
+    def open(self) -> None:
+        """Open (or reopen, repairing a torn tail) the journal for appending."""
+
+    def write(self, events: Sequence[Event]) -> None:
+        """Append a batch of numbered events (raise OSError when the disk refuses: the batch is kept and retried)."""
+
+    def flush(self) -> None:
+        """Make everything written durable."""
+
+    def add_dropped(self, count: int) -> None:
+        """Count events the full queue dropped before they reached the journal."""
 
 
 def repair_torn_tail(path: Path) -> int:

@@ -18,6 +18,8 @@ import fnmatch
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from unitrack.events import HISTOGRAM, HistogramData, RecordSink
+
 PREFIX = "activations/"
 STATS = ("mean", "std", "min", "max", "zero_fraction")
 SATURATION = "saturation_fraction"
@@ -25,7 +27,6 @@ HISTOGRAM_BINS = 30
 _NEAR = 0.01  # within 1 % of a bound counts as saturated
 
 MetricSink = Callable[[dict[str, float], int], None]
-EventSink = Callable[[str, dict[str, Any]], None]
 ModuleSelector = str | type | Sequence[str | type] | None
 
 
@@ -88,7 +89,7 @@ class ActivationWatcher:
         model: Any,
         every: int,
         log_metrics: MetricSink,
-        emit: EventSink,
+        emit: RecordSink,
         *,
         modules: ModuleSelector = None,
         histograms: bool = False,
@@ -167,7 +168,7 @@ class ActivationWatcher:
                 histograms[f"{PREFIX}{name}"] = _histogram_record(values[len(names) :], values[2], values[3])
         self._log_metrics(metrics, self._step_of_sample)
         if histograms:
-            self._emit("histogram", {"step": self._step_of_sample, "values": histograms})
+            self._emit(HISTOGRAM, HistogramData(step=self._step_of_sample, values=histograms))
 
 
 def _first_tensor(output: Any) -> Any:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from unitrack.config import Config
+from unitrack.events import RecordSink
 from unitrack.weights.activations import ActivationWatcher
 from unitrack.weights.snapshots import SnapshotInfo, SnapshotWriter
 from unitrack.weights.watcher import WeightWatcher, snapshot_interval
@@ -20,7 +21,7 @@ class WeightsSession:
         store_root: Path,
         run_dir: Path,
         config: Config,
-        emit: Callable[[str, dict[str, Any]], None],
+        emit: RecordSink,
         log_metrics: Callable[[dict[str, float], int], None],
         submit: Callable[..., None] | None = None,
     ) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from unitrack.events import HISTOGRAM, SNAPSHOT, HistogramData, RecordSink, SnapshotData
 from unitrack.hashing import LEGACY_ALGORITHM, check_algorithm
 from unitrack.store.fsio import atomic_write_json
 from unitrack.store.layout import StoreLayout
@@ -109,7 +110,7 @@ class SnapshotWriter:
         keep_recent: int | None = None,
         thin_every: int = 1,
         histograms: bool = False,
-        emit: Callable[[str, dict[str, Any]], None] | None = None,
+        emit: RecordSink | None = None,
         submit: Callable[..., None] | None = None,
         log_metrics: Callable[[dict[str, float], int], None] | None = None,
     ) -> None:
@@ -179,9 +180,9 @@ class SnapshotWriter:
             self._log_change(path, step)
             if self._emit is not None:
                 relative = path.relative_to(self.store_root).as_posix()
-                self._emit("snapshot", {"name": name, "step": step, "tag": tag, "manifest": relative})
+                self._emit(SNAPSHOT, SnapshotData(name=name, step=step, tag=tag, manifest=relative))
                 if histograms:
-                    self._emit("histogram", {"step": step, "values": histograms})
+                    self._emit(HISTOGRAM, HistogramData(step=step, values=histograms))
             self.apply_retention()
             return SnapshotInfo(name, step, tag, path, len(entries), new_bytes)
         finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from unitrack.events import HISTOGRAM, HistogramData, RecordSink
 from unitrack.weights.snapshots import SnapshotWriter
 from unitrack.weights.stats import histogram
 
@@ -20,7 +21,6 @@ UPDATE_RATIO_PREFIX = "update_ratio/"
 GRADIENT_HISTOGRAM_PREFIX = "grad/"  # a gradient's histogram is named apart from its weight's
 
 MetricSink = Callable[[dict[str, float], int], None]
-EventSink = Callable[[str, dict[str, Any]], None]
 
 
 def snapshot_interval(snapshot_every: str | int | None, dataloader: Any) -> int | None:
@@ -49,7 +49,7 @@ class WeightWatcher:
         gradients: bool,
         log_every: int,
         log_metrics: MetricSink,
-        emit: EventSink,
+        emit: RecordSink,
         histograms: bool,
     ) -> None:
         if optimizer is None or not hasattr(optimizer, "register_step_post_hook"):
@@ -104,7 +104,7 @@ class WeightWatcher:
                     for (name, _), g in zip(params, grads, strict=True)
                     if (h := histogram(g.float().cpu().numpy()))
                 }
-                self._emit("histogram", {"step": self.updates + 1, "values": values})
+                self._emit(HISTOGRAM, HistogramData(step=self.updates + 1, values=values))
             self._sampled = params
             self._before = [p.detach().clone() for _, p in params]
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from unitrack.checkpoint.catalog import best_checkpoint, forget_checkpoints, run_checkpoints
 from unitrack.checkpoint.registry import CheckpointInfo
-from unitrack.events import RecordEvent
+from unitrack.events import CHECKPOINT_REMOVED, UNNUMBERED, RecordEvent
 from unitrack.store.runs import RunStore
 from unitrack.workflow.journal_append import append_to_run
 
@@ -157,6 +157,6 @@ def apply_clean(store: RunStore, plan: list[Removal]) -> int:
         paths = store.layout.run(run_id)
         if paths.run_json.exists():
             forget_checkpoints(paths.root, set(names))
-            events = [lambda seq, n=n: RecordEvent(seq, time.time(), "checkpoint_removed", {"name": n}) for n in names]
+            events = [RecordEvent(UNNUMBERED, time.time(), CHECKPOINT_REMOVED, {"name": n}) for n in names]
             append_to_run(store, paths, events)
     return freed

@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from unitrack.events import ArtifactEvent, RecordEvent, StatusEvent, SystemEvent
+from unitrack.commit_env import COMMAND_ENV, MESSAGE_ENV, RUN_ID_ENV, TAGS_ENV
+from unitrack.events import PROCESS, UNNUMBERED, ArtifactEvent, Event, ProcessData, RecordEvent, StatusEvent, SystemEvent
 from unitrack.hashing import SHA256, digest_path
 from unitrack.names import new_run_id
 from unitrack.store.fsio import read_json
 from unitrack.store.runs import FINISHED_STATUSES, RunStore
-from unitrack.tracker import COMMAND_ENV, MESSAGE_ENV, RUN_ID_ENV, TAGS_ENV
-from unitrack.workflow.journal_append import EventFactory, append_to_run
+from unitrack.workflow.journal_append import append_to_run
 
 OUTPUT_LOG = "output.log"
 _SAMPLE_INTERVAL_S = 1.0
@@ -208,13 +208,13 @@ def _record_outcome(store: RunStore, run_id: str, command: list[str], run: _Exec
     shutil.copyfile(run.log_path, target)
     size, digest = digest_path(target, SHA256)
     peak = run.usage.peak_rss_mb or None
-    outcome = {"exit_code": run.exit_code, "duration": run.end - run.start, "peak_rss_mb": peak, "command": command}
+    outcome: ProcessData = {"exit_code": run.exit_code, "duration": run.end - run.start, "peak_rss_mb": peak, "command": command}
     end = run.end
-    events: list[EventFactory] = [
-        *[lambda seq, t=t, v=v: SystemEvent(seq, t, v, None) for t, v in run.usage.samples],
-        lambda seq: ArtifactEvent(seq, end, OUTPUT_LOG, f"artifacts/{OUTPUT_LOG}", size, digest),
-        lambda seq: RecordEvent(seq, end, "process", outcome),
-        lambda seq: StatusEvent(seq, end, status),
+    events: list[Event] = [
+        *[SystemEvent(UNNUMBERED, t, v) for t, v in run.usage.samples],
+        ArtifactEvent(UNNUMBERED, end, OUTPUT_LOG, f"artifacts/{OUTPUT_LOG}", size, digest),
+        RecordEvent(UNNUMBERED, end, PROCESS, outcome),
+        StatusEvent(UNNUMBERED, end, status),
     ]
     fields: dict[str, Any] = {"exit_code": run.exit_code, "command_duration": run.end - run.start, **extra}
     if not joined:  # the run was made after the command: its times and memory are the command's

@@ -15,11 +15,10 @@ import time
 from typing import Any
 
 from unitrack.errors import UnitrackError
-from unitrack.events import RecordEvent
+from unitrack.events import NOTE, UNNUMBERED, NoteData, RecordEvent
 from unitrack.store.runs import RunStore
 from unitrack.workflow.journal_append import append_to_run
 
-NOTE_KIND = "note"
 MAX_NOTE_CHARS = 100_000
 
 
@@ -35,7 +34,7 @@ def set_note(store: RunStore, ref: str, text: str) -> dict[str, Any]:
     if store.load(paths).status == "running":
         raise NoteError(f"run {paths.run_id} is still running: its own process writes its journal; add the note when it has ended")
     now = time.time()
-    append_to_run(store, paths, [lambda seq: RecordEvent(seq, now, NOTE_KIND, {"text": text})], note=text, note_time=now)
+    append_to_run(store, paths, [RecordEvent(UNNUMBERED, now, NOTE, NoteData(text=text))], note=text, note_time=now)
     return {"run_id": paths.run_id, "note": text, "time": now}
 
 

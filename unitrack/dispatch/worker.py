@@ -1,15 +1,13 @@
-"""Off the hot path: the journal writer and one delivery worker per remote backend.
+"""One delivery worker per remote backend: it tails the run's journal from its own persisted cursor.
 
-The training thread only appends tuples to ``Dispatcher.queue`` (a deque: no lock, no I/O).
-The writer thread turns them into events (a 0-d tensor becomes a float here, never in the
-training loop), numbers them, appends them to the journal through the local backend and makes
-the journal durable at least every ``flush_interval`` seconds.
-
-Every remote backend has a :class:`BackendWorker` that tails the journal from its own
-persisted cursor, batches within the backend's limits, retries with exponential back-off and
-jitter, and opens a circuit breaker when the backend stays down. Nothing a backend raises
-reaches the training loop; what a backend has not acknowledged stays owed in the journal and
-is replayed by the next worker that starts from the cursor (``unitrack sync``).
+A :class:`BackendWorker` batches within the backend's :class:`~unitrack.backends.base.Capabilities`,
+retries with exponential back-off and jitter, and opens a circuit breaker when the backend stays
+down. It also owns what every backend would otherwise repeat: artifacts go to ``put_artifact``
+only where the backend supports them (a ``NotImplementedError`` there means "not supported",
+never a transient failure), and checkpoints are uploaded by the policy of
+``checkpointing.upload`` (best, last, all or none). Nothing a backend raises reaches the training
+loop; what a backend has not acknowledged stays owed in the journal and is replayed by the next
+worker that starts from the cursor (``unitrack sync``).
 """
 
 from __future__ import annotations
@@ -18,22 +16,21 @@ import functools
 import logging
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from unitrack.backends.base import Backend, PermanentBackendError, RunInfo
-from unitrack.backends.local import LocalBackend
-from unitrack.backends.shaping import is_delivered_alone
 from unitrack.events import (
+    CHECKPOINT,
+    REGISTER_MODEL,
     ArtifactEvent,
     Event,
     MetricEvent,
     ParamsEvent,
     RecordEvent,
-    StatusEvent,
     SystemEvent,
     TagsEvent,
     event_from_record,
@@ -43,265 +40,48 @@ from unitrack.store.history import in_sync
 from unitrack.store.journal import last_record, read_journal
 from unitrack.store.layout import RunPaths
 
+if TYPE_CHECKING:
+    from unitrack.config import Config
+
 log = logging.getLogger("unitrack")
 
-FLUSH = "flush"
-_CHUNK = 512  # events materialised per writer step: bounds how long the writer holds the GIL
-_POLL_S = 0.05
 _WORKER_POLL_S = 0.5
-_DROP_WARN_EVERY = 10_000
-
-
-def to_number(value: Any) -> float | int:
-    """A Python number from a float, int, bool, NumPy scalar or one-element tensor."""
-    item = getattr(value, "item", None)
-    if item is not None:
-        value = item()
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, (int, float)):
-        return value
-    return float(value)
-
-
-def convert_values(records: list[tuple[Any, ...]]) -> None:
-    """Replace tensors and NumPy scalars in metric records by Python numbers, in place.
-
-    This is the writer thread's job, never the training loop's. CUDA scalars are read with one
-    device-to-host copy per device for the whole batch instead of one synchronisation each.
-    """
-    slow: list[tuple[dict[str, Any], str]] = []
-    for record in records:
-        if record[0] == "metric":
-            for key, value in record[3].items():
-                if type(value) is not float and type(value) is not int:
-                    slow.append((record[3], key))
-    if not slow:
-        return
-    by_device: dict[Any, list[tuple[dict[str, Any], str]]] = {}
-    for values, key in slow:
-        value = values[key]
-        if getattr(value, "is_cuda", False):
-            by_device.setdefault(value.device, []).append((values, key))
-        else:
-            values[key] = to_number(value)
-    if by_device:
-        import torch
-
-        for slots in by_device.values():
-            stacked = torch.stack([values[key].detach().reshape(()).to(torch.float64) for values, key in slots])
-            for (values, key), number in zip(slots, stacked.tolist(), strict=True):
-                values[key] = number
-
-
-class Dispatcher:
-    """Owns the event queue, the journal writer thread and the backend workers of one run."""
-
-    def __init__(
-        self,
-        paths: RunPaths,
-        local: LocalBackend,
-        remotes: Sequence[Backend],
-        run_info: Callable[[], RunInfo],
-        flush_interval: float,
-        queue_size: int,
-        queue_full: str,
-        queue_block_timeout: float,
-        worker_settings: WorkerSettings,
-    ) -> None:
-        self.queue: deque[tuple[Any, ...]] = deque()
-        self.queue_size = queue_size
-        self._paths = paths
-        self._local = local
-        self._run_info = run_info
-        self._flush_interval = flush_interval
-        self._queue_full = queue_full
-        self._queue_block_timeout = queue_block_timeout
-        last = last_record(paths.events)
-        self._seq = int(last["seq"]) if last else 0
-        self._wake = threading.Event()
-        self._stopping = False
-        self._pending: list[Event] = []
-        self.write_errors = 0
-        self.last_write_error: str | None = None
-        self._thread = threading.Thread(target=self._run, name="unitrack-writer", daemon=True)
-        self.workers = [BackendWorker(backend, paths, run_info, worker_settings) for backend in remotes]
-
-    # --- lifecycle ----------------------------------------------------------------------------
-
-    def start(self, local_info: RunInfo) -> None:
-        """Open the local store (it needs no wait for captures) and start the threads."""
-        self._local.open(local_info)
-        self._thread.start()
-        for worker in self.workers:
-            worker.start()
-
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything queued so far is durable in the local store."""
-        if not self._thread.is_alive():
-            return not self.queue
-        done = threading.Event()
-        self.queue.append((FLUSH, done))
-        self._wake.set()
-        return done.wait(timeout)
-
-    def close(self, timeout: float) -> dict[str, dict[str, Any]]:
-        """Drain the queue, then give the workers until ``timeout`` to catch up; return their states."""
-        deadline = time.monotonic() + timeout
-        self._stopping = True
-        self._wake.set()
-        self._thread.join(max(1.0, deadline - time.monotonic()))
-        end_offset = self._local.journal_offset
-        for worker in self.workers:
-            worker.request_close(end_offset, deadline)
-        for worker in self.workers:
-            worker.join(max(0.0, deadline - time.monotonic()) + 2.0)
-        return {worker.backend.name: worker.state_dict(self._seq) for worker in self.workers}
-
-    @property
-    def last_seq(self) -> int:
-        return self._seq
-
-    # --- the hot path's overflow policy ---------------------------------------------------------
-
-    def make_room(self) -> bool:
-        """Called when the queue is full: True when the caller may enqueue, False to drop the event."""
-        if self._queue_full == "block" and self._thread.is_alive():
-            self._wake.set()
-            deadline = time.monotonic() + self._queue_block_timeout
-            while len(self.queue) >= self.queue_size and time.monotonic() < deadline:
-                time.sleep(0.001)
-            if len(self.queue) < self.queue_size:
-                return True
-        self._local.dropped_events += 1
-        dropped = self._local.dropped_events
-        if dropped == 1 or dropped % _DROP_WARN_EVERY == 0:
-            log.warning(
-                "unitrack: the event queue is full (%d events); %d event(s) dropped so far "
-                "(tracking.queue_full=%s). The local disk may be stalled.",
-                self.queue_size,
-                dropped,
-                self._queue_full,
-            )
-        return False
-
-    # --- the writer thread --------------------------------------------------------------------
-
-    def _run(self) -> None:
-        last_sync = time.monotonic()
-        while True:
-            self._wake.wait(_POLL_S)
-            self._wake.clear()
-            markers = self._drain()
-            now = time.monotonic()
-            if markers or now - last_sync >= self._flush_interval:
-                if self._write_pending() and self._sync():
-                    for marker in markers:
-                        marker.set()
-                    last_sync = now
-                else:
-                    self.queue.extendleft(reversed([(FLUSH, m) for m in markers]))
-            if self._stopping and not self.queue and (not self._pending or self.write_errors > 100):
-                self._sync()
-                return
-
-    def _drain(self) -> list[threading.Event]:
-        """Write what the queue holds, a chunk at a time; return the flush markers met."""
-        markers: list[threading.Event] = []
-        queue = self.queue
-        while queue and not self._pending:
-            records = []
-            for _ in range(min(len(queue), _CHUNK)):
-                record = queue.popleft()
-                if record[0] == FLUSH:
-                    markers.append(record[1])
-                else:
-                    records.append(record)
-            if records:
-                self._pending = self._materialize(records)
-                if not self._write_pending():
-                    break
-            time.sleep(0)  # let the training thread have the GIL between chunks
-        return markers
-
-    def _materialize(self, records: list[tuple[Any, ...]]) -> list[Event]:
-        try:
-            convert_values(records)
-        except Exception:  # convert one by one below, so that one bad value loses only its event
-            pass
-        events: list[Event] = []
-        for record in records:
-            try:
-                event = self._event(record)
-            except Exception as exc:  # a value that cannot become a number: lose it loudly, not the run
-                log.warning("unitrack: could not record %s event: %s", record[0], exc)
-                continue
-            events.append(event)
-        return events
-
-    def _event(self, record: tuple[Any, ...]) -> Event:
-        kind = record[0]
-        self._seq += 1
-        seq = self._seq
-        if kind == "metric":
-            values = record[3]
-            for key, value in values.items():
-                if type(value) is not float and type(value) is not int:
-                    values[key] = to_number(value)
-            return MetricEvent(seq, record[2], record[1], values)
-        if kind == "system":
-            return SystemEvent(seq, record[1], record[2], record[3])
-        if kind == "params":
-            return ParamsEvent(seq, record[1], record[2])
-        if kind == "tags":
-            return TagsEvent(seq, record[1], record[2])
-        if kind == "artifact":
-            return ArtifactEvent(seq, record[1], *record[2:])
-        if kind == "status":
-            return StatusEvent(seq, record[1], record[2])
-        if kind == "record":
-            return RecordEvent(seq, record[1], record[2], record[3])
-        self._seq -= 1
-        raise ValueError(f"unknown event kind {kind!r}")
-
-    def _write_pending(self) -> bool:
-        if not self._pending:
-            return True
-        try:
-            self._local.write(self._pending)
-        except OSError as exc:
-            self._note_write_error(exc)
-            return False
-        self._pending = []
-        for worker in self.workers:
-            worker.notify()
-        return True
-
-    def _sync(self) -> bool:
-        try:
-            self._local.flush()
-            return True
-        except OSError as exc:
-            self._note_write_error(exc)
-            return False
-
-    def _note_write_error(self, exc: OSError) -> None:
-        self.write_errors += 1
-        self.last_write_error = f"{type(exc).__name__}: {exc}"
-        if self.write_errors == 1 or self.write_errors % 100 == 0:
-            log.warning(
-                "unitrack: cannot write the run journal (%s); events are kept in memory and retried",
-                self.last_write_error,
-            )
-        time.sleep(0.05)
+DEFAULT_CHECKPOINT_UPLOAD = "best"
 
 
 @dataclass(frozen=True)
 class WorkerSettings:
+    """How a worker delivers to its backend; :meth:`from_config` is the one way the config becomes this."""
+
     batch_size: int = 5000
     retry_attempts: int = 4
     retry_max_wait: float = 8.0
     breaker_cooldown: float = 15.0
+    checkpoint_upload: str = DEFAULT_CHECKPOINT_UPLOAD  # best / last / all / none
+
+    @classmethod
+    def from_config(cls, config: Config, backend: str) -> WorkerSettings:
+        """The settings of the worker of ``backend`` (its checkpoint upload policy included)."""
+        tracking = config.tracking
+        return cls(
+            batch_size=tracking.batch_size,
+            retry_attempts=tracking.retry_attempts,
+            retry_max_wait=tracking.retry_max_wait,
+            breaker_cooldown=tracking.breaker_cooldown,
+            checkpoint_upload=config.checkpointing.upload.get(backend, DEFAULT_CHECKPOINT_UPLOAD),
+        )
+
+
+def wants_checkpoint(policy: str, data: Any) -> bool:
+    """Whether a ``checkpoint`` event is uploaded when it arrives under ``policy`` (best / last / all / none).
+
+    ``last`` is decided at close (only the latest checkpoint is uploaded), so it answers False here.
+    """
+    if policy == "all":
+        return True
+    if policy == "best":
+        return bool(data.get("is_best")) or "best" in (data.get("aliases") or [])
+    return False
 
 
 @dataclass
@@ -316,6 +96,11 @@ class DeliveryState:
     last_error: str | None = None
     skipped_events: int = 0
     closed: bool = False
+
+
+def _is_checkpoint(event: Event) -> bool:
+    """Checkpoint events are delivered on their own: a slow upload must not hold a metric batch."""
+    return isinstance(event, RecordEvent) and event.kind_name in (CHECKPOINT, REGISTER_MODEL)
 
 
 class _Aborted(Exception):
@@ -343,6 +128,8 @@ class BackendWorker:
         self._failures_in_row = 0
         self._acknowledged: set[int] = set()  # first seqs of batches delivered beyond the cursor
         self._pool: ThreadPoolExecutor | None = None
+        self._artifacts = backend.capabilities.supports_artifacts  # False once put_artifact says it is not implemented
+        self._last_checkpoint: Any = None  # for checkpoint_upload "last", uploaded at close
         self._thread = threading.Thread(target=self._run, name=f"unitrack-{backend.name}", daemon=True)
 
     # --- control from the dispatcher ------------------------------------------------------------
@@ -376,6 +163,19 @@ class BackendWorker:
         """Deliver everything the journal holds now, on the calling thread (``unitrack sync``)."""
         self.request_close(self.paths.events.stat().st_size if self.paths.events.exists() else 0, deadline, status)
         self._run()
+        return self.state
+
+    def deliver_pending(self, deadline: float) -> DeliveryState:
+        """Open the backend if needed and deliver what the journal holds now, without closing it.
+
+        What a process that dies mid-run leaves behind: the conformance kit uses it to check that a
+        backend reopened later continues without duplicates.
+        """
+        self._deadline = deadline
+        if self.state.started or self._open():
+            while self._deliver_available() and time.monotonic() < deadline:
+                pass
+        self._save_cursor(durable=True)
         return self.state
 
     # --- the worker thread --------------------------------------------------------------------
@@ -456,6 +256,8 @@ class BackendWorker:
             return False
         self._failures_in_row = 0
         self._acknowledged.clear()
+        if events:  # every event of the chunk is delivered, or skipped on purpose (an unsupported artifact)
+            self.state.seq = max(self.state.seq, events[-1].seq)
         self.state.offset = chunk.end_offset
         self._save_cursor(durable=True)
         return True
@@ -513,11 +315,11 @@ class BackendWorker:
         batch: list[Event] = []
         values = params = 0
         for event in events:
-            if isinstance(event, ArtifactEvent) or is_delivered_alone(event):
+            if isinstance(event, ArtifactEvent) or _is_checkpoint(event):
                 if batch:
                     yield batch
                     batch, values, params = [], 0, 0
-                if caps.supports_artifacts or not isinstance(event, ArtifactEvent):
+                if self._artifacts or not isinstance(event, ArtifactEvent):
                     yield [event]
                 continue
             size = len(event.values) if isinstance(event, (MetricEvent, SystemEvent)) else 0
@@ -536,9 +338,27 @@ class BackendWorker:
     def _deliver(self, group: list[Event]) -> None:
         first = group[0]
         if isinstance(first, ArtifactEvent):
-            self.backend.put_artifact(self.paths.root / first.path, first.name)
-        else:
-            self.backend.write(group)
+            if self._artifacts:
+                self._put(self.backend.put_artifact, self.paths.root / first.path, first.name)
+            return
+        self.backend.write(group)
+        if isinstance(first, RecordEvent) and first.kind_name == CHECKPOINT:
+            self._last_checkpoint = first.data
+            if wants_checkpoint(self._settings.checkpoint_upload, first.data):
+                self._upload_checkpoint(first.data)
+
+    def _upload_checkpoint(self, data: Any) -> None:
+        """The checkpoint upload policy, applied here for every backend (not in each backend)."""
+        if self._artifacts:
+            self._put(self.backend.put_checkpoint, Path(str(data.get("path", ""))), data)
+
+    def _put(self, put: Callable[..., None], *args: Any) -> None:
+        """An upload; ``NotImplementedError`` means the backend stores no files: skipped from now on, not retried."""
+        try:
+            put(*args)
+        except NotImplementedError as exc:
+            self._artifacts = False
+            log.info("unitrack: backend %r stores no artifacts (%s); they stay in the local store", self.backend.name, exc)
 
     def _deliver_one_by_one(self, group: list[Event]) -> None:
         """A batch was refused for good: deliver its events alone, skipping only those refused again."""
@@ -557,6 +377,11 @@ class BackendWorker:
                 )
 
     def _close_backend(self) -> None:
+        try:
+            if self._settings.checkpoint_upload == "last" and self._last_checkpoint is not None:
+                self._upload_checkpoint(self._last_checkpoint)
+        except Exception as exc:  # the status still goes out
+            self._record_error(exc)
         try:
             self.backend.flush()
             self.backend.close(self._status or self._final_status())

@@ -1,6 +1,7 @@
-"""The local backend: the run's journal, and the readable files derived from it.
+"""The run's journal writer, and the readable files derived from it: the local store's half of the hand-off.
 
-It is always on and written first. ``events.jsonl`` is the source of truth; ``params.json``
+It is always on and written first (the dispatcher's writer thread feeds it through the
+:class:`~unitrack.store.journal.JournalSink` protocol; it is not a remote backend). ``events.jsonl`` is the source of truth; ``params.json``
 and ``summary.json`` (last / min / max of every series) are kept beside it for people and
 ``git diff``, and the store's SQLite index is refreshed from them for fast listing.
 """
@@ -11,8 +12,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from unitrack.backends.base import Backend, RunInfo
 from unitrack.events import (
+    ERROR,
+    REWIND,
     Event,
     MetricEvent,
     ParamsEvent,
@@ -113,10 +115,8 @@ def _history_events(paths: RunPaths) -> list[MetricEvent]:
     return [MetricEvent(0, when, step, {key: value}) for when, step, key, value in sorted(points, key=lambda p: p[:2])]
 
 
-class LocalBackend(Backend):
-    """Writes the journal and the run folder's derived files; fed directly by the dispatcher."""
-
-    name = "local"
+class RunWriter:
+    """Writes the journal and the run folder's derived files (a :class:`JournalSink`); fed by the dispatcher."""
 
     def __init__(self, store: RunStore, paths: RunPaths, run_file: RunFile) -> None:
         self.store = store
@@ -138,7 +138,7 @@ class LocalBackend(Backend):
     def journal_offset(self) -> int:
         return self._journal.offset if self._journal else 0
 
-    def open(self, run: RunInfo) -> None:
+    def open(self) -> None:
         self._journal = JournalWriter(self.paths.events)
         self._history.open(self._journal.offset)
         self._write_views()
@@ -162,14 +162,19 @@ class LocalBackend(Backend):
                 self._params.update(event.values)
             elif type(event) is TagsEvent:
                 self.run_file.merge("tags", event.values)
-            elif event.kind == "rewind":
+            elif event.kind == REWIND:
                 rewound = True
-            elif isinstance(event, RecordEvent) and event.kind_name == "error":
+            elif isinstance(event, RecordEvent) and event.kind_name == ERROR:
                 self.run_file.update(error=event.data)  # why the run failed, for show, ls and explain
         if rewound:  # a resumed run: the superseded points leave the summary
             self._unfolded = []
             self._metrics = {}
             fold_metrics(self._metrics, _history_events(self.paths))
+        self._dirty = True
+
+    def add_dropped(self, count: int) -> None:
+        """Count events the queue had to drop (kept in ``summary.json``)."""
+        self.dropped_events += count
         self._dirty = True
 
     def flush(self) -> None:
