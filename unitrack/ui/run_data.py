@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from unitrack.errors import RunNotFoundError
+from unitrack.reading import open_run
 
 
 def checkpoints(run_dir: Path, verify: bool) -> list[dict[str, Any]]:
@@ -71,15 +72,15 @@ def weights_page(store: Any, ref: str) -> dict[str, Any]:
     """Per-layer change over the run's snapshots and checkpoints (the heatmaps) and the per-layer
     table of ``unitrack delta RUN --json`` (first weights to final weights).
 
-    ``activations`` is where per-layer activation statistics go once runs record them; the page
-    draws that section only when it is not None.
+    ``activations`` holds the run's activation statistics (``watch(activations_every=)``), or None.
     """
     from unitrack.weights.compare import run_delta
     from unitrack.weights.trajectory import run_weights
 
     moved = run_weights(store, ref)
+    activations = activation_stats(open_run(ref, store))
     if not moved.steps:
-        return {"run_id": moved.run_id, "steps": [], "layers": [], "delta": None, "activations": None}
+        return {"run_id": moved.run_id, "steps": [], "layers": [], "delta": None, "activations": activations}
     return {
         "run_id": moved.run_id,
         "steps": moved.steps,
@@ -91,5 +92,35 @@ def weights_page(store: Any, ref: str) -> dict[str, Any]:
         "neuron_layer": moved.neuron_layer,
         "neuron_change": None if moved.neuron_change is None else [_finite(row) for row in moved.neuron_change.tolist()],
         "delta": run_delta(store, ref).to_dict() if len(moved.steps) > 1 else None,
-        "activations": None,
+        "activations": activations,
+    }
+
+
+def activation_stats(view: Any) -> dict[str, Any] | None:
+    """Per watched module: its last value of each statistic, its zero and saturation fractions over
+    the sampled steps, and the layers ``explain`` would call dead or saturated."""
+    from unitrack.analysis.activations import describe, unhealthy_layers
+    from unitrack.weights.activations import PREFIX, SATURATION, STATS
+
+    keys = [key for key in view.metric_keys if key.startswith(PREFIX)]
+    if not keys:
+        return None
+    curves = {key: (*view.history(key), False) for key in keys}
+    layers: dict[str, dict[str, Any]] = {}
+    steps: set[int] = set()
+    for key, (key_steps, values, _) in curves.items():
+        layer, _, stat = key[len(PREFIX) :].rpartition("/")
+        entry = layers.setdefault(layer, {"layer": layer, "last": {}, "series": {}})
+        entry["last"][stat] = _finite([float(values[-1])])[0] if len(values) else None
+        if stat in ("zero_fraction", SATURATION):
+            entry["series"][stat] = {int(s): v for s, v in zip(key_steps.tolist(), _finite(values.tolist()), strict=True)}
+            steps.update(int(s) for s in key_steps.tolist())
+    ordered = sorted(steps)
+    for entry in layers.values():
+        entry["series"] = {stat: [points.get(step) for step in ordered] for stat, points in entry["series"].items()}
+    return {
+        "stats": [*STATS, SATURATION],
+        "steps": ordered,
+        "layers": list(layers.values()),
+        "unhealthy": [describe(finding) for finding in unhealthy_layers(curves)],
     }

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from unitrack.hashing import ALGORITHMS, DEFAULT_ALGORITHM, digest_bytes
+from unitrack.store.layout import StoreLayout
 
 ALGORITHM = DEFAULT_ALGORITHM
 # an object younger than this is never collected: a snapshot being written may be about to reference it
@@ -25,7 +26,7 @@ GC_GRACE_S = 600.0
 
 
 def objects_root(store_root: Path, algorithm: str = ALGORITHM) -> Path:
-    return Path(store_root) / "objects" / algorithm
+    return StoreLayout(Path(store_root)).objects / algorithm
 
 
 def object_path(store_root: Path, digest: str, algorithm: str = ALGORITHM) -> Path:

@@ -1,4 +1,5 @@
-// The router: one page, hash routes (#/, #/run/ID, #/overlay?runs=..., #/compare?a=&b=, #/weights/ID).
+// The router: one page, hash routes (#/, #/run/ID, #/overlay?runs=..., #/compare?a=&b=, #/weights/ID,
+// #/sweep/EXPERIMENT[?metric=KEY]).
 import { tokenMissing } from "./api.js";
 import { esc } from "./util.js";
 import { runsPage } from "./runs.js";
@@ -6,11 +7,13 @@ import { runPage } from "./run.js";
 import { overlayPage } from "./overlay.js";
 import { comparePage } from "./compare.js";
 import { weightsPage } from "./weights.js";
+import { sweepPage } from "./sweep.js";
 
 const routes = [
   [/^#?\/?$/, () => runsPage],
   [/^#\/run\/([^/?]+)/, (m) => (view) => runPage(view, decodeURIComponent(m[1]))],
   [/^#\/weights\/([^/?]+)/, (m) => (view) => weightsPage(view, decodeURIComponent(m[1]))],
+  [/^#\/sweep\/([^/?]+)(?:\?metric=([^&]+))?/, (m) => (view) => sweepPage(view, decodeURIComponent(m[1]), m[2] && decodeURIComponent(m[2]))],
   [/^#\/overlay/, () => overlayPage],
   [/^#\/compare/, () => comparePage],
 ];

@@ -37,7 +37,7 @@ export async function runPage(view, ref) {
   view.innerHTML = `
     <h1>${esc(run.name || id)} ${badge(run.status)} <span id="live"></span></h1>
     <p class="dim mono">run ${esc(id)} · experiment ${esc(run.experiment)} · started ${esc(fmtTime(run.start_time))} · took ${esc(fmtDuration(run.duration))}
-      · <a href="#/weights/${esc(id)}">weights</a></p>
+      · <a href="#/weights/${esc(id)}">weights</a> · <a href="#/sweep/${encodeURIComponent(run.experiment)}">which params mattered in ${esc(run.experiment)}</a></p>
     ${run.message ? `<p>${esc(run.message)}</p>` : ""}
     ${exception ? `<h2>Exception</h2><pre class="exception" id="exception">${esc(exception)}</pre>` : ""}
     <h2>Note</h2>

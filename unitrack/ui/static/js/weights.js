@@ -49,19 +49,39 @@ function heatmap(title, rows, labels, columns, note) {
 function deltaTable(delta) {
   if (!delta) return `<p class="dim">one set of weights only: nothing to compare</p>`;
   const total = delta.total;
+  const sparse = delta.tensors.some((t) => t.sparsity && (t.sparsity.a > 0 || t.sparsity.b > 0));  // pruned layers
+  const sparsity = (t) => (sparse ? `<td class="num">${t.sparsity ? `${Math.round(100 * t.sparsity.a)}% → ${Math.round(100 * t.sparsity.b)}%` : "-"}</td>` : "");
   return `<p class="dim">${esc(delta.source_a)} → ${esc(delta.source_b)} · total L2 ${esc(fmt(total.l2))}, relative ${esc(fmt(total.relative))}, changed ${(100 * total.changed_fraction).toFixed(1)}% of ${total.numel.toLocaleString()} elements</p>
-    <table class="data" id="delta-table"><tr><th>tensor</th><th>shape</th><th>relative</th><th>L2</th><th>mean|Δ|</th><th>max|Δ|</th><th>cosine</th><th>changed</th><th>from init</th><th>units moved</th></tr>
+    <table class="data" id="delta-table"><tr><th>tensor</th><th>shape</th><th>relative</th><th>L2</th><th>mean|Δ|</th><th>max|Δ|</th><th>cosine</th><th>changed</th><th>from init</th><th>units moved</th>${sparse ? "<th>sparsity</th>" : ""}</tr>
     ${delta.tensors.map((t) => `<tr><td class="mono">${esc(t.name)}</td><td>${esc(t.shape.join("×") || "scalar")}</td><td class="num">${esc(fmt(t.relative))}</td>
       <td class="num">${esc(fmt(t.l2))}</td><td class="num">${esc(fmt(t.mean_abs))}</td><td class="num">${esc(fmt(t.max_abs))}</td><td class="num">${esc(fmt(t.cosine))}</td>
       <td class="num">${(100 * t.changed_fraction).toFixed(1)}%</td><td class="num">${esc(fmt(t.from_init_l2))}</td>
-      <td class="num">${t.neurons ? `${t.neurons.units - t.neurons.unmoved}/${t.neurons.units}` : "-"}</td></tr>`).join("")}</table>`;
+      <td class="num">${t.neurons ? `${t.neurons.units - t.neurons.unmoved}/${t.neurons.units}` : "-"}</td>${sparsity(t)}</tr>`).join("")}</table>`;
 }
 
-// Per-layer activation statistics have their place here once runs record them (the API's
-// `activations` field); until then the section is not drawn.
+// Activation statistics (watch(model, activations_every=N)): the last value of each statistic per
+// module, the layers explain calls dead or saturated, and heatmaps of dead units / saturation over
+// the sampled steps (drawn by drawActivations once the section is in the page).
 function activationsSection(activations) {
   if (!activations) return "";
-  return `<h2>Activations</h2><pre class="diff">${esc(JSON.stringify(activations, null, 2))}</pre>`;
+  const stats = activations.stats;
+  const warn = activations.unhealthy.length
+    ? `<p class="error" id="unhealthy">${activations.unhealthy.map(esc).join("<br>")}</p>` : "";
+  return `<h2>Activations</h2>
+    <p class="dim">${activations.layers.length} module(s) sampled at ${activations.steps.length} step(s); last sample of each statistic</p>${warn}
+    <table class="data" id="activations-table"><tr><th>module</th>${stats.map((s) => `<th>${esc(s)}</th>`).join("")}</tr>
+    ${activations.layers.map((l) => `<tr><td class="mono">${esc(l.layer)}</td>${stats.map((s) => `<td class="num">${esc(fmt(l.last[s] ?? null))}</td>`).join("")}</tr>`).join("")}</table>
+    <div class="grid" id="activation-maps"></div>`;
+}
+
+function drawActivations(view, activations) {
+  const maps = view.querySelector("#activation-maps");
+  if (!activations || !maps) return;
+  const columns = activations.steps.map((s) => `step ${s}`);
+  for (const [stat, title] of [["zero_fraction", "dead units (zero fraction)"], ["saturation_fraction", "saturation (fraction near the bounds)"]]) {
+    const layers = activations.layers.filter((l) => l.series[stat]);
+    if (layers.length) maps.append(heatmap(title, layers.map((l) => l.series[stat]), layers.map((l) => l.layer), columns, "rows: modules, columns: sampled steps"));
+  }
 }
 
 export async function weightsPage(view, ref) {
@@ -69,7 +89,10 @@ export async function weightsPage(view, ref) {
   view.innerHTML = `<h1>Weights</h1><p class="dim">reading the run's snapshots and checkpoints…</p>`;
   const data = await get(`/api/runs/${encodeURIComponent(ref)}/weights`);
   if (!data.steps.length) {
-    view.innerHTML = `<h1>Weights</h1><p class="dim">run ${esc(ref)} has no weight snapshots or checkpoints (tracker.watch(model, snapshot_every=N) or save_checkpoint records them).</p>`;
+    view.innerHTML = `<h1>Weights</h1><p class="dim">run ${esc(ref)} has no weight snapshots or checkpoints (tracker.watch(model, snapshot_every=N) or save_checkpoint records them).</p>
+      <div id="activations">${activationsSection(data.activations)}</div>`;
+    drawActivations(view, data.activations);
+    document.body.dataset.weightsReady = "1";
     return null;
   }
   const columns = data.steps.map((s, i) => `step ${s} (${data.points[i]})`);
@@ -86,6 +109,7 @@ export async function weightsPage(view, ref) {
     const rows = Array.from({ length: units }, (_, u) => data.neuron_change.map((row) => row[u]));
     maps.append(heatmap(`${data.neuron_layer}: change per unit`, rows, rows.map((_, u) => `unit ${u}`), columns.slice(1), "rows: output units, columns: intervals"));
   }
+  drawActivations(view, data.activations);
   document.body.dataset.weightsReady = "1";
   return null;
 }
