@@ -44,6 +44,11 @@ bench: install
 	$(PY) -m bench.weight_delta --write-doc
 	$(PY) -m bench.checkpoint_io --write-doc
 	$(PY) -m bench.ui_speed --write-doc
+	$(PY) -m bench.read_path --write-doc
+	$(PY) -m bench.optuna_overhead --write-doc
+	$(PY) -m bench.activations_overhead --write-doc
+	$(PY) -m bench.rank_channel --write-doc
+	$(PY) -m bench.team_stack --write-doc
 
 docs: install
 	$(PY) -m unitrack.config_reference --write docs/configuration.md

@@ -71,7 +71,8 @@ def trained(stack: StackProcess, tmp_path_factory: pytest.TempPathFactory) -> di
     store = tmp_path_factory.mktemp("trainer") / "store"
     config = quiet_config(
         store_dir=str(store),
-        tracking={"use_mlflow": True, "mlflow_tracking_uri": env["MLFLOW_TRACKING_URI"], "mlflow_experiment": "team"},
+        tracking={"use_mlflow": True, "mlflow_tracking_uri": env["MLFLOW_TRACKING_URI"], "mlflow_experiment": "team",
+                  "finish_timeout": 600},  # a loaded CI box: let finish() deliver the uploads and registrations
         checkpointing={"register_model": "team-model"},
     )
     with pytest.MonkeyPatch.context() as patch:

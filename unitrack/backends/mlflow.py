@@ -78,6 +78,7 @@ class MlflowBackend(Backend):
         self._artifact_root = config.tracking.mlflow_artifact_location
         self._store_dir = Path(config.store_dir).expanduser()
         self._experiment_name = config.tracking.mlflow_experiment
+        self._checkpointing = config.checkpointing
         self._client: Any = None
         self._run_id: str | None = None
         self._start_time = 0.0
@@ -220,7 +221,7 @@ class MlflowBackend(Backend):
         name = str(data.get("name"))
         if name in self._uploaded:
             return
-        with model_registry.checkpoint_folder(dict(data)) as folder:
+        with model_registry.checkpoint_folder(dict(data), self._checkpointing) as folder:
             self._client.log_artifacts(self._run_id, str(folder), artifact_path=f"{CHECKPOINTS_ARTIFACT}/{name}")
         self._uploaded.add(name)
 

@@ -28,15 +28,15 @@ def registration(data: dict[str, Any]) -> tuple[str, list[str]] | None:
 
 
 @contextmanager
-def checkpoint_folder(data: dict[str, Any]) -> Iterator[Path]:
+def checkpoint_folder(data: dict[str, Any], settings: Any = None) -> Iterator[Path]:
     """The checkpoint of a ``checkpoint`` event as a local folder: where it was saved, or
-    downloaded from object storage for the time of an upload."""
+    downloaded from object storage (``settings``: the run's ``checkpointing``) for the time of an upload."""
     url = data.get("url")
     if url:
         from unitrack.checkpoint.locations import s3_client
         from unitrack.checkpoint.s3 import S3Location, fetched
 
-        with fetched(S3Location.parse(str(url)), s3_client()) as folder:
+        with fetched(S3Location.parse(str(url)), s3_client(settings)) as folder:
             yield folder
         return
     folder = Path(str(data.get("path", "")))

@@ -110,6 +110,8 @@ class WandbBackend(Backend):
         self._group = tracking.wandb_group
         self._job_type = tracking.wandb_job_type
         self._dir = tracking.wandb_dir
+        self._checkpointing = config.checkpointing
+        self._uploaded: set[str] = set()
         self._run: Any = None
         self._names = KeyNames(self.limits)
         self._range: dict[str, tuple[float, float]] = {}
@@ -193,7 +195,7 @@ class WandbBackend(Backend):
             self._upload_checkpoint(event.data)  # a registered model is uploaded whatever the upload policy says
         elif event.kind_name == REGISTER_MODEL:
             checkpoint = {**(event.data.get("checkpoint") or {}), "register": event.data}
-            self._upload_checkpoint(checkpoint)
+            self._upload_checkpoint(checkpoint, again=True)
         elif event.kind_name == NOTE:  # `unitrack ui`'s note: the W&B run's notes
             self._run.notes = str(event.data.get("text", ""))
 
@@ -201,19 +203,24 @@ class WandbBackend(Backend):
         """The upload policy's checkpoints: a ``model`` artifact aliased by its name and aliases (best, latest)."""
         self._upload_checkpoint(data)
 
-    def _upload_checkpoint(self, data: Mapping[str, Any]) -> None:
+    def _upload_checkpoint(self, data: Mapping[str, Any], again: bool = False) -> None:
         """A ``model`` artifact; a registered checkpoint goes to the artifact named after the model,
-        with the registration's aliases (W&B moves an alias to the newest version that has it)."""
+        with the registration's aliases (W&B moves an alias to the newest version that has it). Once
+        per checkpoint (``again``: a registration by hand, a new version of the named model): the upload
+        policy's delivery of a checkpoint already registered adds nothing."""
         import wandb
 
+        if str(data.get("name")) in self._uploaded and not again:
+            return
         registration = model_registry.registration(dict(data))
         name, extra = registration if registration else (f"checkpoint-{self._run.id}", [])
         metadata = {k: v for k, v in data.items() if k != "register"}
-        with model_registry.checkpoint_folder(dict(data)) as folder:
+        with model_registry.checkpoint_folder(dict(data), self._checkpointing) as folder:
             artifact = wandb.Artifact(name, type="model", metadata=metadata)
             artifact.add_dir(str(folder))
             aliases = list(dict.fromkeys([str(data.get("name")), *(data.get("aliases") or []), *extra]))
             self._run.log_artifact(artifact, aliases=aliases)
+        self._uploaded.add(str(data.get("name")))
 
     def put_artifact(self, path: Path, name: str) -> None:
         depth = len(Path(name).parts)

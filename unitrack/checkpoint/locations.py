@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,8 +21,12 @@ from unitrack.checkpoint.storage import MANIFEST, read_manifest
 log = logging.getLogger("unitrack")
 
 
+_CLIENT_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE",
+               "AWS_DEFAULT_REGION")  # fmt: skip
+
+
 @functools.lru_cache(maxsize=8)
-def _client(settings_key: tuple[str | None, str | None, str | None]) -> Any:
+def _client(settings_key: tuple[str | None, ...], env_key: tuple[str | None, ...]) -> Any:
     from types import SimpleNamespace
 
     from unitrack.checkpoint import s3
@@ -31,9 +36,11 @@ def _client(settings_key: tuple[str | None, str | None, str | None]) -> Any:
 
 
 def s3_client(settings: Any = None) -> Any:
-    """One boto3 client per ``checkpointing.s3`` setting (clients are thread-safe and keep connections alive)."""
+    """One boto3 client per ``checkpointing.s3`` setting and AWS environment (clients are thread-safe
+    and keep their connections alive; a changed environment gets a new one)."""
     s3 = getattr(settings, "s3", None)
-    return _client((getattr(s3, "endpoint_url", None), getattr(s3, "region", None), getattr(s3, "profile", None)))
+    settings_key = (getattr(s3, "endpoint_url", None), getattr(s3, "region", None), getattr(s3, "profile", None))
+    return _client(settings_key, tuple(os.environ.get(k) for k in _CLIENT_ENV))
 
 
 @contextmanager

@@ -34,6 +34,10 @@ def server_command(
     logdir: Annotated[
         Path, typer.Option("--logdir", help="TensorBoard's log dir (tracking.tensorboard_log_dir).")
     ] = Path("logs/tensorboard"),
+    allowed_hosts: Annotated[
+        str | None,
+        typer.Option("--allowed-hosts", help="Host headers MLflow accepts beyond localhost, e.g. 'mlflow.team,mlflow.team:5000'."),
+    ] = None,
     store: StoreOption = None,
 ) -> None:
     """Run MLflow on SQLite or PostgreSQL with artifacts on disk or in S3 (and TensorBoard), until Ctrl-C."""
@@ -50,7 +54,7 @@ def server_command(
             data=data if data is not None else store_path(store) / "server", db=db, artifacts=artifacts,  # type: ignore[arg-type]
             host=host, port=port, workers=workers, serve_artifacts=serve_artifacts, s3_endpoint=s3_endpoint,
             s3_port=s3_port, bucket=bucket, tensorboard=tensorboard, tensorboard_port=tensorboard_port,
-            tensorboard_log_dir=logdir,
+            tensorboard_log_dir=logdir, allowed_hosts=allowed_hosts,
         )  # fmt: skip
         status = serve(options)
     if status:

@@ -40,6 +40,7 @@ class StackOptions:
     tensorboard: bool = False
     tensorboard_port: int = 6006
     tensorboard_log_dir: Path = Path("logs/tensorboard")
+    allowed_hosts: str | None = None
 
 
 @dataclass
@@ -66,6 +67,7 @@ class Stack:
             server = MlflowServer(
                 data / "mlflow", port, store_uri, host=opts.host, workers=opts.workers, artifacts=artifacts,
                 serve_artifacts=opts.serve_artifacts, env=mlflow_env,
+                extra_args=("--allowed-hosts", opts.allowed_hosts) if opts.allowed_hosts else (),
             )  # fmt: skip
             self.services.append(server)
             server.start()

@@ -158,7 +158,7 @@ export async function runPage(view, ref) {
   const live = view.querySelector("#live");
   live.innerHTML = `<span class="live">● live</span>`;
   let pending = false;
-  let known = new Set(keys);
+  const known = new Set(keys);
   const refresh = async () => {
     pending = false;
     await Promise.all(charts.map((c) => c.load()));
