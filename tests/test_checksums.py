@@ -195,7 +195,7 @@ def test_verify_says_which_algorithm_it_checked() -> None:
         info = tracker.save_checkpoint(make_model(), 0, 0)
         legacy = tracker.run_dir / "checkpoints" / "legacy"
         shutil.copytree(LEGACY, legacy)
-        tracker._checkpoints.registry.add(
+        tracker._role.checkpoints().registry.add(
             CheckpointInfo(name="legacy", path=legacy, epoch=3, step=42, sha256=LEGACY_MANIFEST_SHA)
         )
         run_id = tracker.run_id
