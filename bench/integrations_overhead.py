@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.common import latency_stats, machine, markdown_table, update_doc_section
-from bench.log_overhead import timed_loop
+from bench.common import machine, markdown_table, update_doc_section
+from bench.log_overhead import call_latency
 
 Log = Callable[[dict[str, float], int], None]
 
@@ -67,9 +67,7 @@ def main() -> None:
     rows: list[list[Any]] = []
     with tempfile.TemporaryDirectory() as workdir:
         for name, log, finish in contenders(Path(workdir) / "store"):
-            timed_loop(1000, log)  # warm-up: first-use validation of each key
-            samples, _ = timed_loop(options.steps, lambda v, s: log(v, s + 1000))
-            stats = latency_stats(samples)
+            stats = call_latency(log, options.steps)
             finish()
             rows.append([name, f"{stats['median_us']:.2f}", f"{stats['p99_us']:.2f}"])
     table = markdown_table(["one call of 5 scalars", "median µs", "p99 µs"], rows)

@@ -48,6 +48,13 @@ def timed_loop(steps: int, log: Callable[[dict[str, float], int], None]) -> tupl
     return samples, time.perf_counter() - started
 
 
+def call_latency(log: Callable[[dict[str, float], int], None], steps: int) -> dict[str, float]:
+    """Median and p99 of single ``log`` calls, after a warm-up (the first use of each key is validated)."""
+    timed_loop(1000, log)
+    samples, _ = timed_loop(steps, lambda values, step: log(values, step + 1000))
+    return latency_stats(samples)
+
+
 def result(name: str, steps: int, samples: list[int], loop_s: float, flush_s: float, **extra: Any) -> dict[str, Any]:
     """One contender's figures; ``flush_s`` is the time after the loop until the tool holds everything."""
     stats = latency_stats(samples)

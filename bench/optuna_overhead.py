@@ -17,8 +17,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from bench.common import latency_stats, machine, markdown_table, update_doc_section
-from bench.log_overhead import timed_loop
+from bench.common import machine, markdown_table, update_doc_section
+from bench.log_overhead import call_latency
 
 Log = Callable[[dict[str, float], int], None]
 
@@ -52,9 +52,7 @@ def main() -> None:
     base = None
     with tempfile.TemporaryDirectory() as workdir, ExitStack() as stack:
         for name, log in contenders(Path(workdir) / "store", stack):
-            timed_loop(1000, log)  # warm-up: first-use validation of each key
-            samples, _ = timed_loop(options.steps, lambda v, s, log=log: log(v, s + 1000))
-            stats = latency_stats(samples)
+            stats = call_latency(log, options.steps)
             base = base or stats["median_us"]
             rows.append([name, f"{stats['median_us']:.2f}", f"{stats['p99_us']:.2f}", f"{stats['median_us'] / base:.1f}×"])
     table = markdown_table(["one call of 5 scalars", "median µs", "p99 µs", "vs log_metrics"], rows)
