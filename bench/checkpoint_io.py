@@ -1,6 +1,6 @@
 """Checkpoint I/O: unitrack's checksummed save and verified load against torch.save / torch.load and dd.
 
-    python -m bench.checkpoint_io [--mb 400] [--repeat 3] [--write-doc]
+    python -m bench.checkpoint_io [--mb 400] [--repeat 7] [--write-doc]
 
 One run, one ~400 MB float32 state dict, medians of ``--repeat`` tries, all in a scratch folder
 on the same file system:
@@ -58,10 +58,13 @@ def interleaved(contenders: dict[str, tuple[Callable[[], Any], Callable[[], Any]
 
 
 def fresh(path: Path) -> None:
+    """Remove the previous try's output and let the disk settle (untimed): the freed blocks'
+    discards and any writeback would otherwise land on whichever contender writes next."""
     if path.is_dir():
         shutil.rmtree(path)
     elif path.exists():
         path.unlink()
+    os.sync()
 
 
 def measure(total_mb: int, repeat: int, scratch: Path) -> dict[str, float]:
@@ -195,7 +198,7 @@ def report(results: dict[str, float], total_mb: int, repeat: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=400)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--dir", type=Path, default=None, help="Scratch folder (default: a temporary one here).")
     parser.add_argument("--write-doc", action="store_true")
     args = parser.parse_args()
