@@ -187,6 +187,7 @@ def main() -> None:
             ["`unitrack export A --json`", timed([UNITRACK, "export", a, "--json"], env_two, args.repeat), 0.6],
             ["`python -c pass` (the interpreter alone)", timed([sys.executable, "-c", "pass"], env_two, args.repeat), None],
         ]
+        load = os.getloadavg()[0]  # over the last minute: while the commands above ran, before MLflow's server
         history_s = history_in_process(two, long_run, "m0/loss", args.repeat * 4)
         journal = (two / "runs" / long_run / "events.jsonl").stat().st_size
         history_size = folder_bytes(two / "runs" / long_run / "history")
@@ -198,8 +199,8 @@ def main() -> None:
         [[name, f"{wall:.2f}", f"{cpu:.2f}", f"≤ {target} s" if target else ""] for name, (wall, cpu), target in rows],
     )
     body = (
-        f"Command: `python -m bench.read_path --write-doc` ({time.strftime('%Y-%m-%d')}, {machine()}); "
-        f"median of {args.repeat} runs after a warm-up, warm page cache, load average {os.getloadavg()[0]:.1f} while it ran "
+        f"Command: `python -m bench.read_path {' '.join(sys.argv[1:])}` ({time.strftime('%Y-%m-%d')}, {machine()}); "
+        f"median of {args.repeat} runs after a warm-up, warm page cache, load average {load:.1f} while the commands ran "
         "(CPU = user + system time of the process, what it costs whatever else the machine runs). "
         f"A and B: 5 metrics × {args.steps:,} steps ({5 * args.steps:,} points each).\n\n"
         + table
