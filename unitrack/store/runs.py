@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from unitrack.errors import RunNotFoundError, StoreError
-from unitrack.events import decode_number
 from unitrack.failure import failure_line
 from unitrack.names import is_run_id, new_run_id
+from unitrack.nonfinite import decode_number
 from unitrack.store.fsio import atomic_write_json, read_json
 from unitrack.store.index import IndexRow, RunIndex
 from unitrack.store.layout import RunPaths, StoreLayout
@@ -161,7 +161,7 @@ class RunStore:
             names = os.listdir(self.layout.runs)
         except FileNotFoundError:
             return []
-        return sorted(n for n in names if is_run_id(n) and (self.layout.runs / n / "run.json").exists())
+        return sorted(n for n in names if is_run_id(n) and self.layout.run(n).run_json.exists())
 
     def resolve(self, ref: str) -> RunPaths:
         """The run named by its id, an unambiguous prefix of it, or ``latest`` / ``latest~N``."""
