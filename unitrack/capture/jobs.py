@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from unitrack.capture.environment import capture_environment
 from unitrack.capture.git import capture_git
@@ -28,11 +28,13 @@ from unitrack.capture.model import (
     setup_params,
 )
 from unitrack.capture.source import model_sources
-from unitrack.config import CaptureConfig
 from unitrack.params import flatten_params
 from unitrack.store.artifacts import RunArtifacts
 from unitrack.store.fsio import atomic_write_json
 from unitrack.store.runfile import RunFile
+
+if TYPE_CHECKING:  # see capture/system.py
+    from unitrack.config import CaptureConfig
 
 log = logging.getLogger("unitrack")
 

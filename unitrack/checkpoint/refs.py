@@ -98,7 +98,7 @@ def _pick(candidates: list[Candidate], best: Candidate | None, which: str | int,
 
 def _store_run(text: str, store: str | Path | None) -> Resolved:
     from unitrack.checkpoint.locations import s3_client
-    from unitrack.cli.common import open_store
+    from unitrack.store.runs import open_store
 
     run, which = split_selector(text)
     run_dir = open_store(None if store is None else Path(store)).resolve(run).root
@@ -148,10 +148,10 @@ def _s3_fetch(url: str, s3: Any) -> Fetch:
 def _mlflow(text: str) -> Resolved:
     import os
 
-    from unitrack.readers.mlflow import parse_ref
+    from unitrack.names import parse_mlflow_ref
 
     base, which = split_selector(text)
-    uri, run = parse_ref(base)
+    uri, run = parse_mlflow_ref(base)
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     from mlflow.tracking import MlflowClient
 

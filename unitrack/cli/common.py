@@ -34,18 +34,11 @@ STATUS_STYLES = {
 }
 
 
-def store_path(store: str | Path | None) -> Path:
-    return Path(store) if store is not None else Path(os.environ.get(STORE_ENV) or DEFAULT_STORE_DIR)
-
-
 def open_store(store: str | Path | None, must_exist: bool = True) -> Any:
-    from unitrack.errors import StoreError
-    from unitrack.store.runs import RunStore
+    """:func:`unitrack.store.runs.open_store`, imported when a command runs: ``--help`` stays fast."""
+    from unitrack.store.runs import open_store as open_run_store
 
-    path = store_path(store)
-    if must_exist and not path.exists():
-        raise StoreError(f"no unitrack store at {path} (use --store or ${STORE_ENV})")
-    return RunStore(path)
+    return open_run_store(store, must_exist)
 
 
 @contextmanager

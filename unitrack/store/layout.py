@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 STORE_ENV = "UNITRACK_DIR"  # names the local store; without it, ./.unitrack
 DEFAULT_STORE_DIR = ".unitrack"
+
+
+def store_path(store: str | os.PathLike[str] | None) -> Path:
+    """The store a command or a reference means: ``store`` when given, else ``$UNITRACK_DIR``, else ``./.unitrack``."""
+    return Path(store) if store is not None else Path(os.environ.get(STORE_ENV) or DEFAULT_STORE_DIR)
 
 
 @dataclass(frozen=True)

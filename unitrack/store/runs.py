@@ -20,7 +20,7 @@ from unitrack.names import is_run_id, new_run_id
 from unitrack.nonfinite import decode_number
 from unitrack.store.fsio import atomic_write_json, read_json
 from unitrack.store.index import IndexRow, RunIndex
-from unitrack.store.layout import RunPaths, StoreLayout
+from unitrack.store.layout import STORE_ENV, RunPaths, StoreLayout, store_path
 
 STATUSES = ("running", "completed", "failed", "interrupted", "pruned", "crashed")
 FINISHED_STATUSES = ("completed", "failed", "interrupted", "pruned", "crashed")
@@ -287,3 +287,12 @@ class RunStore:
                 if effective_status(row.attributes, paths.heartbeat) != "running":
                     row.attributes["status"] = self._status(paths, read_json(paths.run_json, {}) or {})
         return rows
+
+
+def open_store(store: str | os.PathLike[str] | None, must_exist: bool = True) -> RunStore:
+    """The store at ``store`` (default: :func:`~unitrack.store.layout.store_path`'s); with ``must_exist``,
+    a clear error when there is none (a mistyped ``--store`` creates nothing)."""
+    path = store_path(store)
+    if must_exist and not path.exists():
+        raise StoreError(f"no unitrack store at {path} (use --store or ${STORE_ENV})")
+    return RunStore(path)
