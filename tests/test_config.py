@@ -227,3 +227,16 @@ def test_redacted_config_hides_credentials_in_uris() -> None:
     cfg = load_config({"tracking": {"mlflow_tracking_uri": "postgresql://bob:hunter2@db:5432/mlflow"}})
     assert "hunter2" not in str(cfg.redacted())
     assert "bob:" in cfg.redacted()["tracking"]["mlflow_tracking_uri"]
+
+
+def test_analysis_settings_without_a_file_are_load_configs_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """compare / explain read the analysis section without pydantic unless there is something to validate."""
+    from unitrack.analysis_settings import AnalysisSettings, analysis_settings
+
+    assert analysis_settings() == AnalysisSettings(**load_config(None).analysis.model_dump()) == AnalysisSettings()
+    assert analysis_settings(write(tmp_path / "c.yaml", "analysis:\n  peer_runs: 3\n")).peer_runs == 3
+    monkeypatch.setenv("UNITRACK__ANALYSIS__PROVIDER", "rules")
+    assert analysis_settings().provider == "rules"
+    monkeypatch.setenv("UNITRACK__ANALYSIS__PEER_RUNS", "-1")
+    with pytest.raises(ConfigError, match="peer_runs"):
+        analysis_settings()

@@ -43,3 +43,31 @@ def test_console_script_help() -> None:
     assert done.returncode == 0
     for command in ("ls", "show", "export"):
         assert command in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("command", "allowed"),
+    [(["ls"], set()), (["show", "latest"], set()), (["export", "latest"], {"numpy"}),
+     (["compare", "latest~1", "latest", "--json"], {"numpy"}), (["explain", "latest~1", "latest", "--json"], {"numpy"})],
+)  # fmt: skip
+def test_reading_commands_load_only_what_they_need(command: list[str], allowed: set[str], tmp_path: Path) -> None:
+    """Start-up is most of what a reading command costs: ls and show load no numpy, none of them
+    pydantic (the analysis settings are a plain dataclass unless a config file is given)."""
+    import unitrack as ut
+    from tests.conftest import quiet_config
+
+    for seed in (1, 2):
+        with ut.experiment_tracking("imports", quiet_config()) as tracker:
+            tracker.log_hyperparameters({"lr": 0.1 * seed, "seed": seed})
+            for step in range(3):
+                tracker.log_metrics({"loss": 1.0 / (step + seed)}, step=step)
+    code = "\n".join(
+        [
+            "import io, sys",
+            f"sys.argv, sys.stdout = {['unitrack', *command]!r}, io.StringIO()",
+            "from unitrack.cli.app import main",
+            "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code",
+            "sys.stdout = sys.__stdout__",
+        ]
+    )
+    assert loaded_after(code) <= allowed

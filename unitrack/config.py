@@ -18,13 +18,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from unitrack.analysis_settings import BOOKKEEPING_PATTERNS, TRAINING_PATTERNS, AnalysisSettings
 from unitrack.errors import ConfigError
 from unitrack.redact import redact_mapping
-from unitrack.store.layout import DEFAULT_STORE_DIR, STORE_ENV  # re-exported: config.STORE_ENV
+from unitrack.store.layout import DEFAULT_STORE_DIR, ENV_PREFIX, STORE_ENV  # re-exported: config.STORE_ENV
 
 # the built-ins' seed-003 switches (use_mlflow: true...); any registered backend may be listed instead
 SWITCHED_BACKENDS: tuple[str, ...] = ("mlflow", "wandb", "tensorboard")
-ENV_PREFIX = "UNITRACK__"
 
 # The flat "basic" layout puts these at the top level; they belong to `checkpointing`.
 _TOP_LEVEL_CHECKPOINT_KEYS = ("checkpoint_dir", "max_checkpoints", "save_frequency", "compression")
@@ -265,28 +265,17 @@ class CaptureConfig(_Section):
     handle_signals: bool = Field(True, description="On SIGTERM, flush and mark the run 'interrupted'.")
 
 
-BOOKKEEPING_PATTERNS = (
-    "*dir", "*_dir_*", "*path", "*_file", "*filename*", "out", "output*", "save_to", "*logdir*", "*hostname*", "host",
-    "*timestamp*", "run_name", "name", "exp_name", "experiment*", "message", "notes", "comment", "description", "tags",
-    "project", "entity", "wandb_*", "mlflow_*", "tensorboard*", "report_to",
-    "log_*", "logging_*", "print_*", "*_every", "*_interval", "*_freq", "*_frequency", "logging_steps", "save_steps",
-    "eval_steps", "save_total_limit", "checkpoint_*", "ckpt_*", "keep_last*", "max_checkpoints",
-    "*num_workers*", "workers", "prefetch_factor", "pin_memory", "persistent_workers",
-    "device", "devices", "gpu", "gpus", "gpu_id*", "cuda_visible_devices", "local_rank",
-    "verbose", "verbosity", "quiet", "debug", "progress*", "*tqdm*", "resume*", "restore*", "overwrite*", "dry_run",
-    "trial", "trial_number",
-)  # fmt: skip
-TRAINING_PATTERNS = (
-    "*data*", "*model*", "*pretrained*", "*tokenizer*", "*vocab*", "*weights*", "*init*", "*corpus*", "*split*",
-    "*train_file*", "*validation_file*", "*test_file*",
-)  # fmt: skip
+_ANALYSIS = AnalysisSettings()
 
 
 class AnalysisConfig(_Section):
-    """``unitrack compare`` and ``explain``: what counts as a difference, and who explains it."""
+    """``unitrack compare`` and ``explain``: what counts as a difference, and who explains it.
 
-    rel_tolerance: float = Field(1e-6, ge=0, description="Numbers closer than this (relative) compare equal.")
-    abs_tolerance: float = Field(1e-12, ge=0, description="Numbers closer than this (absolute) compare equal.")
+    The analysis code reads it as :class:`AnalysisSettings` (a plain dataclass, no pydantic to import),
+    whose defaults these are."""
+
+    rel_tolerance: float = Field(_ANALYSIS.rel_tolerance, ge=0, description="Numbers closer than this (relative) compare equal.")
+    abs_tolerance: float = Field(_ANALYSIS.abs_tolerance, ge=0, description="Numbers closer than this (absolute) compare equal.")
     ignore_params: list[str] = Field(
         default_factory=lambda: list(BOOKKEEPING_PATTERNS),
         description="Bookkeeping params (paths, names, logging/checkpoint intervals, workers, devices, verbosity, "
@@ -299,18 +288,18 @@ class AnalysisConfig(_Section):
         "tokenizer, initial weights).",
     )
     peer_runs: int = Field(
-        20, ge=0, description="At most this many other runs of the experiment that differ only in the seed are read "
+        _ANALYSIS.peer_runs, ge=0, description="At most this many other runs of the experiment that differ only in the seed are read "
         "to measure the noise (0: the two runs alone).",
     )
     provider: Literal["auto", "rules", "anthropic"] = Field(
-        "auto", description="Who explains: 'rules' (offline), 'anthropic', or 'auto' (anthropic when a key is set)."
+        _ANALYSIS.provider, description="Who explains: 'rules' (offline), 'anthropic', or 'auto' (anthropic when a key is set)."
     )
-    model: str = Field("claude-sonnet-4-6", description="The Anthropic model that explains.")
-    api_key: str | None = Field(None, description="Anthropic API key; default: $ANTHROPIC_API_KEY.")
-    base_url: str | None = Field(None, description="Anthropic API base URL; default: the SDK's (or $ANTHROPIC_BASE_URL).")
-    timeout: float = Field(60.0, gt=0, description="Seconds one request to the LLM may take.")
-    retries: int = Field(2, ge=0, description="Retries of a failed LLM request before falling back to the rules.")
-    max_tokens: int = Field(1500, ge=100, description="Longest explanation the LLM may write (tokens).")
+    model: str = Field(_ANALYSIS.model, description="The Anthropic model that explains.")
+    api_key: str | None = Field(_ANALYSIS.api_key, description="Anthropic API key; default: $ANTHROPIC_API_KEY.")
+    base_url: str | None = Field(_ANALYSIS.base_url, description="Anthropic API base URL; default: the SDK's (or $ANTHROPIC_BASE_URL).")
+    timeout: float = Field(_ANALYSIS.timeout, gt=0, description="Seconds one request to the LLM may take.")
+    retries: int = Field(_ANALYSIS.retries, ge=0, description="Retries of a failed LLM request before falling back to the rules.")
+    max_tokens: int = Field(_ANALYSIS.max_tokens, ge=100, description="Longest explanation the LLM may write (tokens).")
 
 
 class WeightsConfig(_Section):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from unitrack.failure import failure_line
 from unitrack.readers.view import RunView
-from unitrack.store.layout import DEFAULT_STORE_DIR, STORE_ENV
+from unitrack.store.layout import DEFAULT_STORE_DIR, STORE_ENV, RunPaths
 
 if TYPE_CHECKING:
     from unitrack.store.index import IndexRow
@@ -55,6 +55,7 @@ def runs(
     predicate = compile_filter(filter or "")
     wanted_status = [status] if isinstance(status, str) else list(status or [])
     opened = open_store(store)
+    runs_dir = opened.layout.runs
     found: list[RunView] = []
     for row in sorted(opened.rows(), key=lambda r: r.run_id, reverse=True):
         listing = run_summary_from_row(row)
@@ -68,7 +69,7 @@ def runs(
             continue
         fields = {"params": listing["params"], "metrics": listing["metrics"], "tags": listing["tags"], "attributes": listing}
         if predicate(fields):
-            found.append(_listed_view(opened, row, listing))
+            found.append(_listed_view(opened, runs_dir / row.run_id, row, listing))
             if limit is not None and len(found) >= limit:
                 break
     return found
@@ -129,17 +130,16 @@ def run_summary_from_row(row: IndexRow) -> dict[str, Any]:
     }
 
 
-def _listed_view(store: RunStore, row: IndexRow, listing: dict[str, Any]) -> RunView:
+def _listed_view(store: RunStore, folder: Path, row: IndexRow, listing: dict[str, Any]) -> RunView:
     """A view made from the index alone; the run folder is read only when more is asked for."""
     from unitrack.readers.local import local_details
 
-    paths = store.layout.run(row.run_id)
     record = {
         **listing,
         "metric_summary": row.metrics,
         "info": {"git": {"commit": listing["git_commit"]}, "config_hash": listing["config_hash"]},
     }
-    view = RunView(record, source="local", path=paths.root, details=lambda: local_details(store, paths))
+    view = RunView(record, source="local", path=folder, details=lambda: local_details(store, RunPaths(folder)))
     view.listing = listing
     return view
 

@@ -18,7 +18,7 @@ from unitrack.analysis.diffing import ratio, settings_diff, sources_diff, text_d
 from unitrack.analysis.metrics import LoggedCurve, compare_metrics, overfitting_gap
 from unitrack.analysis.noise import bucket_width, bucketed, curve, metric_noise, peer_spread
 from unitrack.analysis.peers import group_curves, peer_groups, seed_keys
-from unitrack.config import AnalysisConfig
+from unitrack.analysis_settings import AnalysisSettings
 from unitrack.readers import RunView
 from unitrack.reading import open_run
 from unitrack.store.layout import RunPaths
@@ -86,7 +86,7 @@ def _pair(a: Any, b: Any) -> dict[str, Any]:
     return {"a": a, "b": b, "same": a == b}
 
 
-def _model_section(a: RunView, b: RunView, settings: AnalysisConfig) -> dict[str, Any]:
+def _model_section(a: RunView, b: RunView, settings: AnalysisSettings) -> dict[str, Any]:
     summary_a, summary_b = _artifact_json(a, "model/summary.json"), _artifact_json(b, "model/summary.json")
     sources_a, sources_b = _artifact_json(a, "model/sources.json"), _artifact_json(b, "model/sources.json")
     section: dict[str, Any] = {"recorded": {"a": summary_a is not None, "b": summary_b is not None}}
@@ -201,7 +201,7 @@ def _curves(view: RunView) -> dict[str, LoggedCurve]:
     return {key: (steps, values, view.int_valued(key)) for key, (steps, values) in view.curves().items()}
 
 
-def _add_noise(store: RunStore, a: RunView, b: RunView, metrics: list[dict[str, Any]], settings: AnalysisConfig) -> int:
+def _add_noise(store: RunStore, a: RunView, b: RunView, metrics: list[dict[str, Any]], settings: AnalysisSettings) -> int:
     """Each result metric's noise band (``metric["noise"]``); returns how many peer runs were read."""
     groups = peer_groups(store, a, b, settings)
     judged = sum(1 for metric in metrics if metric["goal"] is not None)
@@ -217,10 +217,10 @@ def _add_noise(store: RunStore, a: RunView, b: RunView, metrics: list[dict[str, 
 
 
 def gather_evidence(
-    store: RunStore, ref_a: str, ref_b: str, settings: AnalysisConfig | None = None
+    store: RunStore, ref_a: str, ref_b: str, settings: AnalysisSettings | None = None
 ) -> dict[str, Any]:
     """The comparison of runs ``ref_a`` and ``ref_b``: every section, as plain JSON-ready data."""
-    settings = settings or AnalysisConfig()
+    settings = settings or AnalysisSettings()
     view_a, view_b = open_run(ref_a, store), open_run(ref_b, store)
     params_a, params_b = dict(view_a.record.get("params") or {}), dict(view_b.record.get("params") or {})
     config = settings_diff(params_a, params_b, settings.rel_tolerance, settings.abs_tolerance)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from unitrack.analysis.bookkeeping import bookkeeping_reason
 from unitrack.analysis.noise import Curve, curve
-from unitrack.config import AnalysisConfig
+from unitrack.analysis_settings import AnalysisSettings
 from unitrack.readers import RunView
 
 if TYPE_CHECKING:
@@ -26,14 +26,14 @@ def seed_keys(keys: Any) -> list[str]:
     return [k for k in keys if k.lower().replace(".", "/").split("/")[-1] in SEED_NAMES]
 
 
-def _same(a: Any, b: Any, settings: AnalysisConfig) -> bool:
+def _same(a: Any, b: Any, settings: AnalysisSettings) -> bool:
     numbers = (int, float)
     if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool) and not isinstance(b, bool):
         return math.isclose(a, b, rel_tol=settings.rel_tolerance, abs_tol=settings.abs_tolerance)
     return bool(a == b)
 
 
-def _telling(params: dict[str, Any], settings: AnalysisConfig) -> dict[str, Any]:
+def _telling(params: dict[str, Any], settings: AnalysisSettings) -> dict[str, Any]:
     """The params that may change what a run learns: no seed, no bookkeeping."""
     seeds = set(seed_keys(params))
     return {
@@ -43,13 +43,13 @@ def _telling(params: dict[str, Any], settings: AnalysisConfig) -> dict[str, Any]
     }
 
 
-def alike(a: dict[str, Any], b: dict[str, Any], settings: AnalysisConfig) -> bool:
+def alike(a: dict[str, Any], b: dict[str, Any], settings: AnalysisSettings) -> bool:
     """Whether two runs' params agree on everything but the seed and bookkeeping."""
     left, right = _telling(a, settings), _telling(b, settings)
     return left.keys() == right.keys() and all(_same(left[k], right[k], settings) for k in left)
 
 
-def _siblings(view: RunView, listed: list[RunView], settings: AnalysisConfig) -> list[RunView]:
+def _siblings(view: RunView, listed: list[RunView], settings: AnalysisSettings) -> list[RunView]:
     from unitrack.reading import run_summary  # a listed run's commit without opening its folder
 
     commit = view.git.get("commit")
@@ -60,7 +60,7 @@ def _siblings(view: RunView, listed: list[RunView], settings: AnalysisConfig) ->
     ]
 
 
-def peer_groups(store: RunStore, a: RunView, b: RunView, settings: AnalysisConfig) -> list[list[RunView]]:
+def peer_groups(store: RunStore, a: RunView, b: RunView, settings: AnalysisSettings) -> list[list[RunView]]:
     """Groups of runs alike but for the seed: A's with A, B's with B (one group when A and B are
     alike), each holding at least one run other than A and B, at most ``peer_runs`` read in all.
     The candidates come from the store's index (newest first); only the chosen runs' curves are read."""

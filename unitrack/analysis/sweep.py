@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from unitrack.analysis.bookkeeping import bookkeeping_reason
-from unitrack.config import AnalysisConfig
+from unitrack.analysis_settings import AnalysisSettings
 from unitrack.errors import UnitrackError
 from unitrack.goals import goal
 
@@ -170,9 +170,9 @@ def _fit(y: np.ndarray, blocks: list[np.ndarray]) -> tuple[list[np.ndarray], np.
     return parts, centred - sum(parts, np.zeros_like(y))
 
 
-def sweep_importance(views: Sequence[RunView], metric: str | None = None, settings: AnalysisConfig | None = None) -> SweepImportance:
+def sweep_importance(views: Sequence[RunView], metric: str | None = None, settings: AnalysisSettings | None = None) -> SweepImportance:
     """Rank the params of ``views`` (the runs of one sweep) by how much of ``metric`` each explains."""
-    settings = settings or AnalysisConfig()
+    settings = settings or AnalysisSettings()
     metric = metric or default_metric(views)
     direction = goal(metric)
     value_of = direction or "last"
@@ -231,7 +231,7 @@ def sweep_importance(views: Sequence[RunView], metric: str | None = None, settin
 
 
 def explain_sweep(
-    sweep: Any, metric: str | None = None, *, store: Any = None, settings: AnalysisConfig | None = None
+    sweep: Any, metric: str | None = None, *, store: Any = None, settings: AnalysisSettings | None = None
 ) -> SweepImportance:
     """The param importance of a sweep: every finished run of experiment ``sweep`` (a name) in the
     local store, or the completed trials of ``sweep`` when it is an Optuna study (its objective

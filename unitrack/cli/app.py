@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -108,7 +109,22 @@ for _commands in (compare, workflow, sync, weights, verify, server, ui):
     _commands.register(app)
 
 
+@app.callback()
+def _group() -> None:
+    """The commands always form a group, even when :func:`main` keeps only one of them."""
+
+
+def _keep_only(command: str) -> None:
+    """When the first argument names a command, keep only that one: typer turns the signature of
+    every registered command into click options before it runs any (~20 ms, a tenth of ``ls``)."""
+    chosen = [info for info in app.registered_commands if info.name == command]
+    if chosen:
+        app.registered_commands[:] = chosen
+
+
 def main() -> None:
+    if len(sys.argv) > 1:
+        _keep_only(sys.argv[1])
     app()
 
 

@@ -19,9 +19,9 @@ _SOURCE_LINES = 40
 
 
 def _settings(config: str | None) -> Any:
-    from unitrack.config import load_config
+    from unitrack.analysis_settings import analysis_settings
 
-    return load_config(config).analysis
+    return analysis_settings(config)
 
 
 def register(app: typer.Typer) -> None:

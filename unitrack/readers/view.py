@@ -127,7 +127,7 @@ class RunView:
         self._artifacts = artifacts
         self._details = details
         self.source = source
-        self.path = Path(path) if path is not None else None
+        self.path = path if path is None or isinstance(path, Path) else Path(path)
         self.listing: dict[str, Any] | None = None  # the run's ``ls --json`` entry, when it was listed
 
     def __repr__(self) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 STORE_ENV = "UNITRACK_DIR"  # names the local store; without it, ./.unitrack
 DEFAULT_STORE_DIR = ".unitrack"
+ENV_PREFIX = "UNITRACK__"  # UNITRACK__SECTION__KEY=value overrides a config key
 
 
 def store_path(store: str | os.PathLike[str] | None) -> Path:

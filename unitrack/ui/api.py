@@ -228,11 +228,11 @@ class Api:
 
     def _evidence(self, request: Request) -> tuple[dict[str, Any], Any]:
         from unitrack.analysis import gather_evidence
-        from unitrack.config import load_config
+        from unitrack.analysis_settings import analysis_settings
         from unitrack.ui.source import check_ref
 
         a, b = check_ref(_required(request, "a")), check_ref(_required(request, "b"))
-        settings = load_config(None).analysis
+        settings = analysis_settings()
         return gather_evidence(self.source.store, a, b, settings), settings
 
     def compare(self, request: Request) -> Response:
@@ -249,10 +249,10 @@ class Api:
     def sweep(self, request: Request) -> Response:
         """``GET /api/sweep?experiment=E[&metric=K]``: ``unitrack explain --sweep E --json``."""
         from unitrack.analysis.sweep import explain_sweep
-        from unitrack.config import load_config
+        from unitrack.analysis_settings import analysis_settings
 
         experiment, metric = _required(request, "experiment"), request.query_params.get("metric")
-        result = explain_sweep(experiment, metric, store=self.source.store, settings=load_config(None).analysis)
+        result = explain_sweep(experiment, metric, store=self.source.store, settings=analysis_settings())
         return json_response(result.to_dict())
 
     # --- live ---------------------------------------------------------------------------------

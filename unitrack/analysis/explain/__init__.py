@@ -11,7 +11,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from unitrack.config import AnalysisConfig
+from unitrack.analysis_settings import AnalysisSettings
 
 
 @dataclass
@@ -41,7 +41,7 @@ class Explanation:
         return asdict(self)
 
 
-def resolve_provider(settings: AnalysisConfig, provider: str | None) -> str:
+def resolve_provider(settings: AnalysisSettings, provider: str | None) -> str:
     """``rules`` or ``anthropic``: the one asked for, else the config's, else anthropic only when a key is set."""
     chosen = provider or settings.provider
     if chosen == "auto":
@@ -52,12 +52,12 @@ def resolve_provider(settings: AnalysisConfig, provider: str | None) -> str:
 
 
 def explain(
-    evidence: dict[str, Any], settings: AnalysisConfig | None = None, provider: str | None = None, model: str | None = None
+    evidence: dict[str, Any], settings: AnalysisSettings | None = None, provider: str | None = None, model: str | None = None
 ) -> Explanation:
     """Explain the difference between the two runs ``evidence`` describes (see ``gather_evidence``)."""
     from unitrack.analysis.explain.rules import explain_with_rules
 
-    settings = settings or AnalysisConfig()
+    settings = settings or AnalysisSettings()
     if resolve_provider(settings, provider) == "rules":
         return explain_with_rules(evidence)
     from unitrack.analysis.explain.anthropic_provider import explain_with_anthropic

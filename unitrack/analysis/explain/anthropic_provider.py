@@ -18,7 +18,7 @@ from typing import Any
 from unitrack.analysis.explain import Cause, Explanation
 from unitrack.analysis.explain.check import check_answer
 from unitrack.analysis.explain.rules import explain_with_rules
-from unitrack.config import AnalysisConfig
+from unitrack.analysis_settings import AnalysisSettings
 from unitrack.redact import REDACTED, is_secret_key, redact_text
 
 log = logging.getLogger("unitrack")
@@ -87,7 +87,7 @@ def _parse_answer(text: str) -> dict[str, Any]:
     return data
 
 
-def explain_with_anthropic(evidence: dict[str, Any], settings: AnalysisConfig, model: str | None = None) -> Explanation:
+def explain_with_anthropic(evidence: dict[str, Any], settings: AnalysisSettings, model: str | None = None) -> Explanation:
     model_name = model or settings.model
     try:
         import anthropic
