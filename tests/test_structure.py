@@ -39,10 +39,16 @@ def imported(node: ast.Import | ast.ImportFrom, module: str) -> list[str]:
     return [node.module or ""]
 
 
+# top-level modules that are one unit with another: the analysis section as a plain dataclass is the
+# config's (read without pydantic when there is no config file, through load_config when there is)
+SAME_UNIT = {"analysis_settings": "config"}
+
+
 def unit(module: str) -> str:
     """The package (or top-level module) of unitrack a module belongs to: unitrack.store.writer -> store."""
     parts = module.split(".")
-    return parts[1] if len(parts) > 1 else parts[0]
+    name = parts[1] if len(parts) > 1 else parts[0]
+    return SAME_UNIT.get(name, name)
 
 
 def runtime_imports(tree: ast.Module) -> Iterator[ast.Import | ast.ImportFrom]:
