@@ -10,10 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from unitrack.checkpoint.registry import CheckpointInfo, read_registry
-from unitrack.checkpoint.storage import SHARDED_LAYOUT
+from unitrack.checkpoint.storage import MANIFEST, SHARDED_LAYOUT
 from unitrack.store.fsio import atomic_write_json, read_json
-
-MANIFEST_FILE = "manifest.json"  # written last by a save: a folder without it is no finished checkpoint
 
 
 def run_checkpoints(run_dir: Path) -> list[CheckpointInfo]:
@@ -29,13 +27,13 @@ def best_checkpoint(run_dir: Path) -> CheckpointInfo | None:
 
 
 def is_unitrack_checkpoint(folder: Path) -> bool:
-    """True for a folder a save finished (it holds the manifest): the only kind ``clean`` deletes."""
-    return (Path(folder) / MANIFEST_FILE).is_file()
+    """True for a folder a save finished (it holds the manifest, written last): the only kind ``clean`` deletes."""
+    return (Path(folder) / MANIFEST).is_file()
 
 
 def is_sharded_checkpoint(folder: Path) -> bool:
     """True for a finished checkpoint whose manifest says it holds DCP shards (see ``sharded``)."""
-    manifest = read_json(Path(folder) / MANIFEST_FILE, None)
+    manifest = read_json(Path(folder) / MANIFEST, None)
     return isinstance(manifest, dict) and manifest.get("layout") == SHARDED_LAYOUT
 
 
