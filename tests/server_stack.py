@@ -17,8 +17,9 @@ from unitrack.server.stack import CLIENT_ENV, READY_LINE
 class StackProcess:
     """One ``unitrack server`` (by default ``--db postgresql --artifacts s3``) with its data in ``data``."""
 
-    def __init__(self, data: Path, port: int | None = None, *options: str) -> None:
+    def __init__(self, data: Path, port: int | None = None, *options: str, env: dict[str, str] | None = None) -> None:
         self.data = data
+        self.extra_env = env or {}  # on top of this process's environment less its MLFLOW_* and AWS_*
         self.port = port or free_port()
         self.options = options or ("--db", "postgresql", "--artifacts", "s3", "--s3-port", "0", "--workers", "2")
         self.process: subprocess.Popen[str] | None = None
@@ -31,7 +32,7 @@ class StackProcess:
             sys.executable, "-m", "unitrack.cli.app", "server", "--data", str(self.data), "--port", str(self.port),
             *self.options,
         ]  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))} | self.extra_env
         self.process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
         )

@@ -302,3 +302,25 @@ def test_checkpoints_are_uploaded_per_policy(tmp_path: Path, mlflow_server: Mlfl
     uploaded = [a.path for a in MlflowClient(mlflow_server.uri).list_artifacts(run.info.run_id, "checkpoints")]
     assert uploaded == ["checkpoints/epoch-0"]
     assert run.data.tags["unitrack.best_checkpoint"] == "epoch-0"
+
+
+def test_nan_and_infinities_reach_the_mlflow_server_as_its_own_client_sends_them(mlflow_server: MlflowServer) -> None:
+    """unitrack builds log-batch requests itself; MLflow stores ±inf as ±max float: the same as its client."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    logged = [1.5, float("nan"), float("inf"), float("-inf"), 0.25]
+    config = quiet_config(tracking={"use_mlflow": True, "mlflow_tracking_uri": mlflow_server.uri})
+    with ut.experiment_tracking("non-finite", config) as tracker:
+        for step, value in enumerate(logged):
+            tracker.log_metrics({"loss": value}, step=step)
+    ours = mlflow_run(mlflow_server.uri, tracker.run_id, "non-finite")
+
+    client = MlflowClient(mlflow_server.uri)
+    reference = client.create_run(ours.info.experiment_id).info.run_id
+    client.log_batch(reference, metrics=[Metric("loss", value, 0, step) for step, value in enumerate(logged)])
+
+    stored = mlflow_points(mlflow_server.uri, ours.info.run_id, "loss")
+    assert [repr(value) for _, value in stored] == [repr(value) for _, value in mlflow_points(mlflow_server.uri, reference, "loss")]
+    assert [step for step, _ in stored] == list(range(len(logged)))
+    assert stored[0][1] == 1.5 and stored[1][1] != stored[1][1] and stored[2][1] > 1e308 and stored[3][1] < -1e308

@@ -174,6 +174,16 @@ def test_reindex_command(three_runs: dict[str, str], store_dir: Path) -> None:
     assert len(cli_json("ls")) == 3
 
 
+def test_a_command_built_alone_behaves_as_among_all(three_runs: dict[str, str]) -> None:
+    """main() has typer build only the command it runs: output, help and errors are the whole app's."""
+    from unitrack.cli.app import _only
+
+    for args in (["ls"], ["ls", "--help"], ["show", "latest", "--json"], ["ls", "--bogus"], ["show"]):
+        alone, among = runner.invoke(_only(args[0]), args), runner.invoke(app, args)
+        assert (alone.exit_code, alone.output) == (among.exit_code, among.output), args
+    assert _only("nosuch") is app and len(app.registered_commands) > 10
+
+
 def test_the_console_script_runs(three_runs: dict[str, str]) -> None:
     exe = Path(sys.executable).with_name("unitrack")
     done = subprocess.run([str(exe), "ls", "--json"], capture_output=True, text=True, timeout=60)

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 import unitrack as ut
 from tests.backend_services import tensorboard_scalars
-from tests.conftest import quiet_config
+from tests.conftest import PATIENCE_S, quiet_config
 from unitrack.backends.base import Backend, Capabilities, RunInfo
 from unitrack.cli.app import app
 from unitrack.events import Event, MetricEvent
@@ -80,3 +80,44 @@ def test_order_free_batches_travel_in_parallel_and_each_point_arrives_once() -> 
     assert sorted(backend.points) == [(s, float(s)) for s in range(2000)]
     assert backend.most_in_flight > 1
     assert json.loads((tracker.run_dir / "run.json").read_text())["backends"]["parallel"]["in_sync"] is True
+
+
+class Straggler(Backend):
+    """Takes 4 batches at once; the first one is answered only after 8 later ones, like a request
+    that waited on a lock at the server."""
+
+    name = "straggler"
+    capabilities = Capabilities(max_metric_values_per_write=10, concurrent_writes=4)
+
+    def __init__(self) -> None:
+        self.points: list[tuple[int, float]] = []
+        self.answered = 0
+        self.overtaken = False
+        self._first = True
+        self._changed = threading.Condition()
+
+    def open(self, run: RunInfo) -> None:
+        pass
+
+    def write(self, events: Sequence[Event]) -> None:
+        with self._changed:
+            first, self._first = self._first, False
+            if first:  # held until later batches overtake it, or a generous bound
+                self.overtaken = self._changed.wait_for(lambda: self.answered >= 8, timeout=PATIENCE_S)
+            self.points += [(e.step, e.values["x"]) for e in events if isinstance(e, MetricEvent)]
+            self.answered += 1
+            self._changed.notify_all()
+
+    def close(self, status: str) -> None:
+        pass
+
+
+def test_a_slow_batch_does_not_hold_the_requests_behind_it() -> None:
+    backend = Straggler()
+    with ut.experiment_tracking("straggler", quiet_config(), backends=[backend]) as tracker:
+        for step in range(200):
+            tracker.log_metrics({"x": float(step)}, step=step)
+    assert backend.overtaken, "the other workers waited for the slow request instead of sending on"
+    assert sorted(backend.points) == [(s, float(s)) for s in range(200)]
+    delivery = json.loads((tracker.run_dir / "run.json").read_text())["backends"]["straggler"]
+    assert delivery["in_sync"] is True and delivery["owed"] == 0

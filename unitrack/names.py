@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import time
 
 MAX_NAME_LENGTH = 250
@@ -56,6 +55,8 @@ def _base32(number: int, width: int) -> str:
 
 def new_run_id(now: float | None = None) -> str:
     """A short id that sorts by creation time: 9 base-32 digits of milliseconds + 4 random ones."""
+    import secrets  # here: it loads hashlib and OpenSSL, which the reading commands never need
+
     millis = int((time.time() if now is None else now) * 1000)
     return _base32(millis, _TIME_DIGITS) + _base32(secrets.randbits(5 * _RANDOM_DIGITS), _RANDOM_DIGITS)
 

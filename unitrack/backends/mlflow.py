@@ -14,13 +14,14 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from unitrack.backends import model_registry
 from unitrack.backends.base import Backend, Capabilities, PermanentBackendError, RunInfo
+from unitrack.backends.mlflow_rest import MetricPoint, RestLogBatch, rest_sender
 from unitrack.backends.quiet import quiet_loggers
 from unitrack.backends.shaping import KeyNames, Limits, chunks, fit_values, points
 from unitrack.checkpoint.refs import BEST_TAG, CHECKPOINTS_ARTIFACT
@@ -80,6 +81,7 @@ class MlflowBackend(Backend):
         self._experiment_name = config.tracking.mlflow_experiment
         self._checkpointing = config.checkpointing
         self._client: Any = None
+        self._rest: RestLogBatch | None = None
         self._run_id: str | None = None
         self._start_time = 0.0
         self._names = KeyNames(self.limits)
@@ -119,6 +121,7 @@ class MlflowBackend(Backend):
             )
             self._run_id = created.info.run_id
         self._client = client
+        self._rest = rest_sender(client.tracking_uri)
         self._start_time = run.start_time
 
     def _artifact_location(self) -> str | None:
@@ -148,12 +151,11 @@ class MlflowBackend(Backend):
         return fitted.values
 
     def write(self, events: Sequence[Event]) -> None:
-        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.entities import Param, RunTag
 
         name = self._names
-        metrics = [
-            Metric(name(key), float(value), int(when * 1000), step)
-            for key, value, step, when in points(events, self._start_time)
+        metrics: list[MetricPoint] = [
+            (name(key), float(value), int(when * 1000), step) for key, value, step, when in points(events, self._start_time)
         ]
         params: dict[str, Any] = {}
         tags: dict[str, Any] = {}
@@ -172,17 +174,34 @@ class MlflowBackend(Backend):
         param_list = [Param(k, v) for k, v in fitted_params.values.items()]
         tag_list = [RunTag(k, v) for k, v in fitted_tags.values.items()]
         for metric_chunk in chunks(metrics, caps.max_metric_values_per_write):
-            self._log_batch(metrics=list(metric_chunk))
+            self._log_metrics(metric_chunk)
         for param_chunk in chunks(param_list, caps.max_params_per_write):
             self._log_batch(params=list(param_chunk))
         for tag_chunk in chunks(tag_list, limits.max_tags_per_write):
             self._log_batch(tags=list(tag_chunk))
 
+    def _log_metrics(self, metrics: Sequence[MetricPoint]) -> None:
+        """Straight JSON to a tracking server (the client's protobuf round trip costs the server's
+        cores); through ``MlflowClient`` to a database or file store."""
+        if self._rest is not None:
+            rest, run_id = self._rest, self._run_id
+            assert run_id is not None
+            self._call(lambda: rest.send(run_id, metrics))
+        else:
+            from mlflow.entities import Metric
+
+            self._log_batch(metrics=[Metric(*point) for point in metrics])
+
     def _log_batch(self, metrics: list[Any] = (), params: list[Any] = (), tags: list[Any] = ()) -> None:  # type: ignore[assignment]
+        self._call(lambda: self._client.log_batch(self._run_id, metrics=metrics, params=params, tags=tags, synchronous=True))
+
+    @staticmethod
+    def _call(request: Callable[[], object]) -> None:
+        """One request; MLflow's rejection of the data itself is permanent, anything else transient."""
         from mlflow.exceptions import MlflowException
 
         try:
-            self._client.log_batch(self._run_id, metrics=metrics, params=params, tags=tags, synchronous=True)
+            request()
         except MlflowException as exc:
             if exc.error_code == "INVALID_PARAMETER_VALUE":  # a changed param, a bad key: retrying cannot help
                 raise PermanentBackendError(str(exc)) from exc

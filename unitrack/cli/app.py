@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -111,21 +112,22 @@ for _commands in (compare, workflow, sync, weights, verify, server, ui):
 
 @app.callback()
 def _group() -> None:
-    """The commands always form a group, even when :func:`main` keeps only one of them."""
+    """The commands always form a group, even when :func:`main` runs only one of them."""
 
 
-def _keep_only(command: str) -> None:
-    """When the first argument names a command, keep only that one: typer turns the signature of
-    every registered command into click options before it runs any (~20 ms, a tenth of ``ls``)."""
+def _only(command: str) -> typer.Typer:
+    """``app`` with only ``command`` when it names one: typer turns the signature of every registered
+    command into click options before it runs any (~20 ms, a tenth of ``ls``)."""
     chosen = [info for info in app.registered_commands if info.name == command]
-    if chosen:
-        app.registered_commands[:] = chosen
+    if not chosen:
+        return app
+    narrowed = copy.copy(app)
+    narrowed.registered_commands = chosen
+    return narrowed
 
 
 def main() -> None:
-    if len(sys.argv) > 1:
-        _keep_only(sys.argv[1])
-    app()
+    (_only(sys.argv[1]) if len(sys.argv) > 1 else app)()
 
 
 if __name__ == "__main__":

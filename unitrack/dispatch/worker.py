@@ -16,8 +16,9 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -236,17 +237,7 @@ class BackendWorker:
             event_from_record(r) for r in chunk.records if int(r.get("seq", 0)) > self.state.seq and r["seq"] not in done
         ]
         try:
-            window: list[list[Event]] = []
-            for group in self._groups(events):
-                if self._order_free(group):
-                    window.append(group)
-                    if len(window) < self._concurrency:
-                        continue
-                self._deliver_window(window)
-                window = []
-                if not self._order_free(group):
-                    self._deliver_acknowledged(group)
-            self._deliver_window(window)
+            self._deliver_groups(self._groups(events))
         except (_Aborted, KeyboardInterrupt):
             raise
         except Exception as exc:
@@ -270,33 +261,48 @@ class BackendWorker:
         """Metric and system batches may travel side by side when the backend does not care about order."""
         return self._concurrency > 1 and all(type(e) in (MetricEvent, SystemEvent) for e in group)
 
-    def _deliver_window(self, window: list[list[Event]]) -> None:
-        """Deliver several order-free batches at once; the cursor moves past those acknowledged in a row."""
-        if len(window) <= 1:
-            for group in window:
-                self._deliver_acknowledged(group)
-            return
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix=f"unitrack-{self.backend.name}")
-        futures = [(group, self._pool.submit(self._deliver_retrying, group)) for group in window]
-        failure: BaseException | None = None
-        acknowledged = []
-        for group, future in futures:
-            try:
-                future.result()
-                acknowledged.append(group)
-            except BaseException as exc:
-                failure = failure or exc
-        for group in window:  # the cursor only moves over an unbroken run of acknowledged batches
-            if group is not (acknowledged[0] if acknowledged else None):
-                break
-            acknowledged.pop(0)
+    def _deliver_groups(self, groups: Iterable[list[Event]]) -> None:
+        """Deliver batches in order, keeping up to ``concurrent_writes`` order-free ones in flight.
+
+        Not rounds: a new request leaves as soon as any one is answered, so a slow request
+        does not idle the others and the server always has one waiting per worker. The cursor
+        moves over the batches acknowledged in an unbroken run from the oldest; a batch that is
+        not order-free waits until everything before it has arrived.
+        """
+        sent: deque[tuple[list[Event], Future[None]]] = deque()
+        try:
+            for group in groups:
+                if not self._order_free(group):
+                    self._settle(sent, in_flight=0)
+                    self._deliver_acknowledged(group)
+                    continue
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix=f"unitrack-{self.backend.name}")
+                sent.append((group, self._pool.submit(self._deliver_retrying, group)))
+                self._settle(sent, in_flight=self._concurrency - 1)
+            self._settle(sent, in_flight=0)
+        except BaseException:
+            for group, future in sent:  # delivered beyond a failed batch: not sent again by this worker
+                if future.exception() is None:
+                    self._acknowledged.update(event.seq for event in group)
+            raise
+
+    def _settle(self, sent: deque[tuple[list[Event], Future[None]]], in_flight: int) -> None:
+        """Wait until at most ``in_flight`` batches are unanswered, move the cursor over the oldest
+        acknowledged ones, and raise a batch's failure (its retries are spent) as soon as one is known."""
+        pending = [future for _, future in sent if not future.done()]
+        while len(pending) > in_flight:
+            wait(pending, return_when=FIRST_COMPLETED)
+            pending = [future for future in pending if not future.done()]
+        while sent and sent[0][1].done():
+            group, future = sent[0]
+            future.result()
+            sent.popleft()
             self.state.seq = max(self.state.seq, group[-1].seq)
-        for group in acknowledged:  # delivered beyond a failed batch: not sent again by this worker
-            self._acknowledged.update(event.seq for event in group)
-        if failure is not None:
-            raise failure
-        self._save_cursor()
+            self._save_cursor()
+        failed = next((future for _, future in sent if future.done() and future.exception() is not None), None)
+        if failed is not None:
+            failed.result()
 
     def _deliver_acknowledged(self, group: list[Event]) -> None:
         self._deliver_retrying(group)

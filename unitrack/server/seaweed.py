@@ -81,24 +81,34 @@ class SeaweedS3:
         self.child = Child("seaweedfs", command, self.folder / "weed.log", cwd=self.folder)
         client = self.client()
         self.child.wait_ready(lambda: _list_buckets(client) is not None, timeout)
-        existing = _list_buckets(client) or set()
-        for bucket in buckets:
-            if bucket not in existing:
-                client.create_bucket(Bucket=bucket)
+        ensure_buckets(client, buckets)
 
     def client(self) -> Any:
-        import boto3
-        from botocore.config import Config
-
-        return boto3.client(
-            "s3", endpoint_url=self.endpoint, aws_access_key_id=self.credentials.access_key,
-            aws_secret_access_key=self.credentials.secret_key, region_name="us-east-1",
-            config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10),
-        )  # fmt: skip
+        return s3_client(self.endpoint, self.credentials.access_key, self.credentials.secret_key)
 
     def stop(self) -> None:
         if self.child is not None:
             self.child.stop(timeout=10)
+
+
+def s3_client(endpoint: str, access_key: str | None, secret_key: str | None) -> Any:
+    """A boto3 S3 client for ``endpoint`` that fails fast (the stack is starting: no long retries)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3", endpoint_url=endpoint, aws_access_key_id=access_key, aws_secret_access_key=secret_key,
+        region_name="us-east-1", config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10),
+    )  # fmt: skip
+
+
+def ensure_buckets(client: Any, buckets: tuple[str, ...]) -> list[str]:
+    """Create the buckets that do not exist yet; return the names created."""
+    existing = _list_buckets(client) or set()
+    created = [bucket for bucket in dict.fromkeys(buckets) if bucket not in existing]
+    for bucket in created:
+        client.create_bucket(Bucket=bucket)
+    return created
 
 
 def _list_buckets(client: Any) -> set[str] | None:
