@@ -4,7 +4,8 @@ Strict JSON has no NaN or infinity, and a diverged run logs them. Every file and
 holds numbers (the journal, ``summary.json``, the checkpoint registry and headers, ``params``,
 ``show --json``, ``export``, the dashboard's API) writes them through :func:`encode_number` or
 :func:`json_safe`, so the same three strings mean the same thing everywhere, and
-:func:`decode_number` reads them back.
+:func:`decode_number` reads them back. A wire format with its own words for them (protobuf's JSON
+mapping, which MLflow's REST API parses) passes its spelling, :data:`PROTOBUF`.
 """
 
 from __future__ import annotations
@@ -15,16 +16,18 @@ from typing import Any
 
 Number = float | int
 
+UNITRACK = ("nan", "inf", "-inf")  # how NaN, +inf and -inf are written in unitrack's own files
+PROTOBUF = ("NaN", "Infinity", "-Infinity")  # protobuf's JSON mapping of a double (MLflow's REST API)
 _TOKENS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
-def encode_number(value: Number) -> Number | str:
-    """A JSON-safe form of a number: finite numbers as they are, NaN/inf as strings."""
+def encode_number(value: Number, spelling: tuple[str, str, str] = UNITRACK) -> Number | str:
+    """A JSON-safe form of a number: finite numbers as they are, NaN/inf as strings (``spelling``)."""
     if value - value == 0:  # false only for NaN and +-inf
         return value
     if value != value:
-        return "nan"
-    return "inf" if value > 0 else "-inf"
+        return spelling[0]
+    return spelling[1] if value > 0 else spelling[2]
 
 
 def decode_number(value: Number | str) -> Number:
