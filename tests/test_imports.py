@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -71,3 +72,15 @@ def test_reading_commands_load_only_what_they_need(command: list[str], allowed: 
         ]
     )
     assert loaded_after(code) <= allowed
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads through /proc")
+def test_reading_commands_import_numpy_with_one_blas_thread_and_leave_the_environment_alone() -> None:
+    code = (
+        "import os\nfrom unitrack.cli.common import import_numpy_one_blas_thread\nimport_numpy_one_blas_thread()\n"
+        "print(len(os.listdir('/proc/self/task')), os.environ.get('OPENBLAS_NUM_THREADS'))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "None"]

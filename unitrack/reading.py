@@ -8,7 +8,7 @@ folder; a run's curves come from its columnar history (docs/reading.md).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,13 +50,41 @@ def runs(
     (a commit prefix) as ``ls --tag`` / ``--git`` do; ``limit`` keeps the newest N. Each view's
     identity, params, tags and summary come from the index; anything else is read on first use.
     """
+    opened = open_store(store)
+    runs_dir = opened.layout.runs
+    matching = _matching(opened, filter, experiment, status, limit, tags, git)
+    return [_listed_view(opened, runs_dir / row.run_id, row, listing) for row, listing in matching]
+
+
+def listings(
+    filter: str | None = None,
+    *,
+    store: Any = None,
+    experiment: str | None = None,
+    status: str | Sequence[str] | None = None,
+    limit: int | None = None,
+    tags: Sequence[str] | None = None,
+    git: str | None = None,
+) -> list[dict[str, Any]]:
+    """:func:`run_summary` of each run :func:`runs` gives (what ``ls --json`` prints), without making
+    the views: a tenth of the time of listing a thousand runs."""
+    return [listing for _, listing in _matching(open_store(store), filter, experiment, status, limit, tags, git)]
+
+
+def _matching(
+    opened: RunStore,
+    filter: str | None,
+    experiment: str | None,
+    status: str | Sequence[str] | None,
+    limit: int | None,
+    tags: Sequence[str] | None,
+    git: str | None,
+) -> Iterator[tuple[IndexRow, dict[str, Any]]]:
     from unitrack.store.query import compile_filter
 
     predicate = compile_filter(filter or "")
     wanted_status = [status] if isinstance(status, str) else list(status or [])
-    opened = open_store(store)
-    runs_dir = opened.layout.runs
-    found: list[RunView] = []
+    found = 0
     for row in sorted(opened.rows(), key=lambda r: r.run_id, reverse=True):
         listing = run_summary_from_row(row)
         if tags and not _matches_tags(listing["tags"], tags):
@@ -69,10 +97,10 @@ def runs(
             continue
         fields = {"params": listing["params"], "metrics": listing["metrics"], "tags": listing["tags"], "attributes": listing}
         if predicate(fields):
-            found.append(_listed_view(opened, runs_dir / row.run_id, row, listing))
-            if limit is not None and len(found) >= limit:
-                break
-    return found
+            yield row, listing
+            found += 1
+            if limit is not None and found >= limit:
+                return
 
 
 def open_run(ref: str, store: Any = None) -> RunView:

@@ -86,8 +86,10 @@ def export_command(
 ) -> None:
     """The whole run as JSON (default), with every metric point and its step; or the points as CSV."""
     with cli_errors():
+        from unitrack.cli.common import import_numpy_one_blas_thread
         from unitrack.cli.runs import export_run
 
+        import_numpy_one_blas_thread()
         if as_json and as_csv:
             raise ValueError("choose one of --json and --csv")
         from unitrack.readers import is_backend_ref

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from unitrack.cli.common import JsonOption, StoreOption, cli_errors
+from unitrack.cli.common import JsonOption, StoreOption, cli_errors, import_numpy_one_blas_thread
 
 RunA = Annotated[str, typer.Argument(help="Run A (before): an id, a prefix, latest~N, or a backend reference.")]
 RunB = Annotated[str, typer.Argument(help="Run B (after).")]
@@ -31,6 +31,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Two runs side by side: config, metrics, model and its code, environment, git, system, weights."""
         with cli_errors():
+            import_numpy_one_blas_thread()
             from unitrack.analysis import gather_evidence
             from unitrack.cli.common import open_store, print_json
 
@@ -56,6 +57,7 @@ def register(app: typer.Typer) -> None:
         """Why performance changed from A to B: likely causes ranked, each with its evidence, and what to try next.
         With --sweep EXPERIMENT: which params of its runs explain the metric's variation, and how."""
         with cli_errors():
+            import_numpy_one_blas_thread()
             if sweep is not None or run_a is None or run_b is None:
                 from unitrack.cli.sweep import sweep_command
 

@@ -25,10 +25,9 @@ def find_runs(
     limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """The ``ls --json`` entries of the runs matching every criterion, newest first."""
-    from unitrack.reading import run_summary, runs
+    from unitrack.reading import listings
 
-    views = runs(filter_text, store=store, experiment=experiment, status=statuses, limit=limit, tags=tags, git=git)
-    return [run_summary(view) for view in views]
+    return listings(filter_text, store=store, experiment=experiment, status=statuses, limit=limit, tags=tags, git=git)
 
 
 def print_runs(runs: list[dict[str, Any]], store: RunStore) -> None:

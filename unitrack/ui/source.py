@@ -58,9 +58,9 @@ class RunSource:
 
     def list_runs(self, filter_text: str | None) -> list[dict[str, Any]]:
         """Every run matching ``filter_text``, newest first, each shaped as in ``unitrack ls --json``."""
-        from unitrack.reading import run_summary, runs
+        from unitrack.reading import listings
 
-        return [run_summary(view) for view in runs(filter_text, store=self.store)]
+        return listings(filter_text, store=self.store)
 
     def details(self, ref: str) -> dict[str, Any]:
         """One run as ``unitrack show --json`` prints it."""
