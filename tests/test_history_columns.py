@@ -20,7 +20,7 @@ import torch
 import unitrack as ut
 from tests.checkpoint_helpers import make_model, train_step
 from tests.conftest import quiet_config, run_script
-from unitrack.cli.common import json_safe
+from unitrack.nonfinite import json_safe
 from unitrack.store.history import read_views
 from unitrack.store.layout import RunPaths
 

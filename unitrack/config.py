@@ -376,8 +376,12 @@ def config_hash(cfg: Config) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+# What every entry point takes as its config: a Config, a mapping, a YAML path, or None (defaults).
+ConfigSource = Config | Mapping[str, Any] | str | os.PathLike[str] | None
+
+
 def load_config(
-    source: Config | Mapping[str, Any] | str | os.PathLike[str] | None = None,
+    source: ConfigSource = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Config:
     """Build a :class:`Config` from a YAML file, a mapping, a Config or defaults (None).

@@ -4,7 +4,7 @@ A training call becomes an event with a wall-clock time; the journal writer give
 sequence number (its place in the run's journal), so the tracker enqueues the very objects the
 journal stores and backends receive: there is one hand-off type, not a tuple per call site.
 Backends translate events; they never see user objects. Each event is one JSON line in the
-journal, so non-finite numbers are written as the strings "nan", "inf" and "-inf".
+journal, so non-finite numbers are written as :mod:`unitrack.nonfinite` writes them.
 
 Kinds beyond the core six travel as :class:`RecordEvent`; their names are the constants below
 and their payloads the ``TypedDict`` beside each, so a writer and a reader of a kind agree on it.
@@ -13,33 +13,16 @@ and their payloads the ``TypedDict`` beside each, so a writer and a reader of a 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypedDict
 
-Number = float | int
+from unitrack.nonfinite import Number, decode_number, encode_number
+
 UNNUMBERED = 0  # the seq of an event not yet written: the journal writer numbers it
 
-_NONFINITE_TOKENS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 _encode_finite = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
-
-
-def encode_number(value: Number) -> Number | str:
-    """A JSON-safe form of a metric value: finite numbers as they are, NaN/inf as strings."""
-    if value - value == 0:  # false only for NaN and +-inf
-        return value
-    if value != value:
-        return "nan"
-    return "inf" if value > 0 else "-inf"
-
-
-def decode_number(value: Number | str) -> Number:
-    """The inverse of :func:`encode_number`."""
-    if isinstance(value, str):
-        return _NONFINITE_TOKENS.get(value, math.nan)
-    return value
 
 
 @dataclass(slots=True)

@@ -102,3 +102,14 @@ class RunLifecycle:
         elif previous != signal.SIG_IGN:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory in MB (``run.json``'s ``peak_rss_mb``), None where unknown."""
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 1024 if sys.platform != "darwin" else peak / 2**20
+    except (ImportError, OSError):
+        return None

@@ -1,4 +1,5 @@
-"""Validation of user-chosen names and run ids, so that no name can escape the store."""
+"""Validation of user-chosen names and run ids, so that no name can escape the store; parsing the
+references that name a run elsewhere (an MLflow run), for the readers and for checkpoint loading."""
 
 from __future__ import annotations
 
@@ -58,3 +59,18 @@ def new_run_id(now: float | None = None) -> str:
 
     millis = int((time.time() if now is None else now) * 1000)
     return _base32(millis, _TIME_DIGITS) + _base32(secrets.randbits(5 * _RANDOM_DIGITS), _RANDOM_DIGITS)
+
+
+def parse_mlflow_ref(ref: str) -> tuple[str | None, str]:
+    """(tracking URI, run id) of ``mlflow://HOST:PORT/RUN_ID``, ``mlflow+https://HOST/RUN_ID`` or
+    ``mlflow:RUN_ID`` (whose server ``MLFLOW_TRACKING_URI`` names)."""
+    scheme, _, rest = ref.partition(":")
+    transport = scheme.partition("+")[2] or "http"
+    if rest.startswith("//"):
+        host, _, run_id = rest[2:].rstrip("/").rpartition("/")
+        if not host or not run_id:
+            raise ValueError(f"{ref!r}: write mlflow://HOST:PORT/RUN_ID")
+        return f"{transport}://{host}", run_id
+    if not rest:
+        raise ValueError(f"{ref!r}: write mlflow:RUN_ID (with MLFLOW_TRACKING_URI set) or mlflow://HOST:PORT/RUN_ID")
+    return os.environ.get("MLFLOW_TRACKING_URI"), rest

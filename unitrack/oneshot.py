@@ -8,11 +8,10 @@ is then finished, so ``unitrack ls --tag`` / ``--filter "metrics.result >= 0.9"`
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
-from unitrack.config import Config
+from unitrack.config import ConfigSource
 
 RESULT_KEY = "result"
 
@@ -24,7 +23,7 @@ def log_all(
     optimizer: Any = None,
     *,
     name: str | None = None,
-    config: Config | Mapping[str, Any] | str | os.PathLike[str] | None = None,
+    config: ConfigSource = None,
     params: Any = None,
     scheduler: Any = None,
     loss_fn: Any = None,

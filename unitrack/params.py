@@ -7,11 +7,11 @@ Hydra ``DictConfig``. Nested sections are flattened with '/' (``optimizer/lr``),
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
 from collections.abc import Mapping
 from typing import Any
 
+from unitrack.nonfinite import encode_number
 from unitrack.redact import redact_value
 
 SEPARATOR = "/"
@@ -43,7 +43,7 @@ def param_value(value: Any) -> Any:
     if isinstance(value, (bool, int, str)) or value is None:
         return value
     if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
+        return encode_number(value)
     if isinstance(value, (list, tuple)):
         return [param_value(v) for v in value]
     item = getattr(value, "item", None)

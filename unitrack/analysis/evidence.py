@@ -21,6 +21,7 @@ from unitrack.analysis.peers import group_curves, peer_groups, seed_keys
 from unitrack.analysis_settings import AnalysisSettings
 from unitrack.readers import RunView
 from unitrack.reading import open_run
+from unitrack.store.layout import RunPaths
 
 if TYPE_CHECKING:
     from unitrack.store.runs import RunStore
@@ -38,7 +39,8 @@ def _artifact_text(view: RunView, name: str) -> str | None:
         return None
     for artifact in view.artifacts:
         if artifact.get("name") == name:
-            target = Path(view.path) / str(artifact.get("path") or f"artifacts/{name}")
+            paths = RunPaths(Path(view.path))
+            target = paths.root / artifact["path"] if artifact.get("path") else paths.artifacts / name
             try:
                 return target.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError):
@@ -55,17 +57,6 @@ def _artifact_json(view: RunView, name: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return data if isinstance(data, dict) else None
-
-
-def _environment(view: RunView) -> dict[str, Any]:
-    if view.path is not None:
-        try:
-            data = json.loads((Path(view.path) / "environment.json").read_text(encoding="utf-8"))
-            if isinstance(data, dict):
-                return data
-        except (OSError, ValueError):
-            pass
-    return dict((view.record.get("info") or {}).get("environment") or {})
 
 
 def _identity(view: RunView) -> dict[str, Any]:
@@ -137,7 +128,7 @@ def _setup_settings(part: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _environment_section(a: RunView, b: RunView) -> dict[str, Any]:
-    env_a, env_b = _environment(a), _environment(b)
+    env_a, env_b = a.environment, b.environment
     facts = {key: _pair(env_a.get(key), env_b.get(key)) for key in _ENV_FACTS if key in env_a or key in env_b}
     torch_a, torch_b = env_a.get("torch") or {}, env_b.get("torch") or {}
     for key in _TORCH_FACTS:

@@ -15,21 +15,13 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from unitrack.nonfinite import PROTOBUF, encode_number
+
 LOG_BATCH = "/api/2.0/mlflow/runs/log-batch"
 _JSON_HEADERS = {"Content-Type": "application/json"}
 
 MetricPoint = tuple[str, float, int, int]
 """(key, value, timestamp in ms, step): one point as MLflow stores it."""
-
-
-def proto_json_number(value: float) -> float | str:
-    """A double as protobuf's JSON mapping spells it: non-finite values are the quoted words
-    ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` (the server's parser rejects bare NaN and "nan")."""
-    if value - value == 0:  # false only for NaN and +-inf
-        return value
-    if value != value:
-        return "NaN"
-    return "Infinity" if value > 0 else "-Infinity"
 
 
 class RestLogBatch:
@@ -41,14 +33,15 @@ class RestLogBatch:
         self._creds = get_default_host_creds(tracking_uri)
 
     def send(self, run_id: str, metrics: Sequence[MetricPoint]) -> None:
-        """One request; raises MLflow's own exceptions (``RestException`` with the server's error
+        """One request (non-finite values spelled as protobuf's JSON mapping does: the server's parser
+        rejects bare NaN and "nan"); raises MLflow's own exceptions (``RestException`` with the server's error
         code, ``MlflowException`` for a connection failure), as ``MlflowClient`` would."""
         from mlflow.utils.rest_utils import http_request, verify_rest_response
 
         body: dict[str, Any] = {
             "run_id": run_id,
             "metrics": [
-                {"key": key, "value": proto_json_number(value), "timestamp": timestamp, "step": step}
+                {"key": key, "value": encode_number(value, PROTOBUF), "timestamp": timestamp, "step": step}
                 for key, value, timestamp, step in metrics
             ],
         }

@@ -26,6 +26,7 @@ from unitrack.capture.graph import GRAPH_ARTIFACT
 from unitrack.events import ERROR, HISTOGRAM, REWIND, Event, MetricEvent, ParamsEvent, RecordEvent, SystemEvent
 from unitrack.failure import failure_line
 from unitrack.store.fsio import read_json
+from unitrack.store.layout import RunPaths
 
 if TYPE_CHECKING:
     from unitrack.config import Config
@@ -79,8 +80,9 @@ class TensorBoardBackend(Backend):
         self._start_time = run.start_time
         self._run = run
         if reopened:  # what was written before the crash: the hparams at close need it all
-            self._params = read_json(run.run_dir / "params.json", {}) or {}
-            summary = (read_json(run.run_dir / "summary.json", {}) or {}).get("metrics", {})
+            paths = RunPaths(run.run_dir)
+            self._params = read_json(paths.params_json, {}) or {}
+            summary = (read_json(paths.summary_json, {}) or {}).get("metrics", {})
             self._metric_tags = {self._names(key) for key in summary}
         else:
             # the first START of a folder marks its beginning; a later one (a rewind) makes TensorBoard purge

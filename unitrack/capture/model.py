@@ -7,17 +7,18 @@ scheduler, the loss function and the data loader.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from typing import Any
+
+from unitrack.nonfinite import encode_number
 
 _SCALARS = (bool, int, float, str, type(None))
 
 
 def json_safe(value: Any, depth: int = 0) -> Any:
     """A JSON-ready copy of settings values: tuples become lists, tensors numbers, others text."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
+    if isinstance(value, float):
+        return encode_number(value)
     if isinstance(value, _SCALARS):
         return value
     if depth < 4 and isinstance(value, (list, tuple)):

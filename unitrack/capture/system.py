@@ -10,10 +10,12 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from unitrack.capture.gpu import gpu_sample, report_once
-from unitrack.config import MonitoringConfig
+
+if TYPE_CHECKING:  # capture depends on no config at run time: config validation imports the backends, which use capture
+    from unitrack.config import MonitoringConfig
 
 Sample = dict[str, float]
 

@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from unitrack.checkpoint.crypto import DEFAULT_KEY_ENV
-from unitrack.checkpoint.registry import REGISTRY_FILE, CheckpointInfo
-from unitrack.store.fsio import read_json
+from unitrack.checkpoint.registry import read_registry
 
 
 @dataclass
@@ -28,15 +27,13 @@ class CheckpointReport:
 
 
 def audit_run(run_dir: Path, key_env: str = DEFAULT_KEY_ENV) -> list[CheckpointReport]:
-    """Verify every checkpoint listed in ``<run_dir>/checkpoints.json`` (none listed: an empty list).
+    """Verify every checkpoint the run's registry lists (none listed: an empty list).
 
     Encrypted checkpoints are decrypted with the key in ``$key_env``."""
     from unitrack.checkpoint.locations import audit_info
 
-    registry = read_json(run_dir / REGISTRY_FILE, {}) or {}
     reports = []
-    for entry in registry.get("checkpoints", []):
-        info = CheckpointInfo.from_dict(entry)
+    for info in read_registry(run_dir).checkpoints:
         problems, algorithm = audit_info(info, key_env)
         reports.append(CheckpointReport(run_dir.name, info.name, info.location, problems, algorithm))
     return reports

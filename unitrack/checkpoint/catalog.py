@@ -8,29 +8,15 @@ stay the checkpoint package's business.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from unitrack.checkpoint.registry import REGISTRY_FILE, CheckpointInfo
-from unitrack.checkpoint.storage import SHARDED_LAYOUT
+from unitrack.checkpoint.registry import CheckpointInfo, read_registry
+from unitrack.checkpoint.storage import MANIFEST, SHARDED_LAYOUT
 from unitrack.store.fsio import atomic_write_json, read_json
-
-MANIFEST_FILE = "manifest.json"  # written last by a save: a folder without it is no finished checkpoint
-
-
-def _registry(run_dir: Path) -> dict[str, Any]:
-    return read_json(Path(run_dir) / REGISTRY_FILE, {}) or {}
 
 
 def run_checkpoints(run_dir: Path) -> list[CheckpointInfo]:
     """The run's kept checkpoints whose folder is still there, oldest first, the best one marked."""
-    data = _registry(run_dir)
-    found = []
-    for entry in data.get("checkpoints", []):
-        info = CheckpointInfo.from_dict(entry)
-        info.is_best = info.name == data.get("best")
-        if is_unitrack_checkpoint(info.path):
-            found.append(info)
-    return found
+    return [info for info in read_registry(run_dir).checkpoints if is_unitrack_checkpoint(info.path)]
 
 
 def best_checkpoint(run_dir: Path) -> CheckpointInfo | None:
@@ -41,24 +27,24 @@ def best_checkpoint(run_dir: Path) -> CheckpointInfo | None:
 
 
 def is_unitrack_checkpoint(folder: Path) -> bool:
-    """True for a folder a save finished (it holds the manifest): the only kind ``clean`` deletes."""
-    return (Path(folder) / MANIFEST_FILE).is_file()
+    """True for a folder a save finished (it holds the manifest, written last): the only kind ``clean`` deletes."""
+    return (Path(folder) / MANIFEST).is_file()
 
 
 def is_sharded_checkpoint(folder: Path) -> bool:
     """True for a finished checkpoint whose manifest says it holds DCP shards (see ``sharded``)."""
-    manifest = read_json(Path(folder) / MANIFEST_FILE, None)
+    manifest = read_json(Path(folder) / MANIFEST, None)
     return isinstance(manifest, dict) and manifest.get("layout") == SHARDED_LAYOUT
 
 
 def forget_checkpoints(run_dir: Path, names: set[str]) -> None:
     """Drop ``names`` from the registry after their folders were deleted (by ``clean``)."""
-    path = Path(run_dir) / REGISTRY_FILE
-    data = _registry(run_dir)
-    if not data:
+    registry = read_registry(run_dir)
+    if not registry.data:
         return
+    data = dict(registry.data)
     data["checkpoints"] = [e for e in data.get("checkpoints", []) if e.get("name") not in names]
     if data.get("best") in names:
         data["best"] = None
-    atomic_write_json(path, data)
+    atomic_write_json(registry.path, data)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import shutil
 import time
@@ -25,7 +24,7 @@ from typing import Any
 from unitrack.checkpoint.crypto import load_key
 from unitrack.checkpoint.errors import CheckpointCorruptError, CheckpointNotFoundError, CheckpointSaveError
 from unitrack.checkpoint.locations import delete_info, read_info, s3_client
-from unitrack.checkpoint.registry import REGISTRY_FILE, CheckpointInfo, Registry, RetentionPolicy, fallback_order
+from unitrack.checkpoint.registry import CheckpointInfo, Registry, RetentionPolicy, fallback_order
 from unitrack.checkpoint.s3 import S3Location, is_s3
 from unitrack.checkpoint.storage import MANIFEST, STATE_JSON, manifest_checksum, remove_temporaries
 from unitrack.events import (
@@ -39,6 +38,8 @@ from unitrack.events import (
     RewindData,
 )
 from unitrack.goals import lower_is_better
+from unitrack.nonfinite import encode_number
+from unitrack.store.layout import RunPaths
 
 log = logging.getLogger("unitrack")
 
@@ -59,7 +60,7 @@ def checkpoint_folder(run_dir: Path, run_id: str, checkpoint_dir: str | None) ->
     """Where a run's checkpoints go: ``<checkpoint_dir>/<run id>`` or ``<run folder>/checkpoints``
     (also the staging folder of checkpoints bound for object storage)."""
     if checkpoint_dir is None or is_s3(checkpoint_dir):
-        return run_dir / "checkpoints"
+        return RunPaths(run_dir).checkpoints
     return Path(checkpoint_dir).expanduser().absolute() / run_id
 
 
@@ -76,7 +77,7 @@ class CheckpointManager:
         self.owner = owner
         self.directory = checkpoint_folder(run_dir, run_id, settings.checkpoint_dir)
         self.remote = S3Location.parse(settings.checkpoint_dir).child(run_id) if is_s3(settings.checkpoint_dir) else None
-        self.registry = Registry(run_dir / REGISTRY_FILE, policy_from(settings))
+        self.registry = Registry(run_dir, policy_from(settings))
         self._emit = emit
         self._config_hash = config_hash
         self._executor: ThreadPoolExecutor | None = None
@@ -168,7 +169,7 @@ class CheckpointManager:
             time=stamp,
             url=None if self.remote is None else str(self.remote.child(name)),
         )
-        header = {"epoch": info.epoch, "step": info.step, "metrics": {k: _json_safe(v) for k, v in values.items()},
+        header = {"epoch": info.epoch, "step": info.step, "metrics": {k: encode_number(v) for k, v in values.items()},
                   "is_best": info.marked_best, "config_hash": self._config_hash, "time": info.time}
         if group is not None:
             return self._save_sharded(info, header, group, model, optimizer, scheduler, scaler, extra)
@@ -254,7 +255,7 @@ class CheckpointManager:
             path=str(info.path),
             epoch=info.epoch,
             step=info.step,
-            metrics={k: _json_safe(v) for k, v in info.metrics.items()},
+            metrics={k: encode_number(v) for k, v in info.metrics.items()},
             is_best=info.is_best,
             aliases=aliases,
             sha256=info.sha256,
@@ -439,9 +440,5 @@ def _as_float(key: str, value: Any) -> float:
         return float(value.item() if hasattr(value, "item") else value)
     except (TypeError, ValueError):
         raise TypeError(f"checkpoint metric {key!r} must be a number, got {type(value).__name__}") from None
-
-
-def _json_safe(value: float) -> Any:
-    return value if math.isfinite(value) else repr(value)
 
 

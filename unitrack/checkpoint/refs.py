@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from unitrack.checkpoint.errors import CheckpointNotFoundError
-from unitrack.checkpoint.registry import REGISTRY_FILE, CheckpointInfo, RetentionPolicy, fallback_order
+from unitrack.checkpoint.registry import fallback_order, read_registry
 
 CHECKPOINTS_ARTIFACT = "checkpoints"  # where the MLflow backend mirrors checkpoints in a run's artifacts
 BEST_TAG = "unitrack.best_checkpoint"
@@ -98,25 +98,16 @@ def _pick(candidates: list[Candidate], best: Candidate | None, which: str | int,
 
 def _store_run(text: str, store: str | Path | None) -> Resolved:
     from unitrack.checkpoint.locations import s3_client
-    from unitrack.cli.common import open_store
-    from unitrack.store.fsio import read_json
+    from unitrack.store.runs import open_store
 
     run, which = split_selector(text)
     run_dir = open_store(None if store is None else Path(store)).resolve(run).root
-    data = read_json(run_dir / REGISTRY_FILE, {}) or {}
-    policy = RetentionPolicy(monitor=data.get("monitor"), mode=data.get("mode") or "min")
-    infos = [CheckpointInfo.from_dict(e) for e in data.get("checkpoints", [])]
-    for info in infos:
-        info.score = policy.score(info.metrics)
-    best_info = next((i for i in infos if i.name == data.get("best")), None)
-    candidates = []
-    for info in infos:
-        if info.url is not None:
-            fetch = _s3_fetch(info.url, s3_client())
-        else:
-            fetch = _local(info.path)
+    candidates, best = [], None
+    for info in read_registry(run_dir).checkpoints:
+        fetch = _s3_fetch(info.url, s3_client()) if info.url is not None else _local(info.path)
         candidates.append(Candidate(info.name, info.location, info.step, fetch, info.sha256))
-    best = next((c for c in candidates if best_info is not None and c.name == best_info.name), None)
+        if info.is_best:
+            best = candidates[-1]
     return _pick(candidates, best, which, f"run {run_dir.name}")
 
 
@@ -157,10 +148,10 @@ def _s3_fetch(url: str, s3: Any) -> Fetch:
 def _mlflow(text: str) -> Resolved:
     import os
 
-    from unitrack.readers.mlflow import parse_ref
+    from unitrack.names import parse_mlflow_ref
 
     base, which = split_selector(text)
-    uri, run = parse_ref(base)
+    uri, run = parse_mlflow_ref(base)
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     from mlflow.tracking import MlflowClient
 

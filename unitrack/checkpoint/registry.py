@@ -1,9 +1,13 @@
-"""The run's checkpoint registry (``<run folder>/checkpoints.json``) and the retention policies.
+"""The run's checkpoint registry (``RunPaths.checkpoint_registry``) and the retention policies.
 
 The registry lists every kept checkpoint with its epoch, step, metrics, score and manifest
 checksum. It is rewritten atomically after each change and read back by a resumed run, so
 "the best k" and "the last N" survive restarts. Retention is a union of small policies; the
 best, the last and any checkpoint a run resumed from are always kept.
+
+:func:`read_registry` is the one reader of that file: the tracker's :class:`Registry`, the
+catalog of tools that hold no tracker (``clean``, ``rollback``, ``delta``, the dashboard),
+``verify`` and restoring from a store all read it through there.
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from unitrack.nonfinite import encode_number
 from unitrack.store.fsio import atomic_write_json, read_json
+from unitrack.store.layout import RunPaths
 
-REGISTRY_FILE = "checkpoints.json"
 REGISTRY_FORMAT = 1
 
 
@@ -50,8 +55,8 @@ class CheckpointInfo:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["path"] = str(self.path)
-        data["metrics"] = {k: _json_number(v) for k, v in self.metrics.items()}
-        data["score"] = _json_number(self.score)
+        data["metrics"] = {k: encode_number(v) for k, v in self.metrics.items()}
+        data["score"] = None if self.score is None else encode_number(self.score)
         data.pop("is_best")
         if self.url is None:
             data.pop("url")
@@ -74,12 +79,6 @@ class CheckpointInfo:
 
     def __fspath__(self) -> str:
         return str(self.path)
-
-
-def _json_number(value: float | None) -> Any:
-    if value is None or math.isfinite(value):
-        return value
-    return repr(value)
 
 
 def _number(value: Any) -> float:
@@ -152,16 +151,48 @@ def fallback_order(newest_first: list[Any], best: Any, which: str) -> list[Any]:
     return newest_first
 
 
+@dataclass(frozen=True)
+class RegistryFile:
+    """A run's registry file as read (``data`` is {} when there is none)."""
+
+    path: Path
+    data: dict[str, Any]
+
+    @property
+    def best(self) -> str | None:
+        """The name of the checkpoint the file records as best."""
+        return self.data.get("best")
+
+    @property
+    def checkpoints(self) -> list[CheckpointInfo]:
+        """The listed checkpoints, oldest first; the one recorded as best has ``is_best`` set."""
+        infos = [CheckpointInfo.from_dict(entry) for entry in self.data.get("checkpoints", [])]
+        for info in infos:
+            info.is_best = info.name == self.best
+        return infos
+
+    @property
+    def resumed_from(self) -> list[str]:
+        return list(self.data.get("resumed_from", []))
+
+
+def read_registry(run_dir: Path) -> RegistryFile:
+    """The registry of the run in ``run_dir``."""
+    path = RunPaths(Path(run_dir)).checkpoint_registry
+    data = read_json(path, {})
+    return RegistryFile(path, data if isinstance(data, dict) else {})
+
+
 class Registry:
     """The persisted list of a run's kept checkpoints, oldest first; thread-safe."""
 
-    def __init__(self, path: Path, policy: RetentionPolicy) -> None:
-        self.path = path
+    def __init__(self, run_dir: Path, policy: RetentionPolicy) -> None:
+        stored = read_registry(run_dir)
+        self.path = stored.path
         self.policy = policy
         self.lock = threading.RLock()
-        data = read_json(path, {}) or {}
-        self.entries: list[CheckpointInfo] = [CheckpointInfo.from_dict(e) for e in data.get("checkpoints", [])]
-        self.resumed_from: list[str] = list(data.get("resumed_from", []))
+        self.entries: list[CheckpointInfo] = stored.checkpoints
+        self.resumed_from: list[str] = stored.resumed_from
         for entry in self.entries:  # a policy changed between runs re-scores what was kept
             if policy.monitor is not None:
                 entry.score = policy.score(entry.metrics)

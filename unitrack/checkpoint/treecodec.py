@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from unitrack.checkpoint.errors import CheckpointError
+from unitrack.nonfinite import encode_number
 
 _TENSOR, _NDARRAY, _TUPLE, _ITEMS, _FLOAT = "__tensor__", "__ndarray__", "__tuple__", "__items__", "__float__"
 
@@ -24,7 +25,7 @@ def encode(value: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
-        return value if math.isfinite(value) else {_FLOAT: repr(value)}
+        return value if math.isfinite(value) else {_FLOAT: encode_number(value)}
     if isinstance(value, torch.Tensor):
         tensors[prefix] = value.detach()
         return {_TENSOR: prefix}

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from unitrack.nonfinite import encode_number, json_safe
 from unitrack.store.layout import DEFAULT_STORE_DIR, STORE_ENV
 
 # a str, not a Path: typer coerces a Path through pydantic, which costs ~0.15 s of start-up
@@ -33,18 +34,11 @@ STATUS_STYLES = {
 }
 
 
-def store_path(store: str | Path | None) -> Path:
-    return Path(store) if store is not None else Path(os.environ.get(STORE_ENV) or DEFAULT_STORE_DIR)
-
-
 def open_store(store: str | Path | None, must_exist: bool = True) -> Any:
-    from unitrack.errors import StoreError
-    from unitrack.store.runs import RunStore
+    """:func:`unitrack.store.runs.open_store`, imported when a command runs: ``--help`` stays fast."""
+    from unitrack.store.runs import open_store as open_run_store
 
-    path = store_path(store)
-    if must_exist and not path.exists():
-        raise StoreError(f"no unitrack store at {path} (use --store or ${STORE_ENV})")
-    return RunStore(path)
+    return open_run_store(store, must_exist)
 
 
 def import_numpy_one_blas_thread() -> None:
@@ -88,19 +82,6 @@ def cli_errors() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
-def json_safe(value: Any) -> Any:
-    """Data with non-finite floats as the strings "nan" / "inf" / "-inf" (strict JSON)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if value != value else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(json_safe(data), indent=2, sort_keys=False, allow_nan=False, default=str) + "\n")
 
@@ -130,9 +111,7 @@ def fmt_duration(seconds: float | None) -> str:
 
 def fmt_value(value: Any) -> str:
     if isinstance(value, float):
-        if not math.isfinite(value):
-            return str(value)
-        return f"{value:.6g}"
+        return f"{value:.6g}" if math.isfinite(value) else str(encode_number(value))
     if isinstance(value, (list, dict)):
         return json.dumps(value)
     return "-" if value is None else str(value)

@@ -12,7 +12,7 @@ import json
 import math
 from typing import IO, TYPE_CHECKING, Any
 
-from unitrack.cli.common import json_safe
+from unitrack.nonfinite import encode_number, json_safe
 
 if TYPE_CHECKING:
     from unitrack.readers.view import RunView
@@ -60,7 +60,7 @@ def _numbers(values: Any, ints: bool) -> list[str]:
         return [str(int(v)) for v in values.tolist()]
     if bool(np.isfinite(values).all()):
         return list(map(repr, values.tolist()))
-    return [repr(v) if math.isfinite(v) else json.dumps(json_safe(v)) for v in values.tolist()]
+    return [repr(v) if math.isfinite(v) else json.dumps(encode_number(v)) for v in values.tolist()]
 
 
 def write_csv(view: RunView, handle: IO[str]) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from unitrack.cli.common import console, fmt_status, fmt_value
-from unitrack.cli.runs import headline_metrics
+from unitrack.goals import headline_metrics
 from unitrack.store.runs import RunStore
 
 STUDY_TAG = "optuna.study"

@@ -8,21 +8,11 @@ from typing import Any
 
 from unitrack.cli.common import console, fmt_duration, fmt_status, fmt_time, fmt_value, print_json
 from unitrack.failure import failure_line
+from unitrack.goals import headline_metrics
 from unitrack.store.history import delivery_gap
 from unitrack.store.runs import RunStore
 
 _TABLE_METRICS = 3
-
-
-def headline_metrics(metrics: dict[str, Any], count: int = _TABLE_METRICS) -> list[str]:
-    """The metrics a person looks at first: validation accuracy and loss, then other acc / loss."""
-
-    def rank(key: str) -> tuple[int, str]:
-        lowered = key.lower()
-        score = ("acc" in lowered or "loss" in lowered) + ("val" in lowered or "test" in lowered)
-        return (-score, key)
-
-    return sorted(metrics, key=rank)[:count]
 
 
 def find_runs(

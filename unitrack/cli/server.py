@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from unitrack.cli.common import StoreOption, cli_errors, store_path
+from unitrack.cli.common import StoreOption, cli_errors
+from unitrack.store.layout import store_path
 
 
 def server_command(

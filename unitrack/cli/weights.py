@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from unitrack.cli.common import JsonOption, StoreOption, cli_errors, open_store
+from unitrack.nonfinite import encode_number
 
 TABLE_ROWS = 30
 
@@ -98,7 +99,7 @@ def _sparsity(sparsity: tuple[float, float] | None) -> str:
 
 
 def _num(value: float) -> str:
-    return f"{value:.4g}" if math.isfinite(value) else str(value)
+    return f"{value:.4g}" if math.isfinite(value) else str(encode_number(value))
 
 
 def plot_command(

@@ -105,7 +105,7 @@ def register(app: typer.Typer) -> None:
             if as_json:
                 print_json({"dry_run": False, "remove": [r.to_dict() for r in plan], "bytes": freed})
             else:
-                typer.echo(f"removed {len(plan)} item(s), freed {_size(freed)}; audit: {runs_store.root / 'audit.jsonl'}")
+                typer.echo(f"removed {len(plan)} item(s), freed {_size(freed)}; audit: {runs_store.layout.audit}")
 
     @app.command("rerun")
     def rerun_command(

@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from unitrack.dispatch.worker import BackendWorker, DeliveryState, WorkerSettings
-from unitrack.dispatch.writer import Dispatcher, FlushRequest, QueueItem
+from unitrack.dispatch.writer import Dispatcher, FlushRequest, QueueItem, warn_undelivered
 
-__all__ = ["BackendWorker", "DeliveryState", "Dispatcher", "FlushRequest", "QueueItem", "WorkerSettings"]
+__all__ = ["BackendWorker", "DeliveryState", "Dispatcher", "FlushRequest", "QueueItem", "WorkerSettings", "warn_undelivered"]

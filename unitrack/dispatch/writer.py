@@ -274,3 +274,24 @@ class Dispatcher:
                 self.last_write_error,
             )
         time.sleep(0.05)
+
+
+def warn_undelivered(run_id: str, states: dict[str, dict[str, Any]]) -> None:
+    """At a run's close, say which backends it left out of sync (``Dispatcher.close``'s states) and what mends it."""
+    for backend, state in states.items():
+        if state.get("owed"):
+            log.warning(
+                "unitrack: backend %r still owes %d event(s) of run %s; `unitrack sync %s` delivers them",
+                backend,
+                state["owed"],
+                run_id,
+                run_id,
+            )
+        if state.get("skipped_events"):
+            log.warning(
+                "unitrack: backend %r refused %d event(s) of run %s for good: it is not in sync "
+                "(they are kept in the local store)",
+                backend,
+                state["skipped_events"],
+                run_id,
+            )

@@ -37,9 +37,6 @@ LAUNCH_ENV = (
     "SLURM_JOB_ID",
     "SLURM_STEP_ID",
 )
-RANKS_FOLDER = "ranks"
-RENDEZVOUS_FOLDER = "rendezvous"
-STATUS_FILE = "status.json"
 _POLL_S = 0.1
 _CLOCK_SLACK_S = 2.0
 
@@ -94,7 +91,7 @@ def rendezvous_for(store: RunStore, experiment: str, timeout: float) -> Rendezvo
     key = launch_key(experiment)
     kv = job_store()
     if kv is not None:
-        return StoreRendezvous(kv, key, timeout, RunPaths(store.root / RANKS_FOLDER / key))
+        return StoreRendezvous(kv, key, timeout, store.layout.launch_ranks(key))
     return FileRendezvous(store, key, timeout)
 
 
@@ -104,7 +101,7 @@ class FileRendezvous:
     def __init__(self, store: RunStore, key: str, timeout: float) -> None:
         self.store = store
         self.timeout = timeout
-        self.path = store.root / RENDEZVOUS_FOLDER / f"{key}.json"
+        self.path = store.layout.rendezvous(key)
 
     def publish(self, run_id: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -139,12 +136,12 @@ class FileRendezvous:
 
     def sender(self, rank: int) -> RankJournal:
         """This rank's own journal in rank 0's run folder (waits for rank 0's run id)."""
-        paths = RunPaths(self.store.layout.run(self.wait(rank)).root / RANKS_FOLDER / str(rank))
+        paths = self.store.layout.run(self.wait(rank)).rank(rank)
         paths.root.mkdir(parents=True, exist_ok=True)
         return RankJournal(paths)
 
     def receiver(self, ranks: Sequence[int], run_dir: Path) -> FileSource:
-        return FileSource(run_dir / RANKS_FOLDER, ranks)
+        return FileSource(RunPaths(run_dir), ranks)
 
 
 class RankJournal:
@@ -177,20 +174,20 @@ class RankJournal:
         """Close the journal, then say so: rank 0 waits for this file before its last merge."""
         if self._journal is not None:
             self._journal.close()
-        atomic_write_json(self.paths.root / STATUS_FILE, {"status": status, "time": time.time(), **fields})
+        atomic_write_json(self.paths.status_json, {"status": status, "time": time.time(), **fields})
 
 
 class FileSource:
     """Rank 0 tails each other rank's journal from where it stopped."""
 
-    def __init__(self, folder: Path, ranks: Sequence[int]) -> None:
-        self.folder = folder
+    def __init__(self, run: RunPaths, ranks: Sequence[int]) -> None:
+        self.run = run
         self._offsets = dict.fromkeys(ranks, 0)
 
     def read(self, rank: int) -> list[dict[str, Any]]:
-        chunk = read_journal(self.folder / str(rank) / "events.jsonl", self._offsets[rank])
+        chunk = read_journal(self.run.rank(rank).events, self._offsets[rank])
         self._offsets[rank] = chunk.end_offset
         return list(chunk.records)
 
     def closed(self, rank: int) -> bool:
-        return (self.folder / str(rank) / STATUS_FILE).exists()
+        return self.run.rank(rank).status_json.exists()

@@ -16,9 +16,10 @@ the step counter) is the tracker's own, the same on every rank.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,7 +27,7 @@ from unitrack.backends.base import Backend, RunInfo
 from unitrack.checkpoint.manager import CheckpointManager
 from unitrack.checkpoint.registry import CheckpointInfo
 from unitrack.config import Config, config_hash
-from unitrack.dispatch import BackendWorker, Dispatcher, QueueItem, WorkerSettings
+from unitrack.dispatch import BackendWorker, Dispatcher, QueueItem, WorkerSettings, warn_undelivered
 from unitrack.distributed.merge import RankMerger
 from unitrack.distributed.ranks import current_rank
 from unitrack.distributed.rendezvous import RankSink, rendezvous_for
@@ -35,6 +36,8 @@ from unitrack.store.layout import RunPaths
 from unitrack.store.runfile import RunFile
 from unitrack.store.runs import RunStore
 from unitrack.store.writer import RunWriter
+
+GIT_WAIT_S = 15.0  # how long the backends' opening of the run waits for the git capture
 
 
 class Role(Protocol):
@@ -77,13 +80,14 @@ class OwnerRole:
         paths: RunPaths,
         run_file: RunFile,
         remotes: Sequence[Backend],
-        run_info: Callable[[], RunInfo],
     ) -> None:
         self.config = config
         self.store = store
         self.paths = paths
+        self.run_file = run_file
+        self.git_done = threading.Event()  # set by the start-up capture once run.json holds the git state
         self.writer = RunWriter(store, paths, run_file)
-        workers = [BackendWorker(b, paths, run_info, WorkerSettings.from_config(config, b.name)) for b in remotes]
+        workers = [BackendWorker(b, paths, self.run_info, WorkerSettings.from_config(config, b.name)) for b in remotes]
         self.dispatcher = Dispatcher.from_config(paths, self.writer, workers, config.tracking)
         self.queue = self.dispatcher.queue
         self._checkpoints = CheckpointManager(paths.root, paths.run_id, config.checkpointing, self.record, config_hash(config))
@@ -100,6 +104,11 @@ class OwnerRole:
     @property
     def monitor_disk(self) -> Path:
         return self.store.root
+
+    def run_info(self) -> RunInfo:
+        """What backends are told when they open the run (after the git capture, waited for briefly)."""
+        self.git_done.wait(GIT_WAIT_S)
+        return RunInfo.from_run_json(self.run_dir, self.run_file.snapshot())
 
     def start(self, experiment: str) -> None:
         """Start writing; in a distributed job, publish the run and (``rank_policy: all``) merge the other ranks."""
@@ -140,6 +149,7 @@ class OwnerRole:
         self.queue.append(StatusEvent(UNNUMBERED, time.time(), status))
         states = self.dispatcher.close(max(0.0, deadline - time.monotonic()))
         self.writer.close(status, backends=states, **run_fields)
+        warn_undelivered(self.run_id, states)
         return states
 
 

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
-from typing import Any
 
-from unitrack.config import Config
+from unitrack.config import ConfigSource
 from unitrack.tracker import ExperimentTracker
-
-ConfigSource = Config | Mapping[str, Any] | str | os.PathLike[str] | None
 
 
 class TrackerOwner:

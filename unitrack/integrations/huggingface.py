@@ -16,7 +16,8 @@ from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from unitrack.integrations._owner import ConfigSource, TrackerOwner
+from unitrack.config import ConfigSource
+from unitrack.integrations._owner import TrackerOwner
 from unitrack.tracker import ExperimentTracker
 
 _SPLIT_PREFIXES = ("eval_", "test_")

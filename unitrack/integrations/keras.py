@@ -20,7 +20,8 @@ if "keras" not in sys.modules:
 
 import keras
 
-from unitrack.integrations._owner import ConfigSource, TrackerOwner, check_schedules
+from unitrack.config import ConfigSource
+from unitrack.integrations._owner import TrackerOwner, check_schedules
 from unitrack.tracker import ExperimentTracker
 
 

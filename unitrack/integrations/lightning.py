@@ -18,7 +18,8 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 
-from unitrack.integrations._owner import ConfigSource, TrackerOwner, check_schedules
+from unitrack.config import ConfigSource
+from unitrack.integrations._owner import TrackerOwner, check_schedules
 from unitrack.tracker import ExperimentTracker
 
 # Lightning's finalize() statuses; "success" comes after fit, validate and test alike

@@ -29,8 +29,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from unitrack.config import load_config
-from unitrack.integrations._owner import ConfigSource
+from unitrack.config import ConfigSource, load_config
 from unitrack.integrations.studies import StudyRecord, trial_entry
 from unitrack.tracker import ExperimentTracker
 

@@ -131,7 +131,7 @@ class ColumnarSeries:
 
 
 def _decode(value: Any) -> Any:
-    from unitrack.events import decode_number
+    from unitrack.nonfinite import decode_number
 
     return decode_number(value)
 

@@ -8,25 +8,12 @@ from typing import Any
 
 from unitrack.errors import RunNotFoundError
 from unitrack.failure import failure_from_line
+from unitrack.names import parse_mlflow_ref
 from unitrack.readers import RunView, register_reader
 from unitrack.readers.summary import make_record, parse_param, split_system
 from unitrack.store.history import drop_superseded
 
 STATUSES = {"FINISHED": "completed", "FAILED": "failed", "KILLED": "interrupted", "RUNNING": "running", "SCHEDULED": "running"}
-
-
-def parse_ref(ref: str) -> tuple[str | None, str]:
-    """(tracking URI, run id) of an ``mlflow...`` reference."""
-    scheme, _, rest = ref.partition(":")
-    transport = scheme.partition("+")[2] or "http"
-    if rest.startswith("//"):
-        host, _, run_id = rest[2:].rstrip("/").rpartition("/")
-        if not host or not run_id:
-            raise ValueError(f"{ref!r}: write mlflow://HOST:PORT/RUN_ID")
-        return f"{transport}://{host}", run_id
-    if not rest:
-        raise ValueError(f"{ref!r}: write mlflow:RUN_ID (with MLFLOW_TRACKING_URI set) or mlflow://HOST:PORT/RUN_ID")
-    return os.environ.get("MLFLOW_TRACKING_URI"), rest
 
 
 def read_mlflow_run(ref: str) -> RunView:
@@ -35,7 +22,7 @@ def read_mlflow_run(ref: str) -> RunView:
 
     from unitrack.backends.mlflow import ERROR_TAG  # here: the backend module imports mlflow itself
 
-    uri, run_id = parse_ref(ref)
+    uri, run_id = parse_mlflow_ref(ref)
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     client = MlflowClient(tracking_uri=uri)
     try:

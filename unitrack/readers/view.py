@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from unitrack.store.layout import RunPaths
+
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
@@ -229,7 +231,7 @@ class RunView:
         """Python, OS, packages, torch / CUDA, GPUs (``environment.json``), or {} when not recorded."""
         if self.path is not None:
             try:
-                data = json.loads((self.path / "environment.json").read_text(encoding="utf-8"))
+                data = json.loads(RunPaths(self.path).environment_json.read_text(encoding="utf-8"))
                 if isinstance(data, dict):
                     return data
             except (OSError, ValueError):
@@ -239,8 +241,8 @@ class RunView:
     @property
     def checkpoints(self) -> list[dict[str, Any]]:
         """The kept checkpoints, oldest first, as the run's registry lists them (``is_best`` marked)."""
-        if self.path is None or not (self.path / "checkpoints.json").exists():
-            return []
+        if self.path is None or not RunPaths(self.path).checkpoint_registry.exists():
+            return []  # no registry: the checkpoint package is not imported
         from unitrack.checkpoint.catalog import run_checkpoints
 
         return [{**info.to_dict(), "is_best": info.is_best} for info in run_checkpoints(self.path)]

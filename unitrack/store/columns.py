@@ -35,8 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from unitrack.events import ArtifactEvent, Event, MetricEvent, SystemEvent, decode_number
+from unitrack.events import ArtifactEvent, Event, MetricEvent, SystemEvent
+from unitrack.nonfinite import decode_number
 from unitrack.store.fsio import atomic_write_bytes, read_json
+from unitrack.store.layout import RunPaths
 
 FORMAT = 1
 _FINGERPRINT = 32  # journal bytes before ``offset`` kept in the index to notice a rewritten journal
@@ -110,7 +112,7 @@ class Pending:
 
 
 def history_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / "history"
+    return RunPaths(Path(run_dir)).history
 
 
 def empty_index() -> dict[str, Any]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from unitrack.events import decode_number
+from unitrack.nonfinite import decode_number
 
 SCHEMA_VERSION = 2  # 2: runs.error (the one-line reason a run failed)
 _BUSY_TIMEOUT_S = 60.0

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from unitrack.errors import RunNotFoundError, StoreError
-from unitrack.events import decode_number
 from unitrack.failure import failure_line
 from unitrack.names import is_run_id, new_run_id
+from unitrack.nonfinite import decode_number
 from unitrack.store.fsio import atomic_write_json, read_json
 from unitrack.store.index import IndexRow, RunIndex
-from unitrack.store.layout import RunPaths, StoreLayout
+from unitrack.store.layout import STORE_ENV, RunPaths, StoreLayout, store_path
 
 STATUSES = ("running", "completed", "failed", "interrupted", "pruned", "crashed")
 FINISHED_STATUSES = ("completed", "failed", "interrupted", "pruned", "crashed")
@@ -161,7 +161,7 @@ class RunStore:
             names = os.listdir(self.layout.runs)
         except FileNotFoundError:
             return []
-        return sorted(n for n in names if is_run_id(n) and (self.layout.runs / n / "run.json").exists())
+        return sorted(n for n in names if is_run_id(n) and self.layout.run(n).run_json.exists())
 
     def resolve(self, ref: str) -> RunPaths:
         """The run named by its id, an unambiguous prefix of it, or ``latest`` / ``latest~N``."""
@@ -287,3 +287,12 @@ class RunStore:
                 if effective_status(row.attributes, paths.heartbeat) != "running":
                     row.attributes["status"] = self._status(paths, read_json(paths.run_json, {}) or {})
         return rows
+
+
+def open_store(store: str | os.PathLike[str] | None, must_exist: bool = True) -> RunStore:
+    """The store at ``store`` (default: :func:`~unitrack.store.layout.store_path`'s); with ``must_exist``,
+    a clear error when there is none (a mistyped ``--store`` creates nothing)."""
+    path = store_path(store)
+    if must_exist and not path.exists():
+        raise StoreError(f"no unitrack store at {path} (use --store or ${STORE_ENV})")
+    return RunStore(path)

@@ -21,9 +21,8 @@ from unitrack.events import (
     RecordEvent,
     SystemEvent,
     TagsEvent,
-    decode_number,
-    encode_number,
 )
+from unitrack.nonfinite import decode_number, encode_number
 from unitrack.store.columns import HistoryWriter
 from unitrack.store.fsio import atomic_write_json, read_json
 from unitrack.store.history import metric_history

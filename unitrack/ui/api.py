@@ -17,8 +17,9 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from unitrack.cli.common import json_safe
 from unitrack.errors import RunNotFoundError
+from unitrack.nonfinite import json_safe
+from unitrack.store.layout import RunPaths
 from unitrack.ui.runs_table import RunsTable
 from unitrack.ui.source import RunSource
 
@@ -271,7 +272,7 @@ class Api:
     async def _tail(self, request: Request, root: Any) -> AsyncIterator[str]:
         from unitrack.store.journal import read_journal
 
-        journal = root / "events.jsonl"
+        journal = RunPaths(root).events
         offset = journal.stat().st_size if journal.exists() else 0
         yield f"event: hello\ndata: {json.dumps({'run_id': root.name})}\n\n"
         while not self.stopping.is_set():
@@ -290,7 +291,7 @@ class Api:
 
 
 def _live_message(records: list[dict[str, Any]]) -> tuple[dict[str, Any], bool]:
-    from unitrack.events import decode_number
+    from unitrack.nonfinite import decode_number
 
     metrics: dict[str, list[list[Any]]] = {}
     status = None

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from unitrack.ui.api import Api
-from unitrack.ui.guard import ACCESS_LOG, AccessLog, Guard
+from unitrack.ui.guard import AccessLog, Guard
 from unitrack.ui.source import RunSource
 
 STATIC = Path(__file__).parent / "static"
@@ -86,5 +86,5 @@ class Dashboard:
         api = Api(RunSource(store), self.stopping)
         routes = [Route("/", index), Route("/static/{name:path}", asset), *api.routes()]
         app = Starlette(routes=routes)
-        log = AccessLog(store.root / ACCESS_LOG) if self.access_log else None
+        log = AccessLog(store.layout.ui_access) if self.access_log else None
         return Guard(app, token=self.token, write_token=write_token, log=log, allowed_hosts=self.allowed_hosts)

@@ -26,7 +26,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-ACCESS_LOG = "ui-access.jsonl"
 _READS = ("GET", "HEAD")
 
 

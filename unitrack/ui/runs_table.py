@@ -154,7 +154,7 @@ class RunsTable:
 
     def columns(self, filter_text: str | None) -> dict[str, list[str]]:
         """Every param and metric key among the runs, and the ones worth showing first."""
-        from unitrack.cli.runs import headline_metrics
+        from unitrack.goals import headline_metrics
 
         runs = self.runs(filter_text)
         params: dict[str, set[str]] = {}

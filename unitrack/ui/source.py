@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from unitrack.errors import RunNotFoundError
 from unitrack.names import is_run_id
+from unitrack.store.layout import RunPaths
 
 if TYPE_CHECKING:
     import numpy as np
@@ -114,9 +115,10 @@ class RunSource:
 def _stamp(root: Path) -> tuple[int, ...]:
     """What changes when a run changes: its journal's size and time, and ``run.json``'s time."""
     stamp: list[int] = []
-    for name in ("events.jsonl", "run.json"):
+    paths = RunPaths(root)
+    for path in (paths.events, paths.run_json):
         try:
-            stat = (root / name).stat()
+            stat = path.stat()
             stamp += [stat.st_size, stat.st_mtime_ns]
         except FileNotFoundError:
             stamp += [0, 0]

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from unitrack.config import Config
 from unitrack.events import RecordSink
+from unitrack.store.artifacts import RunArtifacts
 from unitrack.weights.activations import ActivationWatcher
 from unitrack.weights.snapshots import SnapshotInfo, SnapshotWriter
 from unitrack.weights.watcher import WeightWatcher, snapshot_interval
 
+log = logging.getLogger("unitrack")
+
 PLOTS_ARTIFACT_DIR = "plots"
+SETTLE_WAIT_S = 15.0  # at finish, how long the plots wait for the snapshots and metrics still being written
 
 
 class WeightsSession:
@@ -97,3 +102,27 @@ def make_finish_plots(store: Any, run_id: str, artifacts_dir: Path) -> list[tupl
 
     folder = Path(artifacts_dir) / PLOTS_ARTIFACT_DIR
     return [(f"{PLOTS_ARTIFACT_DIR}/{path.name}", path) for path in plot_run(store, run_id, folder)]
+
+
+def finish_weights(
+    session: WeightsSession | None,
+    plots: bool,
+    settle: tuple[Callable[[float], bool], Callable[[float], bool]],
+    store: Any,
+    run_id: str,
+    artifacts: RunArtifacts,
+) -> None:
+    """At a run's finish: the final snapshot of watched weights, then (``plots``) the run's plots,
+    each announced as an artifact. ``settle`` holds the waits for what the plots read and is still
+    being written (the snapshots, the metrics), each called with a bound in seconds. A failure
+    here is a warning, never a failed finish."""
+    try:
+        if session is not None:
+            session.close()
+        if plots:
+            for wait in settle:
+                wait(SETTLE_WAIT_S)
+            for name, path in make_finish_plots(store, run_id, artifacts.folder):
+                artifacts.announce(name, path)
+    except Exception as exc:
+        log.warning("unitrack: weights at finish failed: %s: %s", type(exc).__name__, exc)

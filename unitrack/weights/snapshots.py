@@ -26,7 +26,7 @@ import numpy as np
 from unitrack.events import HISTOGRAM, SNAPSHOT, HistogramData, RecordSink, SnapshotData
 from unitrack.hashing import LEGACY_ALGORITHM, check_algorithm
 from unitrack.store.fsio import atomic_write_json
-from unitrack.store.layout import StoreLayout
+from unitrack.store.layout import RunPaths, StoreLayout
 from unitrack.weights.arrays import HostTensor, as_float, host_tensors
 from unitrack.weights.objects import ALGORITHM, GC_GRACE_S, collect_garbage, put_object
 from unitrack.weights.stats import histogram
@@ -34,7 +34,6 @@ from unitrack.weights.stats import histogram
 MANIFEST_FORMAT = 2  # 2 names its "algorithm"; 1 (earlier versions) meant SHA-256
 CHANGE_L2_METRIC = "weights/change_l2"
 CHANGE_RELATIVE_METRIC = "weights/change_relative"
-SNAPSHOTS_DIR = "snapshots"
 _TAG = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -56,7 +55,7 @@ def zero_count(array: np.ndarray, dtype: str) -> int:
 
 
 def snapshots_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / SNAPSHOTS_DIR
+    return RunPaths(Path(run_dir)).snapshots
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
@@ -239,7 +238,7 @@ def referenced_digests(store_root: Path) -> set[str]:
     """Every digest some run's snapshot manifest references."""
     digests: set[str] = set()
     runs = StoreLayout(Path(store_root)).runs
-    for manifest in runs.glob(f"*/{SNAPSHOTS_DIR}/*.json") if runs.exists() else []:
+    for manifest in (m for run in (runs.iterdir() if runs.exists() else ()) for m in RunPaths(run).snapshots.glob("*.json")):
         try:
             digests.update(entry["digest"] for entry in read_manifest(manifest)["tensors"].values())
         except (ValueError, KeyError, TypeError):

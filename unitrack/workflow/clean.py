@@ -24,7 +24,6 @@ from unitrack.events import CHECKPOINT_REMOVED, UNNUMBERED, RecordEvent
 from unitrack.store.runs import RunStore
 from unitrack.workflow.journal_append import append_to_run
 
-AUDIT_FILE = "audit.jsonl"
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _AGE_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _FAILED = ("failed", "crashed")
@@ -95,7 +94,7 @@ def select_runs(
 
 def _snapshot_removal(store: RunStore, run_id: str) -> Removal | None:
     """The run's weight snapshot manifests (its ``snapshots/`` folder), if it has any."""
-    path = store.layout.run(run_id).root / "snapshots"
+    path = store.layout.run(run_id).snapshots
     return Removal(run_id, "snapshots", path, folder_size(path)) if path.is_dir() else None
 
 
@@ -134,7 +133,7 @@ def plan_clean(store: RunStore, run_ids: list[str], checkpoints_only: bool = Fal
 
 def _audit(store: RunStore, removal: Removal) -> None:
     line = {"time": time.time(), "user": getpass.getuser(), "action": f"remove_{removal.what}", **removal.to_dict()}
-    with open(store.root / AUDIT_FILE, "a", encoding="utf-8") as handle:
+    with open(store.layout.audit, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(line) + "\n")
 
 

@@ -214,7 +214,7 @@ def _record_outcome(store: RunStore, run_id: str, command: list[str], run: _Exec
     end = run.end
     events: list[Event] = [
         *[SystemEvent(UNNUMBERED, t, v) for t, v in run.usage.samples],
-        ArtifactEvent(UNNUMBERED, end, OUTPUT_LOG, f"artifacts/{OUTPUT_LOG}", size, digest),
+        ArtifactEvent(UNNUMBERED, end, OUTPUT_LOG, target.relative_to(paths.root).as_posix(), size, digest),
         RecordEvent(UNNUMBERED, end, PROCESS, outcome),
         StatusEvent(UNNUMBERED, end, status),
     ]
