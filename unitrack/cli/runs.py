@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from unitrack.cli.common import console, fmt_duration, fmt_status, fmt_time, fmt_value, print_json
 from unitrack.failure import failure_line
 from unitrack.goals import headline_metrics
-from unitrack.store.history import delivery_gap
-from unitrack.store.runs import RunStore
+
+if TYPE_CHECKING:
+    from unitrack.store.runs import RunStore
 
 _TABLE_METRICS = 3
 
@@ -134,6 +135,8 @@ def show_run(store: RunStore, ref: str, as_json: bool) -> None:
         sizes = {a["name"]: f"{a['size']} bytes" if a.get("size") is not None else "" for a in data["artifacts"]}
         _print_mapping_table(out, "artifacts", sizes)
     if data["delivery"]:
+        from unitrack.store.history import delivery_gap  # the journal's reader: not for ls
+
         rows = {}
         for name, state in data["delivery"].items():
             if state["in_sync"]:
