@@ -30,7 +30,7 @@ demo: install
 # ruff (style, imports, likely bugs) and mypy (types, with the pydantic plugin) over the package,
 # configured in pyproject.toml; `make test` runs it first
 lint: install
-	$(VENV)/bin/ruff check unitrack
+	$(VENV)/bin/ruff check unitrack bench tests
 	$(VENV)/bin/mypy unitrack
 
 test: lint
