@@ -27,10 +27,10 @@ demo: install
 	@echo
 	@echo "See these runs in the dashboard: $(UT) ui   (it prints its URL and opens the browser; Ctrl-C stops it)"
 
-# ruff (style, imports, likely bugs) and mypy (types, with the pydantic plugin) over the package,
-# configured in pyproject.toml; `make test` runs it first
+# ruff (style, imports, likely bugs) over the package, its benchmarks and tests, and mypy (types,
+# with the pydantic plugin) over the package, configured in pyproject.toml; `make test` runs it first
 lint: install
-	$(VENV)/bin/ruff check unitrack
+	$(VENV)/bin/ruff check unitrack bench tests
 	$(VENV)/bin/mypy unitrack
 
 test: lint

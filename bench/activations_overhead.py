@@ -66,7 +66,7 @@ def main() -> None:
     between: list[float] = []  # every 10: the steps it does not sample
     with tempfile.TemporaryDirectory() as workdir:
         made = {name: make_setup(Path(workdir) / "store", every) for name, every in setups.items()}
-        for name, (train_step, _) in made.items():
+        for train_step, _ in made.values():
             for _ in range(20):  # warm-up
                 train_step()
         for _ in range(ROUNDS):

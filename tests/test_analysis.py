@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import random
-
 from typing import Any
 
 import pytest
 
 import unitrack as ut
+from tests.conftest import quiet_config
 from unitrack.analysis.bookkeeping import bookkeeping_reason, split_bookkeeping
 from unitrack.analysis.diffing import settings_diff
 from unitrack.analysis.explain import explain
 from unitrack.analysis.metrics import diverged_at
-from unitrack.goals import goal
 from unitrack.config import AnalysisConfig
+from unitrack.goals import goal
 from unitrack.store.runs import RunStore
-from tests.conftest import quiet_config
 
 
 def run(params: dict[str, Any], series: dict[str, list[float]]) -> str:
@@ -55,7 +54,7 @@ def test_metric_goals_and_divergence() -> None:
     assert goal("val/acc") == "max" and goal("train_loss") == "min" and goal("progress/throughput") is None
     points = [{"step": s, "value": v} for s, v in enumerate([1.0, 0.5, 0.4, 2.0, float("nan")])]
     assert diverged_at(points) == 3
-    assert diverged_at(points[:3] + [{"step": 3, "value": float("inf")}]) == 3  # non-finite, no climb before it
+    assert diverged_at([*points[:3], {"step": 3, "value": float("inf")}]) == 3  # non-finite, no climb before it
     # noisy minibatch losses that end near their low are not diverging, whatever a single batch did
     rng = random.Random(0)
     noisy = [{"step": s, "value": 2.0 * 0.97**s * rng.uniform(0.3, 1.7)} for s in range(100)]

@@ -126,10 +126,9 @@ def test_a_backend_that_cannot_start_warns_once_and_sync_delivers_it_later_exact
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")  # nobody listens there
     config = quiet_config(tracking={"use_mlflow": True, "retry_attempts": 1, "retry_max_wait": 0.1, "finish_timeout": 5})
-    with caplog.at_level(logging.WARNING, logger="unitrack"):
-        with ut.experiment_tracking("late", config) as tracker:
-            for step in range(50):
-                tracker.log_metrics({"loss": float(step)}, step=step)
+    with caplog.at_level(logging.WARNING, logger="unitrack"), ut.experiment_tracking("late", config) as tracker:
+        for step in range(50):
+            tracker.log_metrics({"loss": float(step)}, step=step)
     assert len([r for r in caplog.records if "could not start" in r.getMessage()]) == 1
 
     shown = json.loads(CliRunner().invoke(app, ["show", tracker.run_id, "--json"]).stdout)
@@ -197,10 +196,9 @@ def test_wandb_gets_logged_files_and_checkpoints_as_artifacts(tmp_path: Path) ->
 
 
 def test_tensorboard_gets_histograms_the_graph_hparams_status_and_honours_a_rewind(tmp_path: Path) -> None:
+    import torch
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import metadata, plugin_data_pb2
-
-    import torch
 
     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
     config = quiet_config(tracking={"use_tensorboard": True, "tensorboard_log_dir": str(tmp_path / "tb")})

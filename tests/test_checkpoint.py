@@ -51,7 +51,7 @@ def test_seed_003_snippet_restores_the_best_epoch_exactly() -> None:
         assert (epoch, step) == (1, 10)
         for key, value in model.state_dict().items():
             assert torch.equal(value, expected_weights[key]), key
-        for param, momentum in zip(model.parameters(), expected_momentum):
+        for param, momentum in zip(model.parameters(), expected_momentum, strict=True):
             assert torch.equal(optimizer.state[param]["momentum_buffer"], momentum)
         # max_checkpoints 2: the best (epoch 1) and the last (epoch 3) survive
         assert [c.epoch for c in tracker.list_checkpoints()] == [1, 3]
@@ -131,7 +131,7 @@ def test_flipped_byte_is_named_skipped_by_load_best_and_fails_verify() -> None:
 
         with pytest.warns(RuntimeWarning, match=rf"{best.name}.*tensor '3.bias' fails its BLAKE3"):
             assert tracker.load_best(make_model(1)) == (2, 2)  # the newest that verifies
-        with pytest.raises(ut.CheckpointCorruptError, match="3.bias"):
+        with pytest.raises(ut.CheckpointCorruptError, match=r"3\.bias"):
             tracker.load_checkpoint(best, make_model(1))
         with pytest.raises(ut.CheckpointCorruptError):
             tracker.load_checkpoint(best.path, make_model(1))
@@ -279,9 +279,8 @@ def test_a_background_failure_surfaces_on_the_next_call_or_as_a_warning(monkeypa
 
 
 def test_state_that_cannot_be_stored_without_pickle_is_a_clear_error() -> None:
-    with ut.experiment_tracking("pickle", config(async_save=False)) as tracker:
-        with pytest.raises(ut.CheckpointSaveError, match=r"extra/fn.*no pickles"):
-            tracker.save_checkpoint(make_model(), 0, 0, extra={"fn": lambda: 1})
+    with ut.experiment_tracking("pickle", config(async_save=False)) as tracker, pytest.raises(ut.CheckpointSaveError, match=r"extra/fn.*no pickles"):
+        tracker.save_checkpoint(make_model(), 0, 0, extra={"fn": lambda: 1})
 
 
 def test_extra_scheduler_scaler_and_rng_round_trip() -> None:
@@ -387,7 +386,7 @@ def test_encryption_key_errors_are_clear(monkeypatch: pytest.MonkeyPatch) -> Non
         data = bytearray(sealed.read_bytes())
         data[200] ^= 1
         sealed.write_bytes(bytes(data))
-        with pytest.raises(ut.CheckpointCorruptError, match="model.safetensors.enc: encrypted frame 0 fails authentication"):
+        with pytest.raises(ut.CheckpointCorruptError, match=r"model\.safetensors\.enc: encrypted frame 0 fails authentication"):
             tracker.load_checkpoint(info, make_model())
 
 

@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 import unitrack as ut
-from unitrack.cli.app import app
 from tests.conftest import quiet_config
+from unitrack.cli.app import app
 
 runner = CliRunner()
 

@@ -48,7 +48,7 @@ monitoring:
   log_gpu_usage: true
   log_memory_usage: true
   create_plots: true
-"""
+"""  # noqa: W293 (the seed as written, with its whitespace-only lines)
 
 
 def write(path: Path, text: str) -> Path:
@@ -140,7 +140,7 @@ def test_duplicate_key_is_an_error(tmp_path: Path) -> None:
 
 
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="config file not found: .*nope.yaml"):
+    with pytest.raises(ConfigError, match=r"config file not found: .*nope\.yaml"):
         load_config(tmp_path / "nope.yaml")
 
 
@@ -166,7 +166,7 @@ def test_extends_cycle_and_missing_base(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cycle"):
         load_config(tmp_path / "a.yaml")
     write(tmp_path / "c.yaml", "extends: missing.yaml\n")
-    with pytest.raises(ConfigError, match="missing.yaml .*extended by"):
+    with pytest.raises(ConfigError, match=r"missing\.yaml .*extended by"):
         load_config(tmp_path / "c.yaml")
 
 
@@ -211,7 +211,7 @@ def test_hash_ignores_key_order_and_store_but_not_values() -> None:
 
 
 def test_top_level_and_section_checkpoint_keys_conflict() -> None:
-    with pytest.raises(ConfigError, match="max_checkpoints.*both"):
+    with pytest.raises(ConfigError, match=r"max_checkpoints.*both"):
         load_config({"max_checkpoints": 3, "checkpointing": {"max_checkpoints": 4}})
 
 

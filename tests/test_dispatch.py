@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 import unitrack as ut
+from tests.conftest import PATIENCE_S, quiet_config, wait_until
 from unitrack.backends.base import Backend, Capabilities, PermanentBackendError, RunInfo
 from unitrack.events import ArtifactEvent, Event, MetricEvent, ParamsEvent, StatusEvent
 from unitrack.store.history import delivery_status
 from unitrack.store.runs import RunStore
-from tests.conftest import PATIENCE_S, quiet_config, wait_until
 
 # finish() returns as soon as every healthy backend caught up: a long finish_timeout costs nothing
 # there, and keeps a loaded machine from failing a test that means "everything is delivered"
@@ -178,9 +178,8 @@ def test_a_dead_backend_never_reaches_the_loop_and_what_it_owes_is_recorded(capl
 
 def test_a_backend_that_cannot_start_warns_once_and_the_run_goes_on(caplog: pytest.LogCaptureFixture) -> None:
     healthy = Recorder()
-    with caplog.at_level(logging.WARNING, logger="unitrack"):
-        with ut.experiment_tracking("exp", quiet_config(tracking=FAST_RETRIES), backends=[Unreachable(), healthy]) as tracker:
-            log_steps(tracker, 100)
+    with caplog.at_level(logging.WARNING, logger="unitrack"), ut.experiment_tracking("exp", quiet_config(tracking=FAST_RETRIES), backends=[Unreachable(), healthy]) as tracker:
+        log_steps(tracker, 100)
     warnings = [r.getMessage() for r in caplog.records if "could not start" in r.getMessage()]
     assert len(warnings) == 1 and "unreachable" in warnings[0] and "unitrack sync" in warnings[0]
     assert len(healthy.points("loss")) == 100
@@ -214,10 +213,9 @@ def test_a_permanently_rejected_batch_is_skipped_counted_and_not_in_sync(caplog:
     from unitrack.cli.app import app
 
     backend = Picky()
-    with caplog.at_level(logging.WARNING, logger="unitrack"):
-        with ut.experiment_tracking("exp", quiet_config(tracking=FAST_RETRIES), backends=[backend]) as tracker:
-            tracker.log_hyperparameters({"x": 1})
-            log_steps(tracker, 20)
+    with caplog.at_level(logging.WARNING, logger="unitrack"), ut.experiment_tracking("exp", quiet_config(tracking=FAST_RETRIES), backends=[backend]) as tracker:
+        tracker.log_hyperparameters({"x": 1})
+        log_steps(tracker, 20)
     run = json.loads((tracker.run_dir / "run.json").read_text())
     assert run["backends"]["picky"]["skipped_events"] == 1
     assert len(backend.points("loss")) == 20

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 import unitrack as ut
+from tests.conftest import quiet_config
 from unitrack.analysis import gather_evidence
 from unitrack.analysis.explain import explain
 from unitrack.config import AnalysisConfig
 from unitrack.store.runs import RunStore
-from tests.conftest import quiet_config
 
 API_KEY = "sk-ant-test-not-a-real-key-42"
 ANSWER = {
@@ -39,7 +39,7 @@ class MessagesServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 server.requests.append({"path": self.path, "headers": headers, "body": body.decode()})

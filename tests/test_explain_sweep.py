@@ -140,7 +140,7 @@ def test_a_study_run_through_the_optuna_callback_is_ranked_by_its_objective(stor
     pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
     assert (result["metric"], result["runs"]) == ("optuna/value", 24 - len(pruned))
     assert pruned and [s["why"] for s in result["skipped"]] == ["pruned"] * len(pruned)
-    assert [p["key"] for p in result["params"]][0] == "lr"
+    assert next(p["key"] for p in result["params"]) == "lr"
     assert {p["key"]: p["importance"] for p in result["params"]}["width"] < 0.05
     assert {"key": "optuna/trial", "reason": "name matches 'trial'"} in result["bookkeeping"]
 

@@ -56,7 +56,7 @@ def test_a_completed_run_has_no_error_and_finish_in_an_except_block_records_it()
     assert "error" not in json.loads((fine.run_dir / "run.json").read_text())
     tracker = ut.ExperimentTracker("exp", quiet_config())
     try:
-        {}["missing"]  # noqa: B018
+        {}["missing"]
     except KeyError:
         tracker.finish("failed")
     error = json.loads((tracker.run_dir / "run.json").read_text())["error"]

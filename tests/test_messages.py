@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 import unitrack as ut
 from tests.conftest import quiet_config
-from unitrack.cli.app import app
 from unitrack.checkpoint.errors import CheckpointNotFoundError
+from unitrack.cli.app import app
 
 
 def test_load_best_without_a_checkpoint_marked_best_says_so_and_how_to_mark_one() -> None:
@@ -30,9 +30,8 @@ def test_load_best_without_a_checkpoint_marked_best_says_so_and_how_to_mark_one(
 
 
 def test_load_best_before_any_save_says_none_was_saved() -> None:
-    with ut.experiment_tracking("exp", quiet_config()) as tracker:
-        with pytest.raises(CheckpointNotFoundError, match="no checkpoint has been saved"):
-            tracker.load_best(torch.nn.Linear(2, 2))
+    with ut.experiment_tracking("exp", quiet_config()) as tracker, pytest.raises(CheckpointNotFoundError, match="no checkpoint has been saved"):
+        tracker.load_best(torch.nn.Linear(2, 2))
 
 
 def test_delta_of_a_run_with_one_snapshot_says_there_is_nothing_to_compare() -> None:

@@ -30,7 +30,7 @@ def test_each_new_best_is_a_version_of_the_registered_model_with_its_aliases(tmp
     artifacts = _artifacts(tmp_path, tracker.run_id)
     registered = [a for a in artifacts if a["name"] == "digits"]
     assert len(registered) == 2  # the two new bests, not the worse checkpoint between them
-    for artifact, name in zip(registered, ["epoch0000-step00000000", "epoch0002-step00000002"]):
+    for artifact, name in zip(registered, ["epoch0000-step00000000", "epoch0002-step00000002"], strict=True):
         assert {name, "champion", "prod", "best"} <= set(artifact["aliases"])
     assert all(a["type"] == "model" for a in registered)
 

@@ -60,9 +60,8 @@ def test_progress_bar_draws_in_a_terminal() -> None:
 
 
 def test_progress_rejects_a_bad_total() -> None:
-    with ut.experiment_tracking("prog", quiet_config()) as tracker:
-        with pytest.raises(ValueError, match="total"):
-            tracker.progress(0)
+    with ut.experiment_tracking("prog", quiet_config()) as tracker, pytest.raises(ValueError, match="total"):
+        tracker.progress(0)
 
 
 def test_log_all_records_model_tags_and_result_as_a_finished_run(store_dir: Path) -> None:

@@ -98,7 +98,7 @@ def test_history_is_numpy_in_logged_order_with_non_finite_values() -> None:
     assert run.metric_keys == ["loss", "other"]
     steps, values, times = run.history("loss", with_time=True)
     assert times.dtype == np.float64 and np.all(np.diff(times) >= 0)
-    with pytest.raises(KeyError, match="'nope'.*loss"):
+    with pytest.raises(KeyError, match=r"'nope'.*loss"):
         run.history("nope")
 
 

@@ -108,9 +108,8 @@ def test_a_process_killed_mid_save_leaves_nothing_that_loads(tmp_path: Path) -> 
     leftovers = [p for p in folder.iterdir() if p.name.startswith(".tmp-")]
     assert len(leftovers) == 1 and (leftovers[0] / "model.safetensors").exists()
 
-    with ut.experiment_tracking("other", config()) as other:
-        with pytest.raises(ut.CheckpointCorruptError, match="manifest.json is missing"):
-            other.load_checkpoint(leftovers[0], torch.nn.Linear(64, 64))
+    with ut.experiment_tracking("other", config()) as other, pytest.raises(ut.CheckpointCorruptError, match=r"manifest\.json is missing"):
+        other.load_checkpoint(leftovers[0], torch.nn.Linear(64, 64))
     with ut.experiment_tracking("killed", config(), resume=run_id) as resumed:
         assert [c.step for c in resumed.list_checkpoints()] == [0]
         assert resumed.resumed_from.step == 0

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 import unitrack as ut
+from tests.conftest import journal, quiet_config, run_script, start_script
 from unitrack.errors import RunNotFoundError
 from unitrack.names import new_run_id
 from unitrack.store.history import metric_history
 from unitrack.store.journal import JournalWriter, iter_journal, last_record, read_journal
 from unitrack.store.runs import RunStore
-from tests.conftest import journal, quiet_config, run_script, start_script
 
 
 def test_run_ids_are_short_unique_and_sort_by_time() -> None:

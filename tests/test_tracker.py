@@ -13,8 +13,8 @@ import torch
 import torch.nn as nn
 
 import unitrack as ut
-from unitrack.store.runs import RunStore
 from tests.conftest import journal, metric_points, quiet_config, wait_until
+from unitrack.store.runs import RunStore
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -40,7 +40,7 @@ def test_seed_context_manager_pattern(setup, store_dir: Path) -> None:
     config = quiet_config()
     epochs = 2
     with ut.experiment_tracking("my_experiment", config) as tracker:
-        for epoch in range(epochs):
+        for epoch in range(epochs):  # noqa: B007 (the documented loop, as users write it)
             for step, batch in enumerate(loader):
                 loss = train_step(model, optimizer, batch)
                 tracker.log_metrics({"loss": loss}, step=step)
@@ -70,18 +70,16 @@ def test_seed_direct_tracker_pattern(setup, store_dir: Path) -> None:
 
 
 def test_exception_marks_failed_and_is_reraised(store_dir: Path) -> None:
-    with pytest.raises(ZeroDivisionError):
-        with ut.experiment_tracking("exp", quiet_config()) as tracker:
-            tracker.log_metrics({"loss": 1.0})
-            1 / 0
+    with pytest.raises(ZeroDivisionError), ut.experiment_tracking("exp", quiet_config()) as tracker:
+        tracker.log_metrics({"loss": 1.0})
+        1 / 0  # noqa: B018
     assert RunStore(store_dir).load(tracker.run_id).status == "failed"
     assert journal(tracker.run_dir)[-1] == {**journal(tracker.run_dir)[-1], "kind": "status", "status": "failed"}
 
 
 def test_ctrl_c_marks_interrupted(store_dir: Path) -> None:
-    with pytest.raises(KeyboardInterrupt):
-        with ut.experiment_tracking("exp", quiet_config()) as tracker:
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), ut.experiment_tracking("exp", quiet_config()) as tracker:
+        raise KeyboardInterrupt
     assert RunStore(store_dir).load(tracker.run_id).status == "interrupted"
 
 
@@ -115,7 +113,7 @@ def test_values_numpy_tensors_nan_inf_and_nesting() -> None:
                 "val": {"loss": 0.1, "acc": {"top1": 0.9}},
             }
         )
-    values = [e for e in journal(tracker.run_dir) if e["kind"] == "metric"][0]["values"]
+    values = next(e for e in journal(tracker.run_dir) if e["kind"] == "metric")["values"]
     assert values == {
         "py_float": 0.5, "py_int": 3, "flag": 1, "np_float": 1.5, "np_int": 7, "np_0d": 2.5,
         "tensor_0d": 4.25, "tensor_int": 9, "tensor_one": 0.75,
@@ -320,10 +318,9 @@ def test_monitor_switches_are_honoured() -> None:
 def test_queue_full_drop_policy_counts_and_warns(caplog: pytest.LogCaptureFixture, store_dir: Path) -> None:
     config = quiet_config(tracking={"queue_size": 100, "queue_full": "drop"})
     total = 50_000
-    with caplog.at_level(logging.WARNING, logger="unitrack"):
-        with ut.experiment_tracking("exp", config) as tracker:
-            for step in range(total):
-                tracker.log_metrics({"loss": 1.0}, step=step)
+    with caplog.at_level(logging.WARNING, logger="unitrack"), ut.experiment_tracking("exp", config) as tracker:
+        for step in range(total):
+            tracker.log_metrics({"loss": 1.0}, step=step)
     kept = len(metric_points(tracker.run_dir, "loss"))
     summary = json.loads((tracker.run_dir / "summary.json").read_text())
     assert summary["dropped_events"] > 0
@@ -352,7 +349,7 @@ def squash(x: torch.Tensor) -> torch.Tensor:
     return torch.tanh(x) * SCALE_FN(2.0)
 
 
-def SCALE_FN(value: float) -> float:  # noqa: N802 - reached only through another function
+def SCALE_FN(value: float) -> float:
     return value / 2
 
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.numpy import save_file
 
-from unitrack.weights.compare import compare_sources
 from unitrack.weights import kernel
+from unitrack.weights.compare import compare_sources
 from unitrack.weights.plugins import METRICS, register_metric
 from unitrack.weights.sources import ArraySource, file_source
 

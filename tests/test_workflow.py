@@ -13,11 +13,11 @@ import pytest
 from typer.testing import CliRunner
 
 import unitrack as ut
-from unitrack.cli.app import app
-from unitrack.store.runs import RunStore
+from tests.conftest import journal, quiet_config
 from unitrack.checkpoint.catalog import best_checkpoint, run_checkpoints
 from unitrack.checkpoint.registry import CheckpointInfo
-from tests.conftest import journal, quiet_config
+from unitrack.cli.app import app
+from unitrack.store.runs import RunStore
 
 runner = CliRunner()
 

@@ -15,9 +15,9 @@ from unitrack.readers import read_run
 from unitrack.store.runs import RunStore
 
 pytest.importorskip("lightning")
-import lightning.pytorch as pl  # noqa: E402
+import lightning.pytorch as pl
 
-from unitrack.integrations.lightning import UnitrackCheckpoint, UnitrackLogger  # noqa: E402
+from unitrack.integrations.lightning import UnitrackCheckpoint, UnitrackLogger
 
 
 class TinyRegressor(pl.LightningModule):
@@ -134,7 +134,7 @@ def test_checkpoints_go_to_the_registry_and_snapshots_follow_the_schedule(tmp_pa
     assert best is not None and best.metrics["val/loss"] == min(c.metrics["val/loss"] for c in kept)
     restored = TinyRegressor()
     assert tracker.load_checkpoint("last", restored) == (3, 16)
-    for mine, theirs in zip(restored.parameters(), model.parameters()):
+    for mine, theirs in zip(restored.parameters(), model.parameters(), strict=True):
         assert torch.equal(mine, theirs)
     logger.finish()
     snapshots = [e for e in journal(tracker.run_dir) if e["kind"] == "snapshot"]
