@@ -23,7 +23,7 @@ from unitrack.errors import ConfigError
 from unitrack.redact import redact_mapping
 from unitrack.store.layout import DEFAULT_STORE_DIR, ENV_PREFIX, STORE_ENV  # re-exported: config.STORE_ENV
 
-# the built-ins' seed-003 switches (use_mlflow: true...); any registered backend may be listed instead
+# the built-ins' on/off switches of the first config format (use_mlflow: true...); any registered backend may be listed instead
 SWITCHED_BACKENDS: tuple[str, ...] = ("mlflow", "wandb", "tensorboard")
 
 # The flat "basic" layout puts these at the top level; they belong to `checkpointing`.
@@ -44,9 +44,9 @@ class TrackingConfig(_Section):
         description="Backends to use, e.g. [local, mlflow]: 'local' (always on), a built-in, or one registered "
         "under the entry-point group unitrack.backends.",
     )
-    use_mlflow: bool | None = Field(None, description="Seed-003 switch for MLflow (same as listing it).")
-    use_wandb: bool | None = Field(None, description="Seed-003 switch for Weights & Biases.")
-    use_tensorboard: bool | None = Field(None, description="Seed-003 switch for TensorBoard.")
+    use_mlflow: bool | None = Field(None, description="On/off switch for MLflow, as in the first config format (same as listing it).")
+    use_wandb: bool | None = Field(None, description="On/off switch for Weights & Biases, as in the first config format.")
+    use_tensorboard: bool | None = Field(None, description="On/off switch for TensorBoard, as in the first config format.")
 
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow tracking URI; default: MLFLOW_TRACKING_URI, then MLflow's own default."
