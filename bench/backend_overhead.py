@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -127,9 +126,7 @@ def main() -> None:
         os.environ[SERVER_ENV] = server.uri
         for name in args.only or list(CONTENDERS):
             steps = min(args.steps, args.mlflow_sync_steps) if name == "mlflow-sync" else args.steps
-            print(f"running {name} ({steps} steps) ...", file=sys.stderr, flush=True)
             results[name] = run_contender("bench.backend_overhead", name, "--steps", str(steps), timeout=1800)
-            print(json.dumps(results[name]), file=sys.stderr, flush=True)
     shutil.rmtree(server_dir, ignore_errors=True)
     text = report(results, args)
     print(text)

@@ -35,7 +35,9 @@ def latency_stats(samples_ns: Sequence[int]) -> dict[str, float]:
 
 
 def run_contender(module: str, name: str, *args: str, timeout: float = 900) -> dict[str, Any]:
-    """Run one contender in a fresh interpreter; its last stdout line is its JSON result."""
+    """Run one contender in a fresh interpreter; its last stdout line is its JSON result. Progress
+    (its name, then that result) goes to stderr, so a long bench shows where it is."""
+    print(f"running {name} {' '.join(args)} ...", file=sys.stderr, flush=True)
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", module, "--contender", name, *args],
@@ -45,10 +47,12 @@ def run_contender(module: str, name: str, *args: str, timeout: float = 900) -> d
         cwd=ROOT,
     )
     if done.returncode != 0:
-        return {"name": name, "error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    result.setdefault("name", name)
-    result["wall_s"] = time.perf_counter() - started
+        result: dict[str, Any] = {"name": name, "error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
+    else:
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        result.setdefault("name", name)
+        result["wall_s"] = time.perf_counter() - started
+    print(json.dumps(result), file=sys.stderr, flush=True)
     return result
 
 

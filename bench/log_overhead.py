@@ -222,7 +222,6 @@ def main() -> None:
     steps_for = {"mlflow-sync": min(args.steps, args.mlflow_sync_steps), "mlflow-async": min(args.steps, args.mlflow_async_steps)}
     results = []
     for name in args.only or list(CONTENDERS):
-        print(f"running {name} ...", file=sys.stderr, flush=True)
         results.append(run_contender("bench.log_overhead", name, "--steps", str(steps_for.get(name, args.steps))))
     text = report(results, startup_costs(), args)
     print(text)

@@ -167,10 +167,8 @@ def main() -> None:
         print("warming the server up ...", file=sys.stderr, flush=True)
         post_raw(stack.env["MLFLOW_TRACKING_URI"], "bench-warm-up", 20_000, args.workers)
         for name in args.only or ["unitrack-mlflow", "server-floor", "mlflow-async", *CHECKPOINT_CONTENDERS]:
-            print(f"running {name} ...", file=sys.stderr, flush=True)
             module = "bench.team_stack" if name in {**CHECKPOINT_CONTENDERS, **RAW_CONTENDERS} else "bench.backend_overhead"
             results[name] = run_contender(module, name, "--steps", str(args.steps), timeout=1800)
-            print(json.dumps(results[name]), file=sys.stderr, flush=True)
     finally:
         stack.stop()
         shutil.rmtree(data, ignore_errors=True)

@@ -330,7 +330,6 @@ def main() -> None:
         results[name] = run_contender("bench.weight_delta", name, "--workdir", str(args.workdir))
         if "error" in results[name]:
             raise SystemExit(f"{name} failed: {results[name]['error']}")
-        print(name, {k: v for k, v in results[name].items() if k != "name"}, flush=True)
     text = report(results, load)
     print(text)
     if args.write_doc:
