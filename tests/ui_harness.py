@@ -213,7 +213,8 @@ def screenshot_pages(driver: Any, url: str, ids: dict[str, str], out: Path) -> l
         driver.get(url + route)
         driver.refresh()  # a fresh page per route: the ready flags start unset
         wait_for(driver, ready)
-        time.sleep(0.3)  # let the last canvas paint
+        # two animation frames: the page has painted what it drew when its ready flag was set
+        driver.execute_async_script("requestAnimationFrame(() => requestAnimationFrame(arguments[0]))")
         path = out / name
         driver.save_screenshot(str(path))
         shots.append(path)
